@@ -1,0 +1,26 @@
+"""Every topic name in one place. A deployment may prefix them (``topic_prefix``)."""
+
+from __future__ import annotations
+
+RAW_POSTS = "posts.raw"
+ASSESSED_POSTS = "posts.assessed"
+TICKET_EVENTS = "tickets.events"
+DEAD_LETTER = "deadletter"
+
+ALL = (RAW_POSTS, ASSESSED_POSTS, TICKET_EVENTS, DEAD_LETTER)
+
+# Partitions per topic when the transport creates them. Posts are keyed by
+# post id, ticket events by ticket id, so order per key is kept.
+PARTITIONS = {RAW_POSTS: 3, ASSESSED_POSTS: 3, TICKET_EVENTS: 1, DEAD_LETTER: 1}
+
+# Dead-letter messages carry the original bytes as the value and these headers.
+DLQ_REASON = "yuqing.dlq.reason"
+DLQ_TOPIC = "yuqing.dlq.topic"
+DLQ_PARTITION = "yuqing.dlq.partition"
+DLQ_OFFSET = "yuqing.dlq.offset"
+DLQ_STAGE = "yuqing.dlq.stage"
+DLQ_AT = "yuqing.dlq.at"
+
+
+def qualified(name: str, prefix: str = "yuqing.") -> str:
+    return f"{prefix}{name}"

@@ -1,0 +1,137 @@
+"""System settings: ``config/settings.yaml``, overridable from the environment.
+
+The config directory is ``$YUQING_CONFIG_DIR`` or ``./config``. Paths in
+settings are relative to ``data_dir`` (``$YUQING_DATA_DIR`` or ``./var``).
+Environment overrides exist for what differs between a laptop, a test and
+production (transport, store URL, Kafka address); everything else is YAML.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from yuqing.configfile import load_model
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "localhost:9092"
+    session_timeout_ms: int = Field(10000, ge=1000)
+    request_timeout_ms: int = Field(30000, ge=1000)
+    client_id: str = "yuqing"
+
+
+class TransportSettings(_Section):
+    kind: Literal["embedded", "kafka"] = "embedded"
+    topic_prefix: str = "yuqing."
+    embedded_path: str = "stream.db"
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+
+
+class StoreSettings(_Section):
+    # SQLAlchemy URL; relative sqlite paths are resolved against data_dir.
+    url: str = "sqlite:///yuqing.db"
+
+
+class SearchSettings(_Section):
+    kind: Literal["embedded", "elasticsearch"] = "embedded"
+    embedded_path: str = "search.db"
+    es_url: str = "http://localhost:9200"
+    es_index: str = "yuqing-posts"
+
+
+class WebSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    # Public address used in notification links.
+    base_url: str = "http://127.0.0.1:8000"
+
+
+class DemoSiteSettings(_Section):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(8100, ge=1, le=65535)
+    # Seconds between new demo posts (the site publishes over time).
+    publish_every_s: float = Field(20.0, gt=0)
+    seed: int = 7
+
+
+class ClassifierSettings(_Section):
+    batch_size: int = Field(32, ge=1, le=1024)
+    # Directory of a HuggingFace sequence-classification model; empty = rules only.
+    model_dir: str = ""
+
+
+class ResponderSettings(_Section):
+    # Posts within this window, same place and similar text, join one event.
+    event_window_hours: float = Field(72.0, gt=0)
+    similarity_threshold: float = Field(0.35, gt=0, le=1)
+    scheduler_tick_s: float = Field(1.0, gt=0)
+
+
+class Settings(_Section):
+    data_dir: str = "var"
+    timezone: Literal["Asia/Shanghai"] = "Asia/Shanghai"
+    transport: TransportSettings = Field(default_factory=TransportSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    search: SearchSettings = Field(default_factory=SearchSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
+    demo_site: DemoSiteSettings = Field(default_factory=DemoSiteSettings)
+    classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
+    responder: ResponderSettings = Field(default_factory=ResponderSettings)
+
+    # Not from YAML: where the config files live.
+    config_dir: Path = Field(default=Path("config"), exclude=True)
+
+    def data_path(self, name: str) -> Path:
+        p = Path(name)
+        return p if p.is_absolute() else Path(self.data_dir) / p
+
+    def config_path(self, name: str) -> Path:
+        return self.config_dir / name
+
+    @property
+    def store_url(self) -> str:
+        url = self.store.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.data_path(url[len(prefix):]).resolve())
+        return url
+
+
+def config_dir() -> Path:
+    return Path(os.environ.get("YUQING_CONFIG_DIR", "config"))
+
+
+def load_settings(cfg_dir: Path | str | None = None) -> Settings:
+    """Load ``settings.yaml`` and apply environment overrides."""
+    d = Path(cfg_dir) if cfg_dir is not None else config_dir()
+    s = load_model(d / "settings.yaml", Settings)
+    s.config_dir = d
+    env = os.environ
+    if "YUQING_DATA_DIR" in env:
+        s.data_dir = env["YUQING_DATA_DIR"]
+    if "YUQING_TRANSPORT" in env:
+        s.transport.kind = env["YUQING_TRANSPORT"]  # type: ignore[assignment]
+        if s.transport.kind not in ("embedded", "kafka"):
+            raise ValueError(f"YUQING_TRANSPORT must be embedded or kafka, not {s.transport.kind!r}")
+    if "YUQING_KAFKA_BOOTSTRAP" in env:
+        s.transport.kafka.bootstrap_servers = env["YUQING_KAFKA_BOOTSTRAP"]
+    if "YUQING_STORE_URL" in env:
+        s.store.url = env["YUQING_STORE_URL"]
+    if "YUQING_ES_URL" in env:
+        s.search.kind = "elasticsearch"
+        s.search.es_url = env["YUQING_ES_URL"]
+    if "YUQING_WEB_PORT" in env:
+        s.web.port = int(env["YUQING_WEB_PORT"])
+    if "YUQING_DEMO_PORT" in env:
+        s.demo_site.port = int(env["YUQING_DEMO_PORT"])
+    Path(s.data_dir).mkdir(parents=True, exist_ok=True)
+    return s
