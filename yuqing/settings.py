@@ -129,6 +129,8 @@ def load_settings(cfg_dir: Path | str | None = None) -> Settings:
     if "YUQING_ES_URL" in env:
         s.search.kind = "elasticsearch"
         s.search.es_url = env["YUQING_ES_URL"]
+    if "YUQING_WEB_HOST" in env:
+        s.web.host = env["YUQING_WEB_HOST"]
     if "YUQING_WEB_PORT" in env:
         s.web.port = int(env["YUQING_WEB_PORT"])
     if "YUQING_DEMO_PORT" in env:

@@ -1,0 +1,52 @@
+"""Full-text search over assessed posts: one contract, two backends.
+
+* ``embedded``: SQLite FTS5 + jieba in ``data_dir`` (laptops, tests, demos);
+* ``elasticsearch``: an Elasticsearch 8.x/9.x index, no Chinese analyzer plugin
+  needed (production).
+
+Both index text pre-segmented by :mod:`responder.search.segment`, so they
+return the same hits. Pick one with ``search.kind`` in ``config/settings.yaml``
+or by setting ``YUQING_ES_URL``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from responder.search.base import (
+    FACET_FIELDS,
+    PostDoc,
+    SearchBackend,
+    SearchHit,
+    SearchQuery,
+    SearchResult,
+    place_prefix,
+)
+
+if TYPE_CHECKING:
+    from yuqing.settings import Settings
+
+__all__ = [
+    "FACET_FIELDS",
+    "PostDoc",
+    "SearchBackend",
+    "SearchHit",
+    "SearchQuery",
+    "SearchResult",
+    "open_search",
+    "place_prefix",
+]
+
+
+def open_search(settings: Settings) -> SearchBackend:
+    """The backend ``settings.search`` names; the caller closes it."""
+    s = settings.search
+    if s.kind == "elasticsearch":
+        from responder.search.elastic import ElasticSearch
+
+        return ElasticSearch(s.es_url, s.es_index)
+    if s.kind == "embedded":
+        from responder.search.embedded import EmbeddedSearch
+
+        return EmbeddedSearch(settings.data_path(s.embedded_path))
+    raise ValueError(f"unknown search.kind {s.kind!r}")

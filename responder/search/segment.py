@@ -1,0 +1,180 @@
+"""Chinese word segmentation and highlighting shared by every search backend.
+
+Both backends index the same pre-segmented text (:func:`segment`) and turn a
+query into the same words (:func:`query_terms`), so the embedded SQLite FTS5
+index and Elasticsearch (whitespace analyzer, no IK plugin) match the same
+documents.
+
+* Index side: jieba *search mode* (``cut_for_search``), which emits a long
+  word and its dictionary sub-words (霍山县 → 霍山, 山县, 霍山县), so a query
+  for a part of a word still matches.
+* Query side: jieba *precise mode* (``cut``), one reading of the query, each
+  word of which must match (AND). Common function words (的, 了, …) are dropped
+  from a query that has other words.
+* Normalisation before both: full-width ASCII → half-width, the ideographic
+  space → space, lower-case. It is length-preserving, so an offset in the
+  normalised text is the same offset in the original, which is how snippets
+  are cut from and highlighted in the readable original.
+* Tokens are runs of letters and digits only (``3.5亿`` → ``3``, ``5亿``…), the
+  same rule as SQLite's ``unicode61`` tokenizer, so re-tokenising the
+  space-joined text in either engine yields exactly these tokens.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+from collections.abc import Iterable, Sequence
+
+import jieba
+
+_init_lock = threading.Lock()
+_ready = False
+
+# Letters and digits, no underscore: what unicode61 keeps as a token.
+_WORD_RE = re.compile(r"[^\W_]+")
+_SPACE_RE = re.compile(r"\s+")
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+
+# Dropped from queries (never from the index) unless nothing else is left.
+QUERY_STOPWORDS = frozenset(
+    "的 了 和 与 及 或 在 是 有 被 把 对 从 向 就 也 都 而 之 其 该 此 着 过 吗 呢 吧 啊".split()
+)
+
+
+def ensure_loaded() -> None:
+    """Load jieba's dictionary once per process, without its log chatter."""
+    global _ready
+    if _ready:
+        return
+    with _init_lock:
+        if _ready:
+            return
+        jieba.setLogLevel(logging.WARNING)
+        logging.getLogger("jieba").setLevel(logging.WARNING)
+        jieba.initialize()
+        _ready = True
+
+
+def _norm_char(c: str) -> str:
+    o = ord(c)
+    if 0xFF01 <= o <= 0xFF5E:  # full-width ASCII block
+        c = chr(o - 0xFEE0)
+    elif o == 0x3000:  # ideographic space
+        return " "
+    low = c.lower()
+    return low if len(low) == 1 else c
+
+
+def normalize(text: str) -> str:
+    """Full-width → half-width and lower-case, one character for one character."""
+    if text.isascii():
+        return text.lower()
+    return "".join(_norm_char(c) for c in text)
+
+
+def _words(pieces: Iterable[str]) -> list[str]:
+    out: list[str] = []
+    for p in pieces:
+        out.extend(_WORD_RE.findall(p))
+    return out
+
+
+def index_tokens(text: str) -> list[str]:
+    """The tokens a document is indexed under (search mode, normalised)."""
+    if not text:
+        return []
+    ensure_loaded()
+    return _words(jieba.cut_for_search(normalize(text)))
+
+
+def segment(text: str) -> str:
+    """Space-joined :func:`index_tokens`: what the FTS table / ``*_seg`` fields hold."""
+    return " ".join(index_tokens(text))
+
+
+def query_terms(text: str) -> list[str]:
+    """The words a query must all match; ``[]`` means "no text condition"."""
+    if not text or not text.strip():
+        return []
+    ensure_loaded()
+    words = _words(jieba.cut(normalize(text)))
+    seen: dict[str, None] = {}
+    for w in words:
+        seen.setdefault(w, None)
+    terms = list(seen)
+    content = [t for t in terms if t not in QUERY_STOPWORDS]
+    return content or terms
+
+
+def match_spans(text: str, terms: Sequence[str]) -> list[tuple[int, int]]:
+    """Non-overlapping (start, end) spans of ``terms`` in ``text`` (any case / width).
+
+    An ASCII term matches whole ASCII words only (``ai`` does not light up
+    inside ``said``); a Chinese term matches anywhere.
+    """
+    norm = normalize(text)
+    found: list[tuple[int, int]] = []
+    for term in {normalize(t) for t in terms if t}:
+        is_ascii_word = all(c in _ASCII_ALNUM for c in term)
+        start = norm.find(term)
+        while start != -1:
+            end = start + len(term)
+            ok = True
+            if is_ascii_word:
+                before = norm[start - 1] if start > 0 else ""
+                after = norm[end] if end < len(norm) else ""
+                ok = before not in _ASCII_ALNUM and after not in _ASCII_ALNUM
+            if ok:
+                found.append((start, end))
+            start = norm.find(term, start + 1)
+    # Longest first at the same start, then drop anything overlapping a kept span.
+    found.sort(key=lambda s: (s[0], -(s[1] - s[0])))
+    spans: list[tuple[int, int]] = []
+    for s, e in found:
+        if spans and s < spans[-1][1]:
+            if e > spans[-1][1]:
+                spans[-1] = (spans[-1][0], e)
+            continue
+        spans.append((s, e))
+    return spans
+
+
+def _render(text: str, spans: Sequence[tuple[int, int]], lo: int, hi: int) -> str:
+    out: list[str] = []
+    pos = lo
+    for s, e in spans:
+        s, e = max(s, lo), min(e, hi)
+        if s >= e:
+            continue
+        out.append(html.escape(_SPACE_RE.sub(" ", text[pos:s])))
+        out.append("<em>" + html.escape(_SPACE_RE.sub(" ", text[s:e])) + "</em>")
+        pos = e
+    out.append(html.escape(_SPACE_RE.sub(" ", text[pos:hi])))
+    return "".join(out)
+
+
+def highlight(text: str, terms: Sequence[str]) -> str:
+    """All of ``text``, HTML-escaped, with every match in ``<em>``."""
+    return _render(text, match_spans(text, terms), 0, len(text))
+
+
+def snippet(text: str, terms: Sequence[str], width: int = 120) -> str:
+    """An HTML-escaped excerpt of about ``width`` characters around the first match.
+
+    Cut from the original text, so Chinese reads as written (no spaces
+    between characters). Without a match it is the start of the text.
+    """
+    text = text.strip()
+    spans = match_spans(text, terms) if terms else []
+    if len(text) <= width:
+        lo, hi = 0, len(text)
+    else:
+        first = spans[0][0] if spans else 0
+        lo = max(0, first - width // 4)
+        hi = min(len(text), lo + width)
+        lo = max(0, hi - width)
+    body = _render(text, spans, lo, hi)
+    return ("…" if lo > 0 else "") + body + ("…" if hi < len(text) else "")
