@@ -11,6 +11,7 @@ replays the batch; handlers are idempotent.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -58,6 +59,22 @@ class _Backoff:
         if self.stop.wait(self.delay):
             raise _Stopped
         self.delay = min(self.delay * 2, _BACKOFF_MAX_S)
+
+
+def _fault_point(stage: str, records: list[Record]) -> None:
+    """Crash-test hook: with ``YUQING_FAULT_HANG_BEFORE_COMMIT=STAGE:MARKER`` the
+    stage writes MARKER after its downstream write is durable and then hangs
+    before committing offsets, so a test can kill -9 it in exactly the window
+    where at-least-once delivery must not duplicate or lose anything."""
+    spec = os.environ.get("YUQING_FAULT_HANG_BEFORE_COMMIT", "")
+    target, _, marker = spec.partition(":")
+    if target != stage or not marker or os.path.exists(marker):
+        return
+    with open(marker, "w", encoding="utf-8") as f:
+        f.write(" ".join(f"{r.topic}/{r.partition}/{r.offset}" for r in records))
+    log.warning("stage %s: fault hook holding %d uncommitted record(s)", stage, len(records))
+    while True:
+        time.sleep(3600)
 
 
 def dead_letter_headers(record: Record, stage: str, reason: str) -> list[tuple[str, bytes]]:
@@ -112,6 +129,7 @@ def run_stage(
             except _Stopped:
                 log.info("stage %s stopped with %d record(s) not committed", stage, len(records))
                 break
+            _fault_point(stage, records)
             try:
                 consumer.commit(records)
             except Exception:
