@@ -1,0 +1,411 @@
+"""Keyword rules from ``config/taxonomy.yaml``: relevance, focus, topic →
+department, emergency event type, handling type.
+
+Every scorer returns per-label scores that sum to 1 (uniform when nothing
+matched) and the words that produced them, so each decision carries a reason
+naming the matched words. Matching is leftmost-longest over each section's
+vocabulary (交通事故 is one hit, not also 交通); a hit in the title counts
+twice and one word counts at most three times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from classifiers.places import LongestMatcher
+from yuqing.configfile import ConfigError, read_yaml, validate
+
+if TYPE_CHECKING:
+    from yuqing.settings import Settings
+
+FOCUS_KINDS = ("重大决策部署", "公众切身利益", "政府形象公信力", "突发事件与自然灾害", "民生道德底线", "不实信息")
+EVENT_TYPES = ("自然灾害", "事故灾难", "公共卫生事件", "社会安全事件")
+HANDLING_TYPES = ("建设性意见建议", "实际困难", "重大问题", "模糊认识", "错误看法", "虚假不实信息")
+
+TITLE_WEIGHT = 2.0
+MAX_PER_WORD = 3
+
+
+def _str(v: object) -> object:
+    # 12345 in YAML is an int; a keyword is always text.
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+Keyword = Annotated[str, BeforeValidator(_str), StringConstraints(strip_whitespace=True, min_length=1)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class _Cfg(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+def _unique(names: Iterable[str], what: str) -> None:
+    seen: set[str] = set()
+    for n in names:
+        if n in seen:
+            raise ValueError(f"{what} {n!r} is listed twice")
+        seen.add(n)
+
+
+class IrrelevantKind(_Cfg):
+    label: Name
+    keywords: list[Keyword] = Field(min_length=1)
+
+
+class RelevanceCfg(_Cfg):
+    government_terms: list[Keyword] = Field(default_factory=list)
+    irrelevant: list[IrrelevantKind] = Field(default_factory=list)
+
+
+class FocusKind(_Cfg):
+    name: Literal[FOCUS_KINDS]  # type: ignore[valid-type]
+    keywords: list[Keyword] = Field(default_factory=list)
+
+
+class FocusCfg(_Cfg):
+    emergency: Literal[FOCUS_KINDS] = "突发事件与自然灾害"  # type: ignore[valid-type]
+    default: Literal[FOCUS_KINDS] = "公众切身利益"  # type: ignore[valid-type]
+    kinds: list[FocusKind] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> FocusCfg:
+        _unique((k.name for k in self.kinds), "focus kind")
+        return self
+
+
+class Route(_Cfg):
+    department: Name
+    keywords: list[Keyword] = Field(min_length=1)
+
+
+class Topic(_Cfg):
+    name: Name
+    department: Name
+    keywords: list[Keyword] = Field(min_length=1)
+    routes: list[Route] = Field(default_factory=list)
+
+
+class Subtype(_Cfg):
+    name: Name
+    keywords: list[Keyword] = Field(min_length=1)
+    departments: list[Name] = Field(default_factory=list)
+    topic: Name | None = None  # default: the type's topic
+
+
+class EventType(_Cfg):
+    name: Literal[EVENT_TYPES]  # type: ignore[valid-type]
+    departments: list[Name] = Field(min_length=1)
+    subtypes: list[Subtype] = Field(min_length=1)
+    topic: Name | None = None  # the topic an emergency of this type is filed under
+
+
+class EventsCfg(_Cfg):
+    guard_words: list[Keyword] = Field(default_factory=list)
+    guard_window: int = Field(6, ge=0, le=50)
+    not_events: list[Keyword] = Field(default_factory=list)
+    types: list[EventType] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> EventsCfg:
+        _unique((t.name for t in self.types), "event type")
+        _unique((s.name for t in self.types for s in t.subtypes), "event subtype")
+        return self
+
+
+class HandlingType(_Cfg):
+    name: Literal[HANDLING_TYPES]  # type: ignore[valid-type]
+    response: Name
+    keywords: list[Keyword] = Field(default_factory=list)
+    on_hit: bool = False
+    emergencies: bool = False
+
+
+class HandlingCfg(_Cfg):
+    default: Literal[HANDLING_TYPES] = "实际困难"  # type: ignore[valid-type]
+    types: list[HandlingType] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> HandlingCfg:
+        _unique((t.name for t in self.types), "handling type")
+        if self.default not in {t.name for t in self.types}:
+            raise ValueError(f"default {self.default!r} is not one of the listed types")
+        return self
+
+
+class TaxonomyConfig(_Cfg):
+    model_version: Name = "rules-1"
+    relevance: RelevanceCfg = Field(default_factory=RelevanceCfg)
+    focus: FocusCfg
+    topics: list[Topic] = Field(min_length=1)
+    events: EventsCfg
+    handling: HandlingCfg
+
+    @model_validator(mode="after")
+    def _check(self) -> TaxonomyConfig:
+        _unique((t.name for t in self.topics), "topic")
+        return self
+
+    def departments(self) -> set[str]:
+        """Every generic department name the taxonomy can route to."""
+        out = {t.department for t in self.topics}
+        out |= {r.department for t in self.topics for r in t.routes}
+        for et in self.events.types:
+            out |= set(et.departments)
+            for st in et.subtypes:
+                out |= set(st.departments)
+        return out
+
+
+# ---------------------------------------------------------------------------
+# Scoring
+
+
+@dataclass(frozen=True)
+class Hit:
+    start: int
+    end: int
+    word: str
+    in_title: bool
+
+
+@dataclass
+class LabelScores:
+    scores: dict[str, float]  # sum to 1
+    raw: dict[str, float]
+    words: dict[str, list[str]]  # label -> matched words, first occurrence order
+
+    @property
+    def total(self) -> float:
+        return sum(self.raw.values())
+
+    def top(self) -> str | None:
+        if self.total <= 0:
+            return None
+        return max(self.raw, key=lambda k: self.raw[k])  # dict order breaks ties: config order
+
+    def quoted(self, label: str, n: int = 5) -> str:
+        return "".join(f"“{w}”" for w in self.words.get(label, [])[:n])
+
+
+class KeywordScorer:
+    """Scores labels by how many of their keywords occur in a text.
+
+    ``blocked`` phrases are matched like keywords but count for nothing, so a
+    keyword inside one (林火 in 森林火险) is not a hit.
+    """
+
+    def __init__(self, labels: Mapping[str, Sequence[str]], blocked: Iterable[str] = ()):
+        self.labels = list(labels)
+        self._word_labels: dict[str, list[str]] = {}
+        for label, words in labels.items():
+            for w in words:
+                ls = self._word_labels.setdefault(w, [])
+                if label not in ls:
+                    ls.append(label)
+        self._blocked = set(blocked) - set(self._word_labels)
+        self._matcher = LongestMatcher(list(self._word_labels) + list(self._blocked))
+
+    def hits(self, title: str, text: str) -> list[Hit]:
+        out = [Hit(s, e, w, True) for s, e, w in self._matcher.finditer(title)]
+        off = len(title) + 1
+        out += [Hit(s + off, e + off, w, False) for s, e, w in self._matcher.finditer(text)]
+        return [h for h in out if h.word not in self._blocked]
+
+    def score_hits(self, hits: Iterable[Hit]) -> LabelScores:
+        raw = {label: 0.0 for label in self.labels}
+        words: dict[str, list[str]] = {label: [] for label in self.labels}
+        per_word: dict[str, float] = {}
+        for h in hits:
+            w = TITLE_WEIGHT if h.in_title else 1.0
+            used = per_word.get(h.word, 0.0)
+            add = min(w, MAX_PER_WORD - used)
+            if add <= 0:
+                continue
+            per_word[h.word] = used + add
+            for label in self._word_labels.get(h.word, ()):
+                raw[label] += add
+                if h.word not in words[label]:
+                    words[label].append(h.word)
+        return LabelScores(normalise(raw), raw, words)
+
+    def score(self, title: str, text: str) -> LabelScores:
+        return self.score_hits(self.hits(title, text))
+
+
+def normalise(raw: Mapping[str, float]) -> dict[str, float]:
+    """Scores that sum to 1; uniform when every raw score is 0."""
+    if not raw:
+        return {}
+    total = sum(max(v, 0.0) for v in raw.values())
+    if total <= 0:
+        u = round(1.0 / len(raw), 6)
+        return {k: u for k in raw}
+    return {k: round(max(v, 0.0) / total, 6) for k, v in raw.items()}
+
+
+@dataclass
+class TopicResult:
+    topic: str | None
+    department: str | None
+    co_departments: list[str]
+    reason: str
+    scores: LabelScores
+
+
+@dataclass
+class EventResult:
+    event_type: str | None
+    subtype: str | None
+    departments: list[str]
+    reason: str
+    topic: str | None
+    type_scores: LabelScores
+    subtype_scores: LabelScores
+    hits: list[Hit] = field(default_factory=list)
+
+
+@dataclass
+class HandlingResult:
+    name: str
+    response: str
+    reason: str
+    scores: LabelScores
+
+
+class Taxonomy:
+    """The loaded rules; build once per process."""
+
+    def __init__(self, cfg: TaxonomyConfig):
+        self.cfg = cfg
+        rel = cfg.relevance
+        self.government = KeywordScorer({"政务": rel.government_terms})
+        self.irrelevant = KeywordScorer({k.label: k.keywords for k in rel.irrelevant})
+        self.focus = KeywordScorer({k.name: k.keywords for k in cfg.focus.kinds})
+        self.topics = KeywordScorer({t.name: t.keywords for t in cfg.topics})
+        self._topic = {t.name: t for t in cfg.topics}
+        self._routes = {t.name: KeywordScorer({r.department: r.keywords for r in t.routes}) for t in cfg.topics if t.routes}
+        self._subtype = {st.name: (et, st) for et in cfg.events.types for st in et.subtypes}
+        self.subtypes = KeywordScorer(
+            {name: st.keywords for name, (_et, st) in self._subtype.items()}, blocked=cfg.events.not_events
+        )
+        self._guards = LongestMatcher(cfg.events.guard_words)
+        self.handling_scorer = KeywordScorer({h.name: h.keywords for h in cfg.handling.types})
+
+    @classmethod
+    def load(cls, path: Path | str) -> Taxonomy:
+        data, lines = read_yaml(path)
+        cfg = validate(path, data, lines, TaxonomyConfig)
+        topics = {t.name for t in cfg.topics}
+        problems: list[tuple[int | None, str, str]] = []
+        for i, et in enumerate(cfg.events.types):
+            refs = [(("events", "types", i, "topic"), et.topic)]
+            refs += [(("events", "types", i, "subtypes", j, "topic"), st.topic) for j, st in enumerate(et.subtypes)]
+            for where, name in refs:
+                if name is not None and name not in topics:
+                    problems.append((lines.get(where), ".".join(map(str, where)), f"{name} is not one of the topics"))
+        if problems:
+            raise ConfigError(path, problems)
+        return cls(cfg)
+
+    @property
+    def model_version(self) -> str:
+        return self.cfg.model_version
+
+    @property
+    def topic_names(self) -> list[str]:
+        return [t.name for t in self.cfg.topics]
+
+    # -- topic --------------------------------------------------------------------
+
+    def department_for(self, topic: str, title: str = "", text: str = "") -> tuple[str, str]:
+        """(department, why) for ``topic``; a route wins when its words occur."""
+        t = self._topic[topic]
+        scorer = self._routes.get(topic)
+        if scorer is not None:
+            s = scorer.score(title, text)
+            best = s.top()
+            if best is not None:
+                return best, f"；命中{s.quoted(best)}，由{best}主管"
+        return t.department, ""
+
+    def topic(self, title: str, text: str) -> TopicResult:
+        s = self.topics.score(title, text)
+        best = s.top()
+        if best is None:
+            return TopicResult(None, None, [], "未命中任何主题词，主题待定", s)
+        dept, why = self.department_for(best, title, text)
+        reason = f"命中{s.quoted(best)}，归入{best}，主管部门{self._topic[best].department}{why}"
+        co: list[str] = []
+        # A second topic nearly as strong as the first: its department responds too.
+        ranked = sorted((v, k) for k, v in s.raw.items() if k != best and v > 0)
+        if ranked:
+            v2, second = ranked[-1]
+            if v2 >= 2 and v2 >= 0.6 * s.raw[best]:
+                d2, _ = self.department_for(second, title, text)
+                if d2 != dept:
+                    co.append(d2)
+                    reason += f"；同时命中{s.quoted(second)}（{second}），{d2}按职责回应"
+        return TopicResult(best, dept, co, reason, s)
+
+    # -- events ---------------------------------------------------------------------
+
+    def _guarded(self, full: str, h: Hit) -> bool:
+        w = self.cfg.events.guard_window
+        window = full[max(0, h.start - w) : h.end + w]
+        return any(True for _ in self._guards.finditer(window))
+
+    def event(self, title: str, text: str) -> EventResult:
+        full = f"{title}\n{text}"
+        hits = [h for h in self.subtypes.hits(title, text) if not self._guarded(full, h)]
+        sub = self.subtypes.score_hits(hits)
+        type_raw = {et.name: 0.0 for et in self.cfg.events.types}
+        type_words: dict[str, list[str]] = {et.name: [] for et in self.cfg.events.types}
+        for name, v in sub.raw.items():
+            et = self._subtype[name][0]
+            type_raw[et.name] += v
+            type_words[et.name] += [w for w in sub.words[name] if w not in type_words[et.name]]
+        types = LabelScores(normalise(type_raw), type_raw, type_words)
+        best_sub = sub.top()
+        if best_sub is None:
+            return EventResult(None, None, [], "未命中突发事件类型词", None, types, sub, hits)
+        et, st = self._subtype[best_sub]
+        depts = list(dict.fromkeys(st.departments or et.departments))
+        reason = f"命中{sub.quoted(best_sub)}，属{et.name}（{st.name}）"
+        return EventResult(et.name, st.name, depts, reason, st.topic or et.topic, types, sub, hits)
+
+    def default_event_departments(self) -> list[str]:
+        return list(self.cfg.events.types[0].departments)
+
+    # -- handling --------------------------------------------------------------------
+
+    def handling(self, title: str, text: str, *, is_emergency: bool) -> HandlingResult:
+        s = self.handling_scorer.score(title, text)
+        by_name = {h.name: h for h in self.cfg.handling.types}
+        chosen: str | None = None
+        why = ""
+        for h in self.cfg.handling.types:
+            if h.on_hit and s.raw.get(h.name, 0) > 0:
+                chosen, why = h.name, f"命中{s.quoted(h.name)}"
+                break
+        if chosen is None and is_emergency:
+            for h in self.cfg.handling.types:
+                if h.emergencies:
+                    chosen, why = h.name, "属突发事件"
+                    break
+        if chosen is None:
+            best = s.top()
+            if best is not None:
+                chosen, why = best, f"命中{s.quoted(best)}"
+        if chosen is None:
+            chosen, why = self.cfg.handling.default, "未命中处置类型词，按默认"
+        h = by_name[chosen]
+        return HandlingResult(h.name, h.response, f"{why}，属{h.name}：{h.response}（云南 三(三)）", s)
+
+
+def load_taxonomy(settings: Settings) -> Taxonomy:
+    return Taxonomy.load(settings.config_path("taxonomy.yaml"))

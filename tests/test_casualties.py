@@ -1,0 +1,134 @@
+"""Casualty and loss figures from Chinese text."""
+
+from __future__ import annotations
+
+import pytest
+
+from classifiers.casualties import cn_to_number, extract_casualties
+
+
+@pytest.mark.parametrize(
+    ("s", "n"),
+    [("一", 1), ("两", 2), ("十", 10), ("十五", 15), ("三十二", 32), ("一百零五", 105), ("一千二百", 1200),
+     ("三百零二", 302), ("五千万", 50_000_000), ("一亿", 100_000_000), ("十一万", 110_000)],
+)
+def test_chinese_numerals(s: str, n: int) -> None:
+    assert cn_to_number(s) == n
+
+
+def test_not_a_numeral() -> None:
+    assert cn_to_number("十分") is None
+    assert cn_to_number("") is None
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # digits
+        ("事故造成12人死亡", {"deaths": 12}),
+        ("12名矿工遇难", {"deaths": 12}),
+        ("已致3人身亡、7人受伤", {"deaths": 3, "injured": 7}),
+        ("死亡12人，受伤5人", {"deaths": 12, "injured": 5}),
+        ("１２人死亡", {"deaths": 12}),  # full-width digits
+        # Chinese numerals
+        ("三十二人遇难", {"deaths": 32}),
+        ("十余人受伤", {"injured": 10}),
+        ("两人失踪", {"missing": 2}),
+        ("一百零五人被困", {"trapped": 105}),
+        ("一名男子不幸身亡", {"deaths": 1}),
+        # qualifiers
+        ("至少10人死亡", {"deaths": 10}),
+        ("10余人重伤", {"injured": 10}),
+        ("上百人受伤", {"injured": 100}),
+        ("数十人受伤", {"injured": 20}),
+        ("近30人死亡", {"deaths": 29}),
+        ("超过50人被困", {"trapped": 50}),
+        ("3至5人失联", {"missing": 3}),
+        ("多人受伤", {"injured": 2}),
+        # short forms
+        ("事故造成3死2伤", {"deaths": 3, "injured": 2}),
+        ("造成2死", {"deaths": 2}),
+        # colloquial
+        ("县里通报说死了12个，还有5个受伤的", {"deaths": 12, "injured": 5}),
+        ("现在官方说遇难的有三十二人", {"deaths": 32}),
+    ],
+)
+def test_figures(text: str, expected: dict[str, int]) -> None:
+    got = extract_casualties(text).casualties.model_dump(exclude_none=True)
+    assert got == expected
+
+
+def test_running_total_takes_the_latest_largest() -> None:
+    r = extract_casualties("事故初步造成8人死亡。截至发稿，死亡人数升至15人，另有一人失踪。遇难人数已达15")
+    assert r.casualties.deaths == 15
+    assert r.casualties.missing == 1
+    assert [e.value for e in r.evidence if e.field == "deaths"] == [8, 15, 15]
+    best = r.best("deaths")  # the largest; among equal figures the latest
+    assert best is not None and best.text == "遇难人数已达15"
+
+
+def test_serious_injured_wins_over_total() -> None:
+    r = extract_casualties("事故造成3人受伤，其中2人重伤")
+    assert r.casualties.injured == 2
+    assert (r.serious_injured, r.total_injured, r.injured_basis) == (2, 3, "serious")
+    assert "重伤2人" in r.describe()
+
+
+def test_total_injured_used_and_said_when_no_serious_figure() -> None:
+    r = extract_casualties("事故造成60人受伤")
+    assert r.casualties.injured == 60 and r.injured_basis == "total"
+    assert "未提重伤人数，按受伤总数计" in r.describe()
+
+
+@pytest.mark.parametrize(
+    ("text", "yuan"),
+    [
+        ("直接经济损失约1.2亿元", 120_000_000),
+        ("造成直接经济损失5000万元", 50_000_000),
+        ("经济损失达五千万元", 50_000_000),
+        ("造成3000余万元的直接经济损失", 30_000_000),
+        ("财产损失初步估算为800万元", 8_000_000),
+    ],
+)
+def test_loss(text: str, yuan: float) -> None:
+    assert extract_casualties(text).casualties.loss_yuan == pytest.approx(yuan)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "12月3日，该县召开会议",
+        "全省交通事故死亡率为3.5%，同比下降",
+        "全年交通事故死亡人数下降",
+        "12个小区停水，涉及3000户",
+        "项目总投资5000万元",  # an amount, but not a loss
+        "死亡3",  # no unit, no count word
+        "三人受伤两人死亡",  # must not read 3 deaths
+    ],
+)
+def test_no_false_positives(text: str) -> None:
+    c = extract_casualties(text).casualties
+    if text == "三人受伤两人死亡":
+        assert (c.deaths, c.injured) == (2, 3)
+    else:
+        assert c.model_dump(exclude_none=True) == {}
+
+
+def test_no_casualties_stated() -> None:
+    r = extract_casualties("火灾未造成人员伤亡")
+    assert (r.casualties.deaths, r.casualties.injured) == (0, 0)
+    assert r.none_stated and r.describe() == "正文称无人员伤亡"
+
+
+def test_evidence_spans_point_into_the_text() -> None:
+    text = "昨日下午，某厂房发生坍塌，造成12人死亡、5人受伤，直接经济损失约1.2亿元。"
+    r = extract_casualties(text)
+    assert {e.field for e in r.evidence} == {"deaths", "injured_total", "loss_yuan"}
+    for e in r.evidence:
+        assert text[e.start : e.end] == e.text
+    assert "“12人死亡”" in r.describe() and "1.2亿元" in r.describe()
+
+
+def test_qualifier_notes_explain_the_reading() -> None:
+    assert "按下限计10" in extract_casualties("至少10人死亡").describe()
+    assert "按不足30计29" in extract_casualties("近30人死亡").describe()
