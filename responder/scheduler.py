@@ -1,0 +1,304 @@
+"""Deadline rows and the due-time scheduler.
+
+Deadlines are rows (``deadlines``), each with warning points
+(``deadline_warnings``, e.g. at 50 % and 80 % of the interval T0 → due).
+Every tick the :class:`Scheduler` looks for due rows and fires each one in
+its own transaction that
+
+1. marks it fired — ``UPDATE … SET fired_at = now WHERE id = ? AND
+   fired_at IS NULL`` — and goes on only if that changed exactly one row,
+2. writes the notification to the outbox (unique key
+   ``"{ticket}:{milestone}:{kind}"``), a ``ticket_events`` row and an audit row.
+
+So a kill -9 at any moment leaves either nothing or all of it, a restarted
+scheduler fires what is still due, and two schedulers never fire the same
+row twice (PostgreSQL re-checks the ``WHERE`` after the row lock; SQLite
+serialises writers with ``BEGIN IMMEDIATE``). The outbox key is unique, so
+a second notification for the same fact cannot even be inserted.
+
+Acknowledging a ticket touches no deadline; only recording the milestone
+(``met_at``) stops its clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from responder.clocks import Clocks, iso_shanghai
+from responder.store import (
+    Deadline,
+    DeadlineWarning,
+    Event,
+    Store,
+    Ticket,
+    emit_fact,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def _warnings_for(deadline: Deadline, fractions: list[float]) -> list[DeadlineWarning]:
+    span = deadline.due_at - deadline.starts_at
+    out = []
+    for f in fractions:
+        out.append(
+            DeadlineWarning(
+                deadline_id=deadline.id,
+                percent=round(f * 100),
+                at=deadline.starts_at + span * f,
+            )
+        )
+    return out
+
+
+def plan_deadlines(
+    session: Session, clocks: Clocks, ticket: Ticket, rule_name: str, t0: datetime
+) -> list[Deadline]:
+    """Insert the deadlines of ``rule_name`` (from ``t0``) the ticket lacks."""
+    have = set(session.scalars(select(Deadline.milestone).where(Deadline.ticket_id == ticket.id)))
+    added: list[Deadline] = []
+    for milestone, due in clocks.deadlines_for(rule_name, t0):
+        if milestone in have:
+            continue
+        d = Deadline(ticket_id=ticket.id, milestone=milestone, rule=rule_name, starts_at=t0, due_at=due)
+        session.add(d)
+        session.flush()
+        session.add_all(_warnings_for(d, clocks.warnings))
+        added.append(d)
+    session.flush()
+    return added
+
+
+def recompute_deadlines(
+    session: Session, clocks: Clocks, ticket: Ticket, new_t0: datetime
+) -> list[dict[str, Any]]:
+    """Move the open deadlines of a ticket to a new T0; return what changed.
+
+    A deadline already met or already fired keeps its row as it is (its
+    notification went out); its warnings too. Unfired warnings move with it.
+    """
+    changes: list[dict[str, Any]] = []
+    rows = session.scalars(select(Deadline).where(Deadline.ticket_id == ticket.id).order_by(Deadline.id))
+    for d in rows:
+        if d.met_at is not None or d.fired_at is not None:
+            continue
+        try:
+            spec = clocks.milestone(d.rule, d.milestone)
+        except KeyError:
+            # The rule left the config since: keep the interval it had.
+            new_due = new_t0 + (d.due_at - d.starts_at)
+        else:
+            new_due = clocks.due(spec, new_t0)
+        if new_due == d.due_at and new_t0 == d.starts_at:
+            continue
+        changes.append(
+            {"milestone": d.milestone, "from": iso_shanghai(d.due_at), "to": iso_shanghai(new_due)}
+        )
+        d.starts_at = new_t0
+        d.due_at = new_due
+        for w in session.scalars(
+            select(DeadlineWarning).where(
+                DeadlineWarning.deadline_id == d.id, DeadlineWarning.fired_at.is_(None)
+            )
+        ):
+            w.at = d.starts_at + (d.due_at - d.starts_at) * (w.percent / 100)
+    session.flush()
+    return changes
+
+
+def outbox_key(ticket_id: int, milestone: str, kind: str) -> str:
+    return f"{ticket_id}:{milestone}:{kind}"
+
+
+# --------------------------------------------------------------------------- firing
+
+
+@dataclass(frozen=True)
+class Fired:
+    """One notification the scheduler wrote."""
+
+    key: str
+    ticket_id: int
+    milestone: str
+    kind: str  # "breach" or "warn50", "warn80", ...
+    at: datetime
+
+
+class Scheduler:
+    """Fires due deadlines and warning points exactly once.
+
+    ``now`` is the clock (a callable returning an aware datetime) so tests
+    can move time without touching the database.
+    """
+
+    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow):
+        self.store = store
+        self.now = now
+
+    def due_deadline_ids(self, now: datetime) -> list[int]:
+        with self.store.reader() as s:
+            breached = s.scalars(
+                select(Deadline.id).where(
+                    Deadline.fired_at.is_(None), Deadline.met_at.is_(None), Deadline.due_at <= now
+                )
+            ).all()
+            warned = s.scalars(
+                select(DeadlineWarning.deadline_id)
+                .join(Deadline, Deadline.id == DeadlineWarning.deadline_id)
+                .where(
+                    DeadlineWarning.fired_at.is_(None),
+                    DeadlineWarning.at <= now,
+                    Deadline.fired_at.is_(None),
+                    Deadline.met_at.is_(None),
+                )
+            ).all()
+        return sorted(set(breached) | set(warned))
+
+    def tick(self) -> list[Fired]:
+        """Fire everything due now; return what this scheduler fired."""
+        now = self.now()
+        fired: list[Fired] = []
+        for did in self.due_deadline_ids(now):
+            f = self._fire(did, now)
+            if f is not None:
+                fired.append(f)
+        return fired
+
+    def _fire(self, deadline_id: int, now: datetime) -> Fired | None:
+        with self.store.transaction() as s:
+            won = s.execute(
+                update(Deadline)
+                .where(
+                    Deadline.id == deadline_id,
+                    Deadline.fired_at.is_(None),
+                    Deadline.met_at.is_(None),
+                    Deadline.due_at <= now,
+                )
+                .values(fired_at=now)
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            d = s.get(Deadline, deadline_id)
+            if d is None:
+                return None
+            if won == 1:
+                s.refresh(d)
+                # Warnings not yet sent are moot once the deadline itself is breached.
+                s.execute(
+                    update(DeadlineWarning)
+                    .where(DeadlineWarning.deadline_id == d.id, DeadlineWarning.fired_at.is_(None))
+                    .values(fired_at=now, outcome="superseded")
+                    .execution_options(synchronize_session=False)
+                )
+                return self._notify(s, d, "breach", now, percent=None)
+            if d.fired_at is not None or d.met_at is not None:
+                return None
+            pending = s.scalars(
+                select(DeadlineWarning)
+                .where(
+                    DeadlineWarning.deadline_id == d.id,
+                    DeadlineWarning.fired_at.is_(None),
+                    DeadlineWarning.at <= now,
+                )
+                .order_by(DeadlineWarning.percent.desc())
+            ).all()
+            if not pending:
+                return None
+            top = pending[0]
+            won = s.execute(
+                update(DeadlineWarning)
+                .where(DeadlineWarning.id == top.id, DeadlineWarning.fired_at.is_(None))
+                .values(fired_at=now, outcome="sent")
+                .execution_options(synchronize_session=False)
+            ).rowcount
+            if won != 1:
+                return None
+            if len(pending) > 1:
+                s.execute(
+                    update(DeadlineWarning)
+                    .where(
+                        DeadlineWarning.id.in_([w.id for w in pending[1:]]),
+                        DeadlineWarning.fired_at.is_(None),
+                    )
+                    .values(fired_at=now, outcome="superseded")
+                    .execution_options(synchronize_session=False)
+                )
+            return self._notify(s, d, f"warn{top.percent}", now, percent=top.percent)
+
+    def _notify(self, s: Session, d: Deadline, kind: str, now: datetime, percent: int | None) -> Fired | None:
+        ticket = s.get(Ticket, d.ticket_id)
+        if ticket is None:  # pragma: no cover - foreign key
+            return None
+        event = s.get(Event, ticket.event_id)
+        key = outbox_key(ticket.id, d.milestone, kind)
+        left_s = int((d.due_at - now).total_seconds())
+        detail: dict[str, Any] = {
+            "milestone": d.milestone,
+            "rule": d.rule,
+            "t0": iso_shanghai(d.starts_at),
+            "due_at": iso_shanghai(d.due_at),
+            "severity": ticket.severity,
+            "place": ticket.place_label,
+            "title": event.title if event else "",
+            "responders": ticket.responders,
+        }
+        if kind == "breach":
+            detail["overdue_seconds"] = -left_s
+            detail["escalate_to"] = escalation_targets(ticket)
+            text = f"已超时：{detail['title']}「{d.milestone}」应于 {detail['due_at']} 前完成"
+            ev_kind = "deadline_breached"
+        else:
+            detail["percent"] = percent
+            detail["seconds_left"] = left_s
+            text = f"期限预警（已过{percent}%）：{detail['title']}「{d.milestone}」须于 {detail['due_at']} 前完成"
+            ev_kind = "deadline_warning"
+        detail["message"] = text
+        row = emit_fact(
+            s,
+            ticket=ticket,
+            kind=ev_kind,
+            key=key,
+            at=now,
+            detail=detail,
+            outbox=True,
+            audit_action=f"deadline_{kind}",
+        )
+        if row is None:  # the unique key says this fact exists already
+            return None
+        log.info("ticket %s: %s %s fired (%s)", ticket.id, d.milestone, kind, key)
+        return Fired(key=key, ticket_id=ticket.id, milestone=d.milestone, kind=kind, at=now)
+
+    def run(self, stop: threading.Event, tick_s: float = 1.0) -> None:
+        """Tick until ``stop`` is set; a failing tick is logged and retried."""
+        while not stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # keep the clock alive through a database hiccup
+                log.exception("scheduler tick failed; retrying in %.1f s", tick_s)
+            stop.wait(tick_s)
+
+
+def escalation_targets(ticket: Ticket) -> list[str]:
+    """Who a breach escalates to (SPEC §5): the coordinator (本级政府办公厅)
+    with the propaganda department; for 特别重大 also the principal leader."""
+    names: list[str] = []
+    for r in ticket.responders or []:
+        if isinstance(r, dict) and r.get("role") in ("coordinator", "leader") and r.get("name"):
+            if r["role"] == "leader" and ticket.severity != "特别重大":
+                continue
+            names.append(str(r["name"]))
+    if not any(r.get("role") == "coordinator" for r in ticket.responders or [] if isinstance(r, dict)):
+        names.insert(0, "本级政府办公厅")
+    names.append("宣传部门")
+    return names

@@ -1,0 +1,362 @@
+"""The responder stage: ``posts.assessed`` → store, events, tickets → ``tickets.events``.
+
+:func:`handle_batch` is the stage handler. For one batch, in ONE database
+transaction, it stores every post (irrelevant ones too: that is the
+archive), groups relevant posts into events, opens a ticket with its
+deadlines for each new event, and records the resulting facts
+(``ticket_events``); it returns them as :class:`TicketEvent` messages. It
+is idempotent by ``post_id``: a redelivered post changes nothing and opens
+nothing, and re-emits the facts it caused the first time (same
+``event_key``), so a crash between the commit and the produce loses none.
+
+After the commit the new posts go to the full-text index (best effort:
+the index is rebuildable from the store with :func:`reindex_all`).
+
+:func:`run` is the process: the stage loop, the deadline scheduler thread
+and the outbox relay (which publishes what the scheduler and the web UI
+wrote to the outbox) until ``stop`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from responder.clocks import Clocks, load_clocks
+from responder.events import EventGrouper
+from responder.scheduler import Scheduler
+from responder.store import Outbox, Post, Store, TicketEventRow, ticket_event_payload, utcnow
+from stream import topics as T
+from stream.contracts import AssessedPost, TicketEvent, encode
+from yuqing.settings import Settings
+
+log = logging.getLogger("yuqing.responder")
+
+STAGE = "responder"
+GROUP = "responder"
+
+try:  # stream.stage is the shared stage loop; fall back to equivalent records.
+    from stream.stage import Outgoing, TransientError
+except ImportError:  # pragma: no cover - only while stream.stage is being written
+    from dataclasses import dataclass
+
+    @dataclass
+    class Outgoing:  # type: ignore[no-redef]
+        topic: str
+        value: BaseModel
+        key: str | None = None
+
+    class TransientError(Exception):  # type: ignore[no-redef]
+        pass
+
+
+class Indexer(Protocol):
+    def index(self, docs: Sequence[Any]) -> None: ...
+
+
+_clocks_cache: dict[str, Clocks] = {}
+
+
+def clocks_for(settings: Settings) -> Clocks:
+    """The clocks of ``settings.config_dir`` (loaded once per directory)."""
+    key = str(settings.config_dir.resolve())
+    if key not in _clocks_cache:
+        _clocks_cache[key] = load_clocks(settings.config_dir)
+    return _clocks_cache[key]
+
+
+def _topic(settings: Settings, name: str) -> str:
+    try:
+        from stream.factory import topic
+    except ImportError:  # pragma: no cover
+        return T.qualified(name, settings.transport.topic_prefix)
+    return topic(settings, name)
+
+
+def handle_batch(
+    store: Store,
+    settings: Settings,
+    messages: Sequence[BaseModel],
+    *,
+    clocks: Clocks | None = None,
+    now: datetime | None = None,
+    search: Indexer | None = None,
+) -> list[Outgoing]:
+    """Store a batch of assessed posts and return the ticket events it caused."""
+    clocks = clocks or clocks_for(settings)
+    grouper = EventGrouper(
+        clocks,
+        window_hours=settings.responder.event_window_hours,
+        similarity_threshold=settings.responder.similarity_threshold,
+    )
+    for m in messages:
+        if not isinstance(m, AssessedPost):
+            raise TypeError(f"responder expects assessed_post messages, got {type(m).__name__}")
+    batch: list[AssessedPost] = sorted(messages, key=lambda m: m.post.published_at)  # type: ignore[arg-type, union-attr]
+    at = now or utcnow()
+    for attempt in (1, 2):
+        try:
+            payloads, docs = _store_batch(store, grouper, batch, at)
+            break
+        except IntegrityError:
+            # Another responder stored one of these posts at the same moment:
+            # a second pass finds it and treats it as a redelivery.
+            if attempt == 2:
+                raise
+            log.warning("concurrent insert of the same post; retrying the batch once")
+        except OperationalError as e:
+            raise TransientError(f"数据库暂不可用: {e.__class__.__name__}: {e}") from e
+
+    if search is not None and docs:
+        try:
+            search.index(docs)
+        except Exception:
+            log.exception("全文索引写入失败（%d 条）：帖子已入库，可用 reindex_all 重建索引", len(docs))
+
+    topic = _topic(settings, T.TICKET_EVENTS)
+    return [Outgoing(topic, TicketEvent.model_validate(p), str(p["ticket_id"])) for p in payloads]
+
+
+def _store_batch(
+    store: Store, grouper: EventGrouper, batch: list[AssessedPost], at: datetime
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    payloads: list[dict[str, Any]] = []
+    seen_keys: set[str] = set()
+    to_index: list[Post] = []
+    with store.transaction() as s:
+        store.lock_events(s)
+        for ap in batch:
+            p = ap.post
+            existing = s.scalar(select(Post).where(Post.post_id == p.post_id))
+            if existing is not None:
+                # Redelivery: re-emit what this post caused the first time.
+                for row in s.scalars(
+                    select(TicketEventRow)
+                    .where(TicketEventRow.post_id == p.post_id)
+                    .order_by(TicketEventRow.id)
+                ):
+                    if row.event_key not in seen_keys:
+                        seen_keys.add(row.event_key)
+                        payloads.append(ticket_event_payload(row))
+                to_index.append(existing)
+                continue
+            post = _post_row(ap, at)
+            s.add(post)
+            s.flush()
+            if ap.assessment.relevant:
+                outcome = grouper.add_post(s, post, ap, at)
+                for row in outcome.facts:
+                    if row.event_key not in seen_keys:
+                        seen_keys.add(row.event_key)
+                        payloads.append(ticket_event_payload(row))
+            to_index.append(post)
+        docs = _post_docs(to_index)
+    return payloads, docs
+
+
+def _post_row(ap: AssessedPost, at: datetime) -> Post:
+    p, a = ap.post, ap.assessment
+    return Post(
+        post_id=p.post_id,
+        source_id=p.source_id,
+        source_kind=p.source_kind,
+        source_name=p.source_name,
+        url=p.url,
+        title=p.title,
+        text=p.text,
+        author=p.author,
+        published_at=p.published_at,
+        precision=p.published_precision,
+        fetched_at=p.fetched_at,
+        parent_id=p.parent_id,
+        relevant=a.relevant,
+        place_code=a.place.code,
+        place_label=a.place.label,
+        severity=a.severity,
+        is_emergency=a.is_emergency,
+        event_type=a.event_type,
+        event_subtype=a.event_subtype,
+        deaths=a.casualties.deaths,
+        injured=a.casualties.injured,
+        topic=a.topic,
+        department=a.department,
+        stored_at=at,
+        raw=ap.model_dump(mode="json", by_alias=True),
+    )
+
+
+# --------------------------------------------------------------------------- search
+
+
+_search_missing_logged = False
+
+
+def _post_docs(posts: Sequence[Post]) -> list[Any]:
+    global _search_missing_logged
+    try:
+        from responder.search.base import PostDoc
+    except ImportError:
+        if not _search_missing_logged:
+            log.info("responder.search 不可用：跳过全文索引（可稍后用 reindex_all 从库中重建）")
+            _search_missing_logged = True
+        return []
+    return [
+        PostDoc(
+            post_id=p.post_id,
+            title=p.title,
+            text=p.text,
+            source_id=p.source_id,
+            source_kind=p.source_kind,
+            url=p.url,
+            published_at=p.published_at,
+            place_code=p.place_code,
+            place_label=p.place_label,
+            topic=p.topic,
+            severity=p.severity if p.relevant else None,
+            event_id=p.event_id,
+        )
+        for p in posts
+    ]
+
+
+def open_search_or_none(settings: Settings) -> Any | None:
+    """The configured search backend, or None (logged) when it cannot be opened."""
+    try:
+        from responder.search import open_search
+    except ImportError:
+        log.info("responder.search 不可用：跳过全文索引")
+        return None
+    try:
+        return open_search(settings)
+    except Exception:
+        log.exception("无法打开全文检索后端：本次运行不写索引（可用 reindex_all 重建）")
+        return None
+
+
+def reindex_all(store: Store, search: Indexer, batch: int = 500) -> int:
+    """Rebuild the full-text index from the store; return the number of posts."""
+    n = 0
+    last = 0
+    while True:
+        with store.reader() as s:
+            rows = s.scalars(select(Post).where(Post.id > last).order_by(Post.id).limit(batch)).all()
+        if not rows:
+            return n
+        docs = _post_docs(rows)
+        if not docs:
+            return n
+        search.index(docs)
+        n += len(docs)
+        last = rows[-1].id
+
+
+# --------------------------------------------------------------------------- outbox relay
+
+
+def relay_outbox(store: Store, producer: Any, topic: str, limit: int = 200) -> int:
+    """Publish unsent outbox rows to ``topic``, then mark them sent.
+
+    At least once: a crash between the flush and the mark resends them,
+    and consumers drop the repeat by ``event_key`` (the outbox key).
+    """
+    with store.reader() as s:
+        rows = s.scalars(
+            select(Outbox).where(Outbox.sent_at.is_(None)).order_by(Outbox.id).limit(limit)
+        ).all()
+    if not rows:
+        return 0
+    for r in rows:
+        msg = TicketEvent.model_validate(r.payload)
+        key = str(r.ticket_id).encode() if r.ticket_id is not None else None
+        producer.send(topic, encode(msg), key=key)
+    producer.flush()
+    with store.transaction() as s:
+        s.execute(
+            update(Outbox)
+            .where(Outbox.id.in_([r.id for r in rows]), Outbox.sent_at.is_(None))
+            .values(sent_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+    return len(rows)
+
+
+def _relay_loop(store: Store, transport: Any, topic: str, stop: threading.Event, every_s: float) -> None:
+    producer = transport.producer()
+    try:
+        while not stop.is_set():
+            try:
+                while relay_outbox(store, producer, topic) and not stop.is_set():
+                    pass
+            except Exception:
+                log.exception("outbox relay failed; retrying")
+            stop.wait(every_s)
+    finally:
+        try:
+            producer.close()
+        except Exception:
+            log.warning("outbox producer close failed", exc_info=True)
+
+
+# --------------------------------------------------------------------------- process
+
+
+def run(settings: Settings, stop: threading.Event) -> None:
+    """Run the responder until ``stop`` is set: stage loop + scheduler + outbox relay."""
+    from stream.factory import open_transport
+    from stream.stage import run_stage
+
+    store = Store(settings.store_url)
+    search = None
+    transport = None
+    threads: list[threading.Thread] = []
+    try:
+        clocks = clocks_for(settings)
+        search = open_search_or_none(settings)
+        transport = open_transport(settings)
+        events_topic = _topic(settings, T.TICKET_EVENTS)
+        transport.ensure_topics([events_topic])
+        scheduler = Scheduler(store)
+        tick_s = settings.responder.scheduler_tick_s
+        threads = [
+            threading.Thread(
+                target=scheduler.run, args=(stop, tick_s), name="responder-scheduler", daemon=True
+            ),
+            threading.Thread(
+                target=_relay_loop,
+                args=(store, transport, events_topic, stop, tick_s),
+                name="responder-outbox",
+                daemon=True,
+            ),
+        ]
+        for t in threads:
+            t.start()
+        log.info("responder started: store %s, search %s", store, type(search).__name__ if search else "none")
+        run_stage(
+            transport=transport,
+            stage=STAGE,
+            group=GROUP,
+            topics=[_topic(settings, T.ASSESSED_POSTS)],
+            expect=AssessedPost,
+            handle=lambda msgs: handle_batch(store, settings, msgs, clocks=clocks, search=search),
+            dead_letter_topic=_topic(settings, T.DEAD_LETTER),
+            stop=stop,
+        )
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+        for closer in (getattr(search, "close", None), getattr(transport, "close", None), store.close):
+            if closer is None:
+                continue
+            try:
+                closer()
+            except Exception:
+                log.warning("responder: close failed", exc_info=True)
+        log.info("responder stopped")

@@ -1,0 +1,447 @@
+"""The responder's store: posts, events, tickets, deadlines, audit, outbox.
+
+One SQLAlchemy 2 schema that runs unchanged on SQLite (one machine, tests,
+the demo) and PostgreSQL (production). :class:`Store` opens the database,
+creates missing tables and hands out sessions:
+
+* ``store.transaction()`` — a write transaction. On SQLite it starts with
+  ``BEGIN IMMEDIATE`` so two writers (the stage handler and the scheduler
+  thread, or two processes) queue on ``busy_timeout`` instead of failing
+  with "database is locked" when a read snapshot turns out to be stale.
+  Everything a caller writes inside one ``with`` block commits together or
+  not at all.
+* ``store.reader()`` — a read-only session (deferred transaction).
+
+Times: every datetime column is :class:`UTCDateTime`. It refuses naive
+datetimes, stores UTC, and always returns an aware UTC datetime, also on
+SQLite (which has no time-zone type). Convert to Asia/Shanghai for display.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    select,
+    text,
+)
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+log = logging.getLogger(__name__)
+
+# Integer primary keys: BIGINT on PostgreSQL, INTEGER on SQLite (only
+# "INTEGER PRIMARY KEY" is an auto-incrementing rowid there).
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+TICKET_STATUSES = ("new", "acknowledged", "closed")
+SEVERITY_RANK = {"一般": 1, "较大": 2, "重大": 3, "特别重大": 4}
+# PostgreSQL advisory lock ids (arbitrary constants, unique to yuqing).
+SCHEMA_LOCK = 7_130_001
+EVENTS_LOCK = 7_130_002
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """An aware datetime stored in UTC, returned aware (UTC) on every backend."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"expected datetime, got {type(value).__name__}")
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"naive datetime {value.isoformat()} refused: a stored time must carry its zone")
+        value = value.astimezone(UTC)
+        if dialect.name == "sqlite":
+            # SQLite keeps text; store UTC without offset so that text order is time order.
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Post(Base):
+    """Every assessed post, relevant or not (irrelevant ones are the archive)."""
+
+    __tablename__ = "posts"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    post_id: Mapped[str] = mapped_column(String(80), unique=True)
+    source_id: Mapped[str] = mapped_column(String(200))
+    source_kind: Mapped[str] = mapped_column(String(20))
+    source_name: Mapped[str] = mapped_column(String(200), default="")
+    url: Mapped[str] = mapped_column(Text, default="")
+    title: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(200), default="")
+    published_at: Mapped[datetime] = mapped_column(index=True)
+    precision: Mapped[str] = mapped_column(String(10), default="minute")
+    fetched_at: Mapped[datetime]
+    parent_id: Mapped[str | None] = mapped_column(String(80), index=True, default=None)
+    relevant: Mapped[bool] = mapped_column(Boolean, default=False)
+    place_code: Mapped[str | None] = mapped_column(String(12), index=True, default=None)
+    place_label: Mapped[str] = mapped_column(String(200), default="待定")
+    severity: Mapped[str] = mapped_column(String(8), default="一般")
+    is_emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_type: Mapped[str | None] = mapped_column(String(40), default=None)
+    event_subtype: Mapped[str | None] = mapped_column(String(40), default=None)
+    deaths: Mapped[int | None] = mapped_column(Integer, default=None)
+    injured: Mapped[int | None] = mapped_column(Integer, default=None)
+    topic: Mapped[str | None] = mapped_column(String(40), default=None)
+    department: Mapped[str | None] = mapped_column(String(100), default=None)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), index=True, default=None)
+    stored_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The whole AssessedPost as received (by_alias JSON): the search index and
+    # any later re-assessment are rebuilt from it.
+    raw: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class Event(Base):
+    """One incident: the posts about it, its T0 and its place and severity."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    t0: Mapped[datetime] = mapped_column(index=True)  # earliest member publication
+    t0_post_id: Mapped[str] = mapped_column(String(80))
+    t0_precision: Mapped[str] = mapped_column(String(10), default="minute")
+    # Crawl lag of the T0 post (fetched_at - published_at), seconds.
+    t0_crawl_lag_s: Mapped[float | None] = mapped_column(Float, default=None)
+    last_published_at: Mapped[datetime] = mapped_column(index=True)
+    place_code: Mapped[str | None] = mapped_column(String(12), index=True, default=None)
+    place_label: Mapped[str] = mapped_column(String(200), default="待定")
+    place: Mapped[dict[str, Any]] = mapped_column(default=dict)  # province/city/county/code/level
+    severity: Mapped[str] = mapped_column(String(8), default="一般")
+    severity_reason: Mapped[str] = mapped_column(Text, default="")
+    is_emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    event_type: Mapped[str | None] = mapped_column(String(40), default=None)
+    event_subtype: Mapped[str | None] = mapped_column(String(40), default=None)
+    title: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)  # open / closed
+    post_count: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Ticket(Base):
+    """The work item for one event (exactly one per event)."""
+
+    __tablename__ = "tickets"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(14), default="new", index=True)
+    severity: Mapped[str] = mapped_column(String(8), default="一般")
+    severity_reason: Mapped[str] = mapped_column(Text, default="")
+    place_label: Mapped[str] = mapped_column(String(200), default="待定")
+    place_code: Mapped[str | None] = mapped_column(String(12), index=True, default=None)
+    department: Mapped[str | None] = mapped_column(String(100), default=None)
+    responders: Mapped[list[Any]] = mapped_column(default=list)
+    rule: Mapped[str] = mapped_column(String(40))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    acknowledged_from: Mapped[str | None] = mapped_column(String(100), default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Deadline(Base):
+    """A statutory milestone of a ticket and when it is due."""
+
+    __tablename__ = "deadlines"
+    __table_args__ = (
+        UniqueConstraint("ticket_id", "milestone", name="uq_deadline_ticket_milestone"),
+        Index("ix_deadline_pending", "fired_at", "met_at", "due_at"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    milestone: Mapped[str] = mapped_column(String(40))  # 权威信息发布, 新闻发布会, 回应, ...
+    rule: Mapped[str] = mapped_column(String(40))
+    starts_at: Mapped[datetime]  # the T0 the due time was computed from
+    due_at: Mapped[datetime]
+    fired_at: Mapped[datetime | None] = mapped_column(default=None)  # breach notified
+    met_at: Mapped[datetime | None] = mapped_column(default=None)
+    met_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    evidence_url: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class DeadlineWarning(Base):
+    """A warning point before a deadline (e.g. at 50 % and 80 % of its interval)."""
+
+    __tablename__ = "deadline_warnings"
+    __table_args__ = (
+        UniqueConstraint("deadline_id", "percent", name="uq_warning_deadline_percent"),
+        Index("ix_warning_pending", "fired_at", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    deadline_id: Mapped[int] = mapped_column(ForeignKey("deadlines.id"), index=True)
+    percent: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    fired_at: Mapped[datetime | None] = mapped_column(default=None)
+    # "sent", or "superseded" when a later warning or the breach was due at
+    # the same tick (after downtime only the most urgent one is sent).
+    outcome: Mapped[str | None] = mapped_column(String(12), default=None)
+
+
+class Audit(Base):
+    __tablename__ = "audit"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True, default=None)
+    event_id: Mapped[int | None] = mapped_column(ForeignKey("events.id"), index=True, default=None)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(100), default="system")
+    action: Mapped[str] = mapped_column(String(40))
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    remote_addr: Mapped[str | None] = mapped_column(String(100), default=None)
+
+
+class Outbox(Base):
+    """Notifications written in the same transaction as the fact they report.
+
+    A relay publishes unsent rows to ``tickets.events`` and sets ``sent_at``;
+    the unique ``key`` makes writing the same notification twice impossible.
+    """
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True, default=None)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class TicketEventRow(Base):
+    """Every TicketEvent the responder emitted, keyed by its idempotency key."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    event_key: Mapped[str] = mapped_column(String(200), unique=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("events.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(100), default="system")
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The post whose handling produced it (a redelivered post re-emits these).
+    post_id: Mapped[str | None] = mapped_column(String(80), index=True, default=None)
+
+
+def _json_dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, default=str)
+
+
+def normalise_url(url: str | URL) -> URL:
+    """``postgresql://`` means psycopg 3 here (psycopg2 is not installed)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u
+
+
+class Store:
+    """An open responder database. ``Store(url)`` creates missing tables."""
+
+    def __init__(self, url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 30000):
+        self.url = normalise_url(url)
+        self.dialect = self.url.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "future": True}
+        if self.dialect == "sqlite":
+            db = self.url.database
+            if db and db != ":memory:" and not db.startswith("file:"):
+                Path(db).parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
+        else:
+            kwargs["pool_pre_ping"] = True
+        self.engine: Engine = create_engine(self.url, **kwargs)
+        if self.dialect == "sqlite":
+            _sqlite_setup(self.engine, busy_timeout_ms)
+        self._create_schema()
+        self._write = sessionmaker(
+            bind=self.engine.execution_options(yuqing_write=True), expire_on_commit=False
+        )
+        self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
+
+    def _create_schema(self) -> None:
+        # Several processes (responder, web) may open a fresh database at the
+        # same moment: serialise the check-then-create of create_all.
+        with self.engine.execution_options(yuqing_write=True).begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
+            Base.metadata.create_all(conn)
+
+    def lock_events(self, session: Session) -> None:
+        """Serialise event grouping between responder processes (PostgreSQL).
+
+        Held until the transaction ends. SQLite needs nothing: its write
+        transactions (BEGIN IMMEDIATE) are already one at a time.
+        """
+        if self.dialect == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENTS_LOCK})
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A write transaction: commit at the end of the block, roll back on error."""
+        with self._write() as session, session.begin():
+            yield session
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        with self._read() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url.render_as_string(hide_password=True)!r})"
+
+    # Small queries several modules share -------------------------------------------------
+
+    def count(self, model: type[Base]) -> int:
+        with self.reader() as s:
+            return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy (below) emit BEGIN itself, so we can choose IMMEDIATE.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys = ON")
+            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() not in ("wal", "memory"):
+                cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("yuqing_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def emit_fact(
+    session: Session,
+    *,
+    ticket: Ticket,
+    kind: str,
+    key: str,
+    at: datetime,
+    detail: dict[str, Any] | None = None,
+    actor: str = "system",
+    post_id: str | None = None,
+    outbox: bool = False,
+    audit_action: str | None = None,
+    audit_detail: dict[str, Any] | None = None,
+    remote_addr: str | None = None,
+) -> TicketEventRow | None:
+    """Record one fact about a ticket, once: a ``ticket_events`` row (unique
+    ``key``), optionally an outbox row with the same key (for writers outside
+    the stage loop: the scheduler, the web UI) and an audit row.
+
+    Returns the new row, or None when a fact with this key already exists
+    (then nothing is written).
+    """
+    exists = session.scalar(select(TicketEventRow.id).where(TicketEventRow.event_key == key))
+    if exists is not None:
+        return None
+    detail = dict(detail or {})
+    row = TicketEventRow(
+        event_key=key,
+        ticket_id=ticket.id,
+        event_id=ticket.event_id,
+        kind=kind,
+        at=at,
+        actor=actor,
+        detail=detail,
+        post_id=post_id,
+    )
+    session.add(row)
+    if outbox:
+        session.add(
+            Outbox(key=key, ticket_id=ticket.id, kind=kind, payload=ticket_event_payload(row), created_at=at)
+        )
+    session.add(
+        Audit(
+            ticket_id=ticket.id,
+            event_id=ticket.event_id,
+            at=at,
+            actor=actor,
+            action=audit_action or kind,
+            detail=audit_detail if audit_detail is not None else detail,
+            remote_addr=remote_addr,
+        )
+    )
+    session.flush()
+    return row
+
+
+def ticket_event_payload(row: TicketEventRow) -> dict[str, Any]:
+    """The ``TicketEvent`` contract dict (by alias) for a stored fact."""
+    from zoneinfo import ZoneInfo
+
+    return {
+        "schema": "ticket_event",
+        "v": 1,
+        "event_key": row.event_key,
+        "ticket_id": row.ticket_id,
+        "event_id": row.event_id,
+        "kind": row.kind,
+        "at": row.at.astimezone(ZoneInfo("Asia/Shanghai")).isoformat(),
+        "actor": row.actor,
+        "detail": row.detail,
+    }

@@ -1,0 +1,496 @@
+"""The alert board and JSON API (FastAPI).
+
+* ``GET /`` — the live board (Chinese): open tickets, most severe first,
+  each deadline with a countdown computed in the page from ``due_at``
+  (已超时 once past), an acknowledge button, auto-refresh every 5 s.
+  Server-rendered HTML plus a little inline JavaScript; no external assets.
+* ``GET /api/tickets`` — open tickets; ``GET /api/tickets/{id}`` — one
+  ticket with its posts and audit trail.
+* ``POST /api/tickets/{id}/ack`` ``{"officer": "张三"}`` — records who,
+  when (Asia/Shanghai) and from which address, in the ticket and the audit.
+  Acknowledging never touches a deadline. A repeat by the **same** officer
+  returns 200 with the unchanged state (a retried request or a double
+  click); by **another** officer it returns 409 and says who acknowledged
+  first. Unknown ticket → 404, missing/blank officer → 422.
+* ``POST /api/tickets/{id}/milestones`` ``{"milestone", "officer",
+  "evidence_url"}`` — the milestone is met: its clock stops. Repeating it
+  returns 200 with the first record unchanged; an unknown milestone → 422.
+* ``GET /api/healthz``.
+
+The client address is the TCP peer (``request.client.host``); behind a
+reverse proxy run uvicorn with ``--proxy-headers`` so it is the real one.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import HTMLResponse, JSONResponse
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session
+
+from responder.clocks import SHANGHAI, iso_shanghai
+from responder.store import (
+    SEVERITY_RANK,
+    Audit,
+    Deadline,
+    Event,
+    Post,
+    Store,
+    Ticket,
+    emit_fact,
+    utcnow,
+)
+from yuqing.settings import Settings
+
+SEVERITY_COLOUR = {"特别重大": "#c62828", "重大": "#ef6c00", "较大": "#f9a825", "一般": "#1565c0"}
+STATUS_LABEL = {"new": "待确认", "acknowledged": "已确认", "closed": "已办结"}
+PRECISION_LABEL = {
+    "second": "精确到秒",
+    "minute": "精确到分钟",
+    "hour": "精确到小时",
+    "day": "仅有日期，按当日0时起算",
+    "unknown": "发布时间不详",
+}
+RULE_LABEL = {
+    "major_emergency": "重大突发事件（5小时/24小时）",
+    "response_48h": "政务舆情回应（48小时）",
+    "suggestion": "网民意见建议（7个工作日）",
+    "complaint": "咨询投诉（15个工作日）",
+    "none": "无法定时限",
+}
+
+
+class AckIn(BaseModel):
+    officer: str = Field(min_length=1, max_length=100)
+
+    @field_validator("officer")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("确认人姓名不能为空")
+        return v
+
+
+class MilestoneIn(AckIn):
+    milestone: str = Field(min_length=1, max_length=40)
+    evidence_url: str | None = Field(None, max_length=2000)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _fmt(dt: datetime | None) -> str:
+    return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if dt else ""
+
+
+def _primary(responders: list[Any] | None, department: str | None) -> str:
+    for r in responders or []:
+        if isinstance(r, dict) and r.get("role") == "primary" and r.get("name"):
+            return str(r["name"])
+    return department or "待指定"
+
+
+def ticket_view(s: Session, t: Ticket, now: datetime) -> dict[str, Any]:
+    ev = s.get(Event, t.event_id)
+    assert ev is not None
+    place = dict(ev.place or {})
+    deadlines = s.scalars(select(Deadline).where(Deadline.ticket_id == t.id).order_by(Deadline.due_at)).all()
+    return {
+        "id": t.id,
+        "status": t.status,
+        "status_label": STATUS_LABEL.get(t.status, t.status),
+        "event": {
+            "id": ev.id,
+            "title": ev.title,
+            "t0": iso_shanghai(ev.t0),
+            "t0_precision": ev.t0_precision,
+            "t0_post_id": ev.t0_post_id,
+            "crawl_lag_seconds": ev.t0_crawl_lag_s,
+            "post_count": ev.post_count,
+            "event_type": ev.event_type,
+            "event_subtype": ev.event_subtype,
+        },
+        "severity": t.severity,
+        "severity_reason": t.severity_reason,
+        "place": {
+            "province": place.get("province"),
+            "city": place.get("city"),
+            "county": place.get("county"),
+            "code": t.place_code,
+            "label": t.place_label or "待定",
+        },
+        "department": t.department,
+        "primary_responder": _primary(t.responders, t.department),
+        "responders": t.responders or [],
+        "rule": t.rule,
+        "rule_label": RULE_LABEL.get(t.rule, t.rule),
+        "deadlines": [
+            {
+                "milestone": d.milestone,
+                "rule": d.rule,
+                "due_at": iso_shanghai(d.due_at),
+                "met_at": iso_shanghai(d.met_at),
+                "met_by": d.met_by,
+                "evidence_url": d.evidence_url,
+                "fired_at": iso_shanghai(d.fired_at),
+                "seconds_left": int((d.due_at - now).total_seconds()),
+                "overdue": d.met_at is None and d.due_at <= now,
+            }
+            for d in deadlines
+        ],
+        "created_at": iso_shanghai(t.created_at),
+        "acknowledged_by": t.acknowledged_by,
+        "acknowledged_at": iso_shanghai(t.acknowledged_at),
+        "acknowledged_from": t.acknowledged_from,
+    }
+
+
+def open_tickets(s: Session, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    rows = s.scalars(
+        select(Ticket).where(Ticket.status != "closed").order_by(Ticket.created_at.desc()).limit(limit)
+    ).all()
+    rows = sorted(rows, key=lambda t: (-SEVERITY_RANK.get(t.severity, 0), -t.created_at.timestamp(), -t.id))
+    return [ticket_view(s, t, now) for t in rows]
+
+
+# --------------------------------------------------------------------------- HTML
+
+_e = html.escape
+
+PAGE_CSS = """
+body{font-family:"Noto Sans CJK SC","Microsoft YaHei",sans-serif;margin:0;background:#f4f5f7;color:#222}
+header{background:#263238;color:#fff;padding:12px 20px;display:flex;justify-content:space-between;align-items:center}
+header h1{font-size:20px;margin:0}
+main{padding:16px 20px}
+table{border-collapse:collapse;width:100%;background:#fff}
+th,td{border-bottom:1px solid #e0e0e0;padding:8px;text-align:left;vertical-align:top;font-size:14px}
+th{background:#eceff1}
+.sev{color:#fff;padding:2px 8px;border-radius:3px;white-space:nowrap}
+.pending-place{color:#b71c1c;font-weight:bold}
+.dl{margin:2px 0;white-space:nowrap}
+.countdown{font-family:monospace}
+.countdown.soon{color:#ef6c00;font-weight:bold}
+.countdown.overdue{color:#c62828;font-weight:bold}
+.met{color:#2e7d32}
+button{cursor:pointer;padding:4px 10px}
+.muted{color:#777;font-size:12px}
+.empty{padding:24px;text-align:center;color:#777;background:#fff}
+"""
+
+PAGE_JS = """
+var skewMs = 0;
+function readSkew(){
+  var root = document.getElementById('tickets-root');
+  if (root && root.dataset.now) { skewMs = Date.parse(root.dataset.now) - Date.now(); }
+}
+function fmt(sec){
+  sec = Math.floor(Math.abs(sec));
+  var d = Math.floor(sec / 86400), h = Math.floor(sec % 86400 / 3600),
+      m = Math.floor(sec % 3600 / 60), s = sec % 60;
+  return (d ? d + '天' : '') + h + '小时' + m + '分' + s + '秒';
+}
+function tick(){
+  var now = Date.now() + skewMs;
+  document.querySelectorAll('.countdown').forEach(function(el){
+    if (el.dataset.met) { return; }
+    var left = (Date.parse(el.dataset.due) - now) / 1000;
+    if (left <= 0) {
+      el.textContent = '已超时 ' + fmt(left);
+      el.classList.add('overdue'); el.classList.remove('soon');
+    } else {
+      el.textContent = '剩余 ' + fmt(left);
+      el.classList.toggle('soon', left < 3600);
+    }
+  });
+}
+var busy = false;
+async function refresh(){
+  if (busy) { return; }
+  try {
+    var r = await fetch('/fragment/tickets', {cache: 'no-store'});
+    if (r.ok) {
+      document.getElementById('tickets').innerHTML = await r.text();
+      readSkew(); tick();
+      document.getElementById('updated').textContent = '更新于 ' + new Date().toLocaleTimeString('zh-CN');
+    }
+  } catch (e) {
+    document.getElementById('updated').textContent = '刷新失败，稍后重试';
+  }
+}
+async function post(url, body){
+  var r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'},
+                            body: JSON.stringify(body)});
+  var j = {};
+  try { j = await r.json(); } catch (e) {}
+  if (!r.ok) {
+    var msg = typeof j.detail === 'string' ? j.detail : JSON.stringify(j.detail || r.status);
+    alert('操作失败：' + msg);
+  }
+  return r.ok;
+}
+async function ack(id){
+  busy = true;
+  var name = prompt('请输入确认人（值班员）姓名：');
+  busy = false;
+  if (!name || !name.trim()) { return; }
+  await post('/api/tickets/' + id + '/ack', {officer: name.trim()});
+  refresh();
+}
+async function meet(id, milestone){
+  busy = true;
+  var name = prompt('「' + milestone + '」已完成。请输入登记人姓名：');
+  var url = name ? prompt('请输入佐证链接（发布稿、发布会通知等网址，可留空）：', '') : null;
+  busy = false;
+  if (!name || !name.trim()) { return; }
+  await post('/api/tickets/' + id + '/milestones',
+             {milestone: milestone, officer: name.trim(), evidence_url: url || null});
+  refresh();
+}
+readSkew(); tick();
+setInterval(tick, 1000);
+setInterval(refresh, 5000);
+"""
+
+
+def _deadline_html(tid: int, d: dict[str, Any]) -> str:
+    ms = _e(d["milestone"])
+    if d["met_at"]:
+        return (
+            f'<div class="dl">{ms}：<span class="met">已完成 {_e(d["met_at"][:16].replace("T", " "))}'
+            f"（{_e(d['met_by'] or '')}）</span></div>"
+        )
+    due_txt = _e(d["due_at"][:16].replace("T", " "))
+    ms_js = _e(json.dumps(d["milestone"], ensure_ascii=False))
+    initial = "已超时" if d["overdue"] else "剩余"
+    return (
+        f'<div class="dl">{ms}：截止 {due_txt} '
+        f'<span class="countdown{" overdue" if d["overdue"] else ""}" data-due="{_e(d["due_at"])}">{initial}</span> '
+        f'<button class="meet" onclick="meet({tid}, {ms_js})">登记完成</button></div>'
+    )
+
+
+def tickets_fragment(tickets: list[dict[str, Any]], now: datetime) -> str:
+    now_iso = _e(now.astimezone(SHANGHAI).isoformat())
+    if not tickets:
+        return f'<div id="tickets-root" data-now="{now_iso}"><div class="empty">当前没有待处理的舆情工单</div></div>'
+    rows = []
+    for t in tickets:
+        colour = SEVERITY_COLOUR.get(t["severity"], "#555")
+        place = t["place"]["label"]
+        place_html = '<span class="pending-place">待定（属地未明）</span>' if place == "待定" else _e(place)
+        if t["acknowledged_at"]:
+            ack_html = (
+                f'<span class="met">已确认</span><div class="muted">{_e(t["acknowledged_by"] or "")} '
+                f"{_e(t['acknowledged_at'][:16].replace('T', ' '))}</div>"
+            )
+        else:
+            ack_html = f'<button class="ack" onclick="ack({t["id"]})">确认接收</button>'
+        deadlines = (
+            "".join(_deadline_html(t["id"], d) for d in t["deadlines"]) or '<span class="muted">无</span>'
+        )
+        ev = t["event"]
+        rows.append(
+            f'<tr data-ticket="{t["id"]}">'
+            f"<td>#{t['id']}</td>"
+            f'<td><span class="sev" style="background:{colour}">{_e(t["severity"])}</span>'
+            f'<div class="muted">{_e(t["severity_reason"] or "")}</div></td>'
+            f'<td>{_e(ev["title"])}<div class="muted">首发 {_e((ev["t0"] or "")[:16].replace("T", " "))}'
+            f"（{_e(PRECISION_LABEL.get(ev['t0_precision'], ev['t0_precision']))}） · {ev['post_count']} 条</div></td>"
+            f"<td>{place_html}</td>"
+            f'<td>{_e(t["primary_responder"])}<div class="muted">{_e(t["rule_label"])}</div></td>'
+            f"<td>{deadlines}</td>"
+            f"<td>{_e(t['status_label'])}</td>"
+            f"<td>{ack_html}</td>"
+            "</tr>"
+        )
+    return (
+        f'<div id="tickets-root" data-now="{now_iso}"><table><thead><tr>'
+        "<th>编号</th><th>级别</th><th>事件</th><th>属地</th><th>回应主体</th><th>时限</th>"
+        "<th>状态</th><th>确认</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table></div>"
+    )
+
+
+def page(tickets: list[dict[str, Any]], now: datetime) -> str:
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>舆情监测与回应</title><style>{PAGE_CSS}</style></head><body>"
+        f'<header><h1>舆情监测与回应 · 预警工单</h1><span id="updated" class="muted">'
+        f"更新于 {_e(now.astimezone(SHANGHAI).strftime('%H:%M:%S'))}</span></header>"
+        f'<main><div id="tickets">{tickets_fragment(tickets, now)}</div>'
+        '<p class="muted">时限自事件首发时间（T0）起算；确认接收不停止法定时限，'
+        "只有登记相应节点完成才停止计时。页面每 5 秒自动刷新。</p></main>"
+        f"<script>{PAGE_JS}</script></body></html>"
+    )
+
+
+# --------------------------------------------------------------------------- app
+
+
+def create_app(
+    settings: Settings, *, store: Store | None = None, now: Callable[[], datetime] = utcnow
+) -> FastAPI:
+    """The web app. ``store`` defaults to ``Store(settings.store_url)``; ``now`` is the clock."""
+    st = store or Store(settings.store_url)
+    app = FastAPI(title="舆情监测与回应", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.store = st
+    app.state.settings = settings
+
+    def _get_ticket(s: Session, tid: int, lock: bool = False) -> Ticket:
+        # FOR UPDATE (PostgreSQL): two officers acknowledging at once queue up
+        # and the second sees the first; SQLite writers are serial anyway.
+        t = s.get(Ticket, tid, with_for_update=lock or None)
+        if t is None:
+            raise HTTPException(status_code=404, detail=f"工单 {tid} 不存在")
+        return t
+
+    @app.get("/", response_class=HTMLResponse)
+    def index() -> str:
+        n = now()
+        with st.reader() as s:
+            return page(open_tickets(s, n), n)
+
+    @app.get("/fragment/tickets", response_class=HTMLResponse)
+    def fragment() -> str:
+        n = now()
+        with st.reader() as s:
+            return tickets_fragment(open_tickets(s, n), n)
+
+    @app.get("/api/healthz")
+    def healthz() -> JSONResponse:
+        try:
+            with st.reader() as s:
+                s.execute(text("SELECT 1"))
+                n_open = s.scalar(select(func.count()).select_from(Ticket).where(Ticket.status != "closed"))
+        except Exception as e:  # report, do not crash
+            return JSONResponse({"status": "error", "db": f"{type(e).__name__}: {e}"}, status_code=503)
+        return JSONResponse({"status": "ok", "db": st.dialect, "open_tickets": int(n_open or 0)})
+
+    @app.get("/api/tickets")
+    def list_tickets() -> dict[str, Any]:
+        n = now()
+        with st.reader() as s:
+            items = open_tickets(s, n)
+        return {"now": iso_shanghai(n), "count": len(items), "tickets": items}
+
+    @app.get("/api/tickets/{tid}")
+    def get_ticket(tid: int) -> dict[str, Any]:
+        n = now()
+        with st.reader() as s:
+            t = _get_ticket(s, tid)
+            out = ticket_view(s, t, n)
+            posts = s.scalars(
+                select(Post).where(Post.event_id == t.event_id).order_by(Post.published_at)
+            ).all()
+            out["posts"] = [
+                {
+                    "post_id": p.post_id,
+                    "source_id": p.source_id,
+                    "source_kind": p.source_kind,
+                    "source_name": p.source_name,
+                    "url": p.url,
+                    "title": p.title,
+                    "text": p.text[:500],
+                    "published_at": iso_shanghai(p.published_at),
+                    "precision": p.precision,
+                    "fetched_at": iso_shanghai(p.fetched_at),
+                    "crawl_lag_seconds": (p.fetched_at - p.published_at).total_seconds(),
+                    "place_label": p.place_label,
+                    "severity": p.severity,
+                }
+                for p in posts
+            ]
+            audits = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.at, Audit.id)).all()
+            out["audit"] = [
+                {
+                    "at": iso_shanghai(a.at),
+                    "actor": a.actor,
+                    "action": a.action,
+                    "detail": a.detail,
+                    "remote_addr": a.remote_addr,
+                }
+                for a in audits
+            ]
+        return out
+
+    @app.post("/api/tickets/{tid}/ack")
+    def acknowledge(tid: int, body: AckIn, request: Request) -> JSONResponse:
+        n = now()
+        addr = request.client.host if request.client else None
+        with st.transaction() as s:
+            t = _get_ticket(s, tid, lock=True)
+            if t.acknowledged_at is not None:
+                if t.acknowledged_by != body.officer:
+                    raise HTTPException(
+                        status_code=409,
+                        detail=f"工单 {tid} 已由 {t.acknowledged_by} 于 {_fmt(t.acknowledged_at)} 确认接收",
+                    )
+                return JSONResponse({"already": True, "ticket": ticket_view(s, t, n)})
+            t.acknowledged_at = n
+            t.acknowledged_by = body.officer
+            t.acknowledged_from = addr
+            if t.status == "new":
+                t.status = "acknowledged"
+            emit_fact(
+                s,
+                ticket=t,
+                kind="acknowledged",
+                key=f"{t.id}:ack",
+                at=n,
+                actor=body.officer,
+                detail={"officer": body.officer, "at": iso_shanghai(n), "from": addr},
+                outbox=True,
+                remote_addr=addr,
+            )
+            return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
+
+    @app.post("/api/tickets/{tid}/milestones")
+    def milestone(tid: int, body: MilestoneIn, request: Request) -> JSONResponse:
+        n = now()
+        addr = request.client.host if request.client else None
+        with st.transaction() as s:
+            t = _get_ticket(s, tid, lock=True)
+            d = s.scalar(
+                select(Deadline).where(Deadline.ticket_id == tid, Deadline.milestone == body.milestone)
+            )
+            if d is None:
+                known = s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == tid)).all()
+                raise HTTPException(
+                    status_code=422,
+                    detail=f"工单 {tid} 没有节点「{body.milestone}」（可选：{'、'.join(known) or '无'}）",
+                )
+            if d.met_at is not None:
+                return JSONResponse({"already": True, "ticket": ticket_view(s, t, n)})
+            d.met_at = n
+            d.met_by = body.officer
+            d.evidence_url = body.evidence_url
+            on_time = n <= d.due_at
+            emit_fact(
+                s,
+                ticket=t,
+                kind="milestone",
+                key=f"{t.id}:{d.milestone}:met",
+                at=n,
+                actor=body.officer,
+                detail={
+                    "milestone": d.milestone,
+                    "due_at": iso_shanghai(d.due_at),
+                    "met_at": iso_shanghai(n),
+                    "on_time": on_time,
+                    "evidence_url": body.evidence_url,
+                    "officer": body.officer,
+                },
+                outbox=True,
+                remote_addr=addr,
+            )
+            return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
+
+    return app

@@ -1,0 +1,504 @@
+"""Event grouping and the responder handler: one incident → one event → one ticket."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from responder.events import places_compatible, similarity
+from responder.service import handle_batch, reindex_all, run
+from responder.store import Audit, Deadline, Event, Outbox, Post, Store, Ticket, TicketEventRow
+from stream import topics as TP
+from stream.contracts import TicketEvent, encode
+from stream.contracts import decode as decode_msg
+from stream.factory import open_transport, topic
+from tests.fixtures.databases import SH, assessed, sh
+
+# Demo-style texts: one story told by a news site, a forum and a government
+# message board; then other stories from the same city.
+FEE_NEWS = (
+    "蜀山区某小区物业费上涨近一倍 业主质疑未经听证",
+    "近日，合肥市蜀山区翡翠湖畔小区物业公司发布通知，自11月起物业费由每平方米1.2元上涨至2.3元，涨幅近一倍。"
+    "多名业主表示，此次涨价未经业主大会表决，也未公示成本，质疑物业擅自涨价，希望有关部门介入调查。",
+)
+FEE_FORUM = (
+    "合肥翡翠湖畔小区物业费涨近一倍 业主质疑",
+    "合肥市蜀山区翡翠湖畔小区物业公司近日通知，物业费将从每平方米1.2元涨到2.3元，涨幅近一倍。"
+    "业主称涨价未经业主大会表决、成本也未公示，希望有关部门介入调查。",
+)
+FEE_BOARD = (
+    "翡翠湖畔小区物业乱涨价，请领导管管",
+    "尊敬的领导：我是蜀山区翡翠湖畔小区业主，物业公司通知物业费从每平方米1.2元涨到2.3元，涨幅近一倍，"
+    "没有经过业主大会表决，也没有公示成本，请有关部门介入调查，谢谢！",
+)
+LIFT = (
+    "包河区一小区电梯频繁故障 业主被困",
+    "近日，合肥市包河区滨湖世纪城一小区电梯频繁发生故障，多名业主被困电梯内，业主反映物业维修不及时，希望有关部门督促整改。",
+)
+TRAFFIC = (
+    "蜀山区一学校门口交通拥堵严重",
+    "每天早晚高峰，合肥市蜀山区一小学门口车辆乱停乱放，交通拥堵严重，家长希望交警部门加强疏导。",
+)
+
+T = sh(2026, 11, 2, 9, 0)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(f"sqlite:///{tmp_path / 'events.db'}")
+    yield s
+    s.close()
+
+
+def _fee_batch():
+    return [
+        assessed("fee-news", title=FEE_NEWS[0], text=FEE_NEWS[1], published_at=T, source_id="hefei-daily"),
+        assessed(
+            "fee-forum",
+            title=FEE_FORUM[0],
+            text=FEE_FORUM[1],
+            published_at=T + timedelta(hours=2),
+            source_id="hefei-bbs",
+            source_kind="forum",
+        ),
+        assessed(
+            "fee-board",
+            title=FEE_BOARD[0],
+            text=FEE_BOARD[1],
+            published_at=T + timedelta(hours=5),
+            source_id="gov-board",
+            source_kind="gov_board",
+            place="合肥市",
+        ),
+    ]
+
+
+def test_similarity_measure_separates_demo_texts() -> None:
+    thr = 0.35
+    same = [(FEE_NEWS, FEE_FORUM), (FEE_NEWS, FEE_BOARD), (FEE_FORUM, FEE_BOARD)]
+    other = [(FEE_NEWS, LIFT), (FEE_NEWS, TRAFFIC), (FEE_BOARD, LIFT), (FEE_BOARD, TRAFFIC), (LIFT, TRAFFIC)]
+    for a, b in same:
+        assert similarity(*a, *b) >= thr + 0.1
+    for a, b in other:
+        assert similarity(*a, *b) < thr - 0.1
+    assert similarity("", "完全相同的文本内容", "", "完全相同的文本内容") == pytest.approx(1.0)
+
+
+def test_place_compatibility() -> None:
+    assert places_compatible("340104", "340104")
+    assert places_compatible("340104", None)  # unknown joins known
+    assert places_compatible("340100", "340104")  # city contains its district
+    assert places_compatible("340000", "340202")
+    assert not places_compatible("340104", "340111")  # sibling districts
+    assert not places_compatible("340100", "340202")  # another city
+
+
+def test_three_sources_one_event_one_ticket(store_url, settings) -> None:
+    store = Store(store_url)
+    out = handle_batch(store, settings, _fee_batch(), now=T + timedelta(hours=6))
+    with store.reader() as s:
+        events = s.scalars(select(Event)).all()
+        tickets = s.scalars(select(Ticket)).all()
+        posts = s.scalars(select(Post)).all()
+        deadlines = s.scalars(select(Deadline)).all()
+    assert len(events) == 1 and len(tickets) == 1
+    ev = events[0]
+    assert ev.post_count == 3 and {p.event_id for p in posts} == {ev.id}
+    assert ev.t0 == T and ev.t0_post_id == "fee-news"
+    assert ev.place_code == "340104"  # the board's city-level place did not coarsen it
+    assert [(d.milestone, d.due_at) for d in deadlines] == [("回应", T + timedelta(hours=48))]
+    kinds = [(o.value.kind, o.value.event_key) for o in out]
+    tid = tickets[0].id
+    assert kinds == [
+        ("opened", f"{tid}:opened"),
+        ("post_added", f"{tid}:post:fee-forum"),
+        ("post_added", f"{tid}:post:fee-board"),
+    ]
+    assert all(o.topic == "yuqing.tickets.events" and o.key == str(tid) for o in out)
+
+    # Redelivery of the whole batch changes nothing and re-emits the same facts.
+    again = handle_batch(store, settings, _fee_batch(), now=T + timedelta(hours=7))
+    assert [o.value.event_key for o in again] == [o.value.event_key for o in out]
+    assert [o.value.at for o in again] == [o.value.at for o in out]
+    assert store.count(Post) == 3 and store.count(Event) == 1 and store.count(Ticket) == 1
+    assert store.count(TicketEventRow) == 3
+    store.close()
+
+
+def test_different_county_and_different_story_are_separate(store, settings) -> None:
+    msgs = [
+        *_fee_batch()[:1],
+        # Same story text but another county: a different incident.
+        assessed(
+            "fee-wuhu",
+            title=FEE_FORUM[0],
+            text=FEE_FORUM[1],
+            published_at=T + timedelta(hours=1),
+            place="镜湖区",
+        ),
+        # Same county, different story.
+        assessed("traffic", title=TRAFFIC[0], text=TRAFFIC[1], published_at=T + timedelta(hours=1)),
+        # Same story, same place, but outside the 72 h window.
+        assessed("fee-late", title=FEE_FORUM[0], text=FEE_FORUM[1], published_at=T + timedelta(days=5)),
+    ]
+    handle_batch(store, settings, msgs)
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+    assert len(set(owner.values())) == 4
+    assert store.count(Ticket) == 4
+
+
+def test_irrelevant_post_archived_without_ticket(store, settings) -> None:
+    out = handle_batch(
+        store,
+        settings,
+        [
+            assessed("ad", title="双十一促销", text="全场五折，欢迎选购。", published_at=T, relevant=False),
+        ],
+    )
+    assert out == []
+    with store.reader() as s:
+        p = s.scalars(select(Post)).one()
+    assert p.relevant is False and p.event_id is None and p.raw["post"]["post_id"] == "ad"
+    assert store.count(Ticket) == 0 and store.count(Event) == 0
+
+
+def test_earlier_post_moves_t0_and_deadlines_with_audit(store, settings) -> None:
+    first, forum, _ = _fee_batch()
+    handle_batch(store, settings, [forum])  # found first, published at T+2h
+    with store.reader() as s:
+        assert s.scalars(select(Deadline.due_at)).one() == T + timedelta(hours=50)
+    out = handle_batch(store, settings, [first])  # crawled later, published at T
+    with store.reader() as s:
+        ev = s.scalars(select(Event)).one()
+        d = s.scalars(select(Deadline)).one()
+        audit = s.scalars(select(Audit).where(Audit.action == "t0_moved")).one()
+    assert ev.t0 == T and ev.t0_post_id == "fee-news" and ev.post_count == 2
+    assert d.due_at == T + timedelta(hours=48) and d.starts_at == T
+    assert "更早发布" in audit.detail["reason"] and audit.detail["post_id"] == "fee-news"
+    assert audit.detail["deadlines"] == [
+        {"milestone": "回应", "from": "2026-11-04T11:00:00+08:00", "to": "2026-11-04T09:00:00+08:00"}
+    ]
+    assert [o.value.kind for o in out] == ["post_added", "t0_moved"]
+
+
+def test_severity_raise_adds_major_emergency_deadlines(store, settings) -> None:
+    base = dict(event_type="事故灾难", event_subtype="火灾", is_emergency=True, department="应急管理局")
+    early = assessed(
+        "fire-1",
+        title="蜀山区井岗镇一居民楼起火",
+        source_id="hefei-bbs",
+        source_kind="forum",
+        text="井岗镇一居民楼起火，浓烟很大，消防车已经到了。",
+        published_at=T,
+        severity="一般",
+        **base,
+    )
+    later = assessed(
+        "fire-2",
+        title="合肥居民楼火灾已致12人死亡",
+        source_kind="news",
+        text="记者从合肥市蜀山区获悉，井岗镇居民楼火灾已造成12人死亡，另有多人受伤。",
+        published_at=T + timedelta(hours=3),
+        severity="重大",
+        severity_reason="死亡12人，达到重大事故标准（10-29人）",
+        **base,
+    )
+    handle_batch(store, settings, [early])
+    with store.reader() as s:
+        assert s.scalars(select(Ticket.rule)).one() == "response_48h"
+    out = handle_batch(store, settings, [later])
+    with store.reader() as s:
+        t = s.scalars(select(Ticket)).one()
+        due = {d.milestone: d.due_at for d in s.scalars(select(Deadline))}
+        ev = s.get(Event, t.event_id)
+    assert (
+        ev.post_count == 2 and t.severity == "重大" and ev.severity == "重大" and t.rule == "major_emergency"
+    )
+    assert "12人" in t.severity_reason
+    # From the event's T0 (the first post), not the later post that raised it.
+    assert due == {
+        "回应": T + timedelta(hours=48),
+        "权威信息发布": T + timedelta(hours=5),
+        "新闻发布会": T + timedelta(hours=24),
+    }
+    sev = [o.value for o in out if o.value.kind == "severity_changed"]
+    assert len(sev) == 1 and sev[0].detail["from"] == "一般" and sev[0].detail["to"] == "重大"
+    assert {d["milestone"] for d in sev[0].detail["deadlines_added"]} == {"权威信息发布", "新闻发布会"}
+    # A lower-severity member later does not lower it.
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "fire-3",
+                title="井岗镇火灾现场",
+                text="现场已经控制住了。",
+                published_at=T + timedelta(hours=4),
+                severity="一般",
+                **base,
+            )
+        ],
+    )
+    with store.reader() as s:
+        assert s.scalars(select(Ticket.severity)).one() == "重大"
+        assert s.scalars(select(Event.post_count)).one() == 3
+
+
+def test_same_emergency_same_county_joins_despite_different_words(store, settings) -> None:
+    base = dict(event_type="事故灾难", event_subtype="火灾", is_emergency=True)
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "f-news",
+                title="合肥市蜀山区一居民楼发生火灾",
+                text="今天下午，合肥市蜀山区一居民楼起火，消防部门正在扑救。",
+                published_at=T,
+                **base,
+            ),
+            assessed(
+                "f-weibo",
+                text="#合肥# 家门口着火了好大的烟，救火车来了好几辆",
+                source_kind="weibo",
+                published_at=T + timedelta(minutes=30),
+                **base,
+            ),
+            # Another fire in another county at the same time stays apart.
+            assessed(
+                "f-baohe",
+                title="包河区一仓库起火",
+                text="包河区一仓库起火，无人员伤亡。",
+                place="包河区",
+                published_at=T + timedelta(minutes=40),
+                **base,
+            ),
+        ],
+    )
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+    assert owner["f-news"] == owner["f-weibo"] != owner["f-baohe"]
+
+
+SCHOOL_NEWS = (
+    "宿州市埇桥区通报一起学生疑似食源性疾病事件",
+    "11月22日，宿州市埇桥区某小学部分学生午餐后出现呕吐、腹痛等症状，区卫健委、市场监管局已介入调查，"
+    "学生均已送医观察，目前情况稳定。",
+)
+SCHOOL_WEIBO = (
+    "#宿州# 埇桥区一小学30多名学生午饭后出现呕吐腹痛，已经送医院了，家长都急坏了，希望尽快查明原因！"
+)
+
+
+def test_same_county_same_death_toll_joins(store, settings) -> None:
+    """A forum post the classifier gave no subtype still joins when county and death toll agree."""
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "collapse-news",
+                title="霍山县一在建厂房发生坍塌事故 已造成12人死亡",
+                text="11月22日上午，霍山县经济开发区一在建厂房发生坍塌事故，已造成12人死亡、5人受伤。",
+                published_at=T,
+                is_emergency=True,
+                event_type="事故灾难",
+                event_subtype="坍塌",
+                severity="重大",
+                deaths=12,
+            ),
+            assessed(
+                "collapse-forum",
+                title="开发区那边厂房塌了",
+                text="刚从开发区过来，路都封了，听说新盖的钢结构厂房一下子就塌下来了，县里通报说死了12个。",
+                published_at=T + timedelta(hours=1),
+                source_kind="forum",
+                severity="重大",
+                deaths=12,
+            ),
+            # Same county, another toll, other words: another incident.
+            assessed(
+                "other-accident",
+                title="一货车与电动车相撞",
+                text="县城一路口货车与电动车相撞，造成3人死亡。",
+                published_at=T + timedelta(hours=2),
+                deaths=3,
+            ),
+        ],
+    )
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+        reason = s.scalars(
+            select(TicketEventRow.detail).where(TicketEventRow.post_id == "collapse-forum")
+        ).one()
+    assert owner["collapse-news"] == owner["collapse-forum"] != owner["other-accident"]
+    assert "死亡人数一致" in reason["reason"]
+
+
+@pytest.mark.parametrize("emergency", [True, False])
+def test_two_emergencies_in_one_county_need_half_the_similarity(store, settings, emergency) -> None:
+    assert 0.175 <= similarity(*SCHOOL_NEWS, "", SCHOOL_WEIBO) < 0.35  # between half and full threshold
+    kw = dict(is_emergency=True, event_type="公共卫生事件") if emergency else {}
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "school-weibo",
+                text=SCHOOL_WEIBO,
+                source_kind="weibo",
+                published_at=T,
+                place="蜀山区",
+                event_subtype="食物中毒" if emergency else None,
+                **kw,
+            ),
+            # The classifier found no subtype in the official notice.
+            assessed(
+                "school-news",
+                title=SCHOOL_NEWS[0],
+                text=SCHOOL_NEWS[1],
+                published_at=T + timedelta(hours=3),
+                place="蜀山区",
+                **kw,
+            ),
+        ],
+    )
+    assert store.count(Event) == (1 if emergency else 2)
+
+
+def test_reply_in_thread_joins_and_unknown_place_is_pending(store, settings) -> None:
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "thread",
+                title="翡翠湖畔小区物业费的事有人管吗",
+                text=FEE_BOARD[1],
+                published_at=T,
+                source_kind="forum",
+                place="待定",
+            ),
+            assessed(
+                "reply-1",
+                text="顶一下，我们楼也是这样",
+                parent_id="thread",
+                source_kind="forum",
+                place="待定",
+                published_at=T + timedelta(hours=1),
+            ),
+        ],
+    )
+    with store.reader() as s:
+        t = s.scalars(select(Ticket)).one()
+        ev = s.get(Event, t.event_id)
+    assert ev.post_count == 2 and t.place_label == "待定" and t.place_code is None
+    # A member that names the place moves the event out of the 待定 queue.
+    handle_batch(
+        store,
+        settings,
+        [assessed("fee-news", title=FEE_NEWS[0], text=FEE_NEWS[1], published_at=T + timedelta(hours=2))],
+    )
+    with store.reader() as s:
+        t = s.scalars(select(Ticket)).one()
+        refined = s.scalars(select(Audit).where(Audit.action == "place_refined")).one()
+    assert t.place_code == "340104" and t.place_label == "安徽省合肥市蜀山区"
+    assert refined.detail["from"] == "待定"
+
+
+def test_posts_are_indexed_for_search_after_commit(store, settings) -> None:
+    search_mod = pytest.importorskip("responder.search")
+    backend = search_mod.open_search(settings)
+    try:
+        msgs = [*_fee_batch(), assessed("ad", title="促销", text="全场五折", published_at=T, relevant=False)]
+        handle_batch(store, settings, msgs, search=backend)
+        assert backend.count() == 4
+        doc = backend.get("fee-forum")
+        assert doc is not None and doc.event_id is not None and doc.place_code == "340104"
+        assert backend.get("ad").severity is None
+        # The index is rebuildable from the store.
+        backend.delete("fee-forum")
+        assert reindex_all(store, backend) == 4 and backend.get("fee-forum") is not None
+    finally:
+        backend.close()
+
+
+def test_run_consumes_stream_schedules_and_relays(settings) -> None:
+    """The responder process: stage loop + scheduler thread + outbox relay over the embedded log."""
+    settings.responder.scheduler_tick_s = 0.05
+    published = datetime.now(SH) - timedelta(hours=6)  # 权威信息发布 (T0+5h) is already overdue
+    transport = open_transport(settings)
+    events_topic = topic(settings, TP.TICKET_EVENTS)
+    transport.ensure_topics([topic(settings, TP.ASSESSED_POSTS), events_topic])
+    producer = transport.producer()
+    fire = assessed(
+        "run-fire",
+        title="居民楼火灾致12人死亡",
+        text="合肥市蜀山区一居民楼火灾已造成12人死亡。",
+        published_at=published,
+        severity="重大",
+        is_emergency=True,
+        event_type="事故灾难",
+        event_subtype="火灾",
+    )
+    producer.send(topic(settings, TP.ASSESSED_POSTS), encode(fire), key=b"run-fire")
+    producer.flush()
+    reader = transport.consumer("test-reader", [events_topic])
+    stop = threading.Event()
+    th = threading.Thread(target=run, args=(settings, stop), daemon=True)
+    th.start()
+    seen: list[TicketEvent] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for rec in reader.poll(max_records=100, timeout_s=0.2):
+                seen.append(decode_msg(rec.value, TicketEvent))  # type: ignore[arg-type]
+            if {"opened", "deadline_breached"} <= {e.kind for e in seen}:
+                break
+    finally:
+        stop.set()
+        th.join(15)
+        reader.close()
+        producer.close()
+        transport.close()
+    assert not th.is_alive()
+    kinds = [e.kind for e in seen]
+    assert "opened" in kinds and "deadline_breached" in kinds, kinds
+    breach = next(e for e in seen if e.kind == "deadline_breached")
+    assert breach.detail["milestone"] == "权威信息发布" and breach.event_key.endswith(":权威信息发布:breach")
+    store = Store(settings.store_url)
+    try:
+        with store.reader() as s:
+            assert all(o.sent_at is not None for o in s.scalars(select(Outbox)))
+    finally:
+        store.close()
+
+
+def test_concurrent_handlers_group_into_one_event(store_url, settings) -> None:
+    """Two responder workers handling copies of one story at once still make one event."""
+    stores = [Store(store_url), Store(store_url)]
+    batches = [_fee_batch()[:2], _fee_batch()[2:]]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(2)
+
+    def work(i: int) -> None:
+        try:
+            barrier.wait()
+            handle_batch(stores[i], settings, batches[i])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert stores[0].count(Event) == 1 and stores[0].count(Ticket) == 1 and stores[0].count(Post) == 3
+    for st in stores:
+        st.close()

@@ -1,0 +1,248 @@
+"""The alert board and JSON API, over a real HTTP server on 127.0.0.1 where the address matters."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+
+import httpx
+import pytest
+import uvicorn
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from responder.service import handle_batch
+from responder.store import Audit, Store, Ticket
+from responder.web import create_app
+from tests.fixtures.databases import assessed, sh
+
+T0 = sh(2026, 11, 2, 9, 0)
+
+
+class Clock:
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def board(tmp_path, settings):
+    """A store with three open tickets of different severity, one with an unknown place."""
+    store = Store(f"sqlite:///{tmp_path / 'web.db'}")
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "minor",
+                title="翡翠湖畔小区物业费上涨",
+                text="物业费由每平方米1.2元上涨至2.3元。",
+                published_at=T0,
+                place="蜀山区",
+            ),
+            assessed(
+                "fire",
+                title="居民楼火灾致12人死亡",
+                text="合肥市包河区一居民楼火灾已造成12人死亡。",
+                published_at=T0 + timedelta(hours=1),
+                severity="重大",
+                is_emergency=True,
+                event_type="事故灾难",
+                event_subtype="火灾",
+                place="包河区",
+                department="应急管理局",
+                severity_reason="死亡12人，达到重大事故标准",
+            ),
+            assessed(
+                "unknown",
+                title="某地自来水发黄",
+                text="家里自来水发黄好几天了，没人管。",
+                source_kind="weibo",
+                published_at=T0 + timedelta(hours=2),
+                place="待定",
+                department=None,
+            ),
+        ],
+        now=T0 + timedelta(hours=2, minutes=5),
+    )
+    with store.reader() as s:
+        ids = {s.get(Ticket, t).severity: t for t in s.scalars(select(Ticket.id))}
+    clock = Clock(T0 + timedelta(hours=3))
+    app = create_app(settings, store=store, now=clock)
+    yield store, app, clock, ids
+    store.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def server(board):
+    """The app served by uvicorn on a free port of 127.0.0.1."""
+    store, app, clock, ids = board
+    port = _free_port()
+    srv = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    )
+    t = threading.Thread(target=srv.run, daemon=True)
+    t.start()
+    for _ in range(200):
+        if srv.started:
+            break
+        time.sleep(0.02)
+    assert srv.started
+    yield f"http://127.0.0.1:{port}", store, clock, ids
+    srv.should_exit = True
+    t.join(10)
+
+
+def test_list_open_tickets(board) -> None:
+    _, app, _, ids = board
+    r = TestClient(app).get("/api/tickets")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["count"] == 3
+    tickets = body["tickets"]
+    assert [t["severity"] for t in tickets] == ["重大", "一般", "一般"]
+    # Same severity: newest first.
+    assert [t["event"]["title"] for t in tickets[1:]] == ["某地自来水发黄", "翡翠湖畔小区物业费上涨"]
+    fire = tickets[0]
+    assert fire["id"] == ids["重大"] and fire["rule"] == "major_emergency"
+    assert fire["event"]["t0"] == "2026-11-02T10:00:00+08:00" and fire["event"]["post_count"] == 1
+    assert fire["event"]["t0_precision"] == "minute" and fire["severity_reason"].startswith("死亡12人")
+    assert fire["place"] == {
+        "province": "安徽省",
+        "city": "合肥市",
+        "county": "包河区",
+        "code": "340111",
+        "label": "安徽省合肥市包河区",
+    }
+    assert fire["department"] == "应急管理局" and fire["primary_responder"] == "包河区应急管理局"
+    dl = {d["milestone"]: d for d in fire["deadlines"]}
+    assert dl["权威信息发布"]["due_at"] == "2026-11-02T15:00:00+08:00"
+    assert dl["权威信息发布"]["seconds_left"] == 3 * 3600  # now is T0+3h, fire T0 is T0+1h
+    assert dl["新闻发布会"]["due_at"] == "2026-11-03T10:00:00+08:00" and dl["新闻发布会"]["met_at"] is None
+    assert tickets[1]["place"]["label"] == "待定" and tickets[1]["place"]["code"] is None
+    assert fire["acknowledged_by"] is None and fire["acknowledged_at"] is None
+
+
+def test_ack_records_officer_time_address_and_leaves_deadlines(server) -> None:
+    base, store, clock, ids = server
+    tid = ids["重大"]
+    before = httpx.get(f"{base}/api/tickets/{tid}").json()["deadlines"]
+    clock.at = sh(2026, 11, 2, 12, 34, 56)
+    r = httpx.post(f"{base}/api/tickets/{tid}/ack", json={"officer": "张三"})
+    assert r.status_code == 200, r.text
+    t = r.json()["ticket"]
+    assert t["status"] == "acknowledged" and t["acknowledged_by"] == "张三"
+    assert t["acknowledged_at"] == "2026-11-02T12:34:56+08:00" and t["acknowledged_from"] == "127.0.0.1"
+    after = httpx.get(f"{base}/api/tickets/{tid}").json()
+    assert [(d["milestone"], d["due_at"], d["met_at"]) for d in after["deadlines"]] == [
+        (d["milestone"], d["due_at"], d["met_at"]) for d in before
+    ]
+    ack = [a for a in after["audit"] if a["action"] == "acknowledged"]
+    assert len(ack) == 1 and ack[0]["actor"] == "张三" and ack[0]["remote_addr"] == "127.0.0.1"
+    assert ack[0]["at"] == "2026-11-02T12:34:56+08:00"
+    with store.reader() as s:
+        row = s.get(Ticket, tid)
+        assert row.acknowledged_from == "127.0.0.1" and row.acknowledged_at == sh(2026, 11, 2, 12, 34, 56)
+
+    # Same officer again: 200, unchanged. Another officer: 409 naming the first.
+    clock.at = sh(2026, 11, 2, 12, 40)
+    again = httpx.post(f"{base}/api/tickets/{tid}/ack", json={"officer": "张三"})
+    assert again.status_code == 200 and again.json()["already"] is True
+    assert again.json()["ticket"]["acknowledged_at"] == "2026-11-02T12:34:56+08:00"
+    other = httpx.post(f"{base}/api/tickets/{tid}/ack", json={"officer": "李四"})
+    assert other.status_code == 409 and "张三" in other.json()["detail"]
+    with store.reader() as s:
+        assert s.query(Audit).filter(Audit.action == "acknowledged").count() == 1
+
+
+def test_errors_404_422(board) -> None:
+    _, app, _, ids = board
+    c = TestClient(app)
+    assert c.post("/api/tickets/9999/ack", json={"officer": "张三"}).status_code == 404
+    assert c.get("/api/tickets/9999").status_code == 404
+    assert c.post(f"/api/tickets/{ids['重大']}/ack", json={}).status_code == 422
+    assert c.post(f"/api/tickets/{ids['重大']}/ack", json={"officer": "   "}).status_code == 422
+    r = c.post(f"/api/tickets/{ids['重大']}/milestones", json={"milestone": "开会", "officer": "张三"})
+    assert r.status_code == 422 and "权威信息发布" in r.json()["detail"]
+    with TestClient(app) as c2:
+        assert c2.get(f"/api/tickets/{ids['重大']}").json()["acknowledged_by"] is None
+
+
+def test_milestone_stops_clock_and_is_recorded(board) -> None:
+    _, app, clock, ids = board
+    c = TestClient(app)
+    tid = ids["重大"]
+    r = c.post(
+        f"/api/tickets/{tid}/milestones",
+        json={"milestone": "权威信息发布", "officer": "王五", "evidence_url": "http://gov.example/notice"},
+    )
+    assert r.status_code == 200
+    d = {x["milestone"]: x for x in r.json()["ticket"]["deadlines"]}
+    assert d["权威信息发布"]["met_at"] == "2026-11-02T12:00:00+08:00"
+    assert (
+        d["权威信息发布"]["evidence_url"] == "http://gov.example/notice" and d["新闻发布会"]["met_at"] is None
+    )
+    clock.at = T0 + timedelta(hours=8)
+    again = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布", "officer": "赵六"})
+    assert again.json()["already"] is True
+    detail = c.get(f"/api/tickets/{tid}").json()
+    assert [p["post_id"] for p in detail["posts"]] == ["fire"]
+    assert detail["posts"][0]["crawl_lag_seconds"] == 600
+    events = [a for a in detail["audit"] if a["action"] == "milestone"]
+    assert len(events) == 1 and events[0]["detail"]["on_time"] is True and events[0]["actor"] == "王五"
+
+
+def test_html_board(board) -> None:
+    _, app, clock, ids = board
+    c = TestClient(app)
+    html = c.get("/").text
+    assert "<title>舆情监测与回应</title>" in html
+    for label in (
+        "级别",
+        "属地",
+        "回应主体",
+        "时限",
+        "确认接收",
+        "待定",
+        "权威信息发布",
+        "新闻发布会",
+        "回应：截止",
+    ):
+        assert label in html, label
+    # Countdowns are computed in the page from due_at; the script knows 已超时.
+    assert 'data-due="2026-11-02T15:00:00+08:00"' in html
+    assert html.count('class="countdown') == 4 and "已超时" in html and "setInterval(tick, 1000)" in html
+    assert f'onclick="ack({ids["重大"]})"' in html and "prompt(" in html and "/ack'" in html
+    assert "setInterval(refresh, 5000)" in html
+    assert "#ef6c00" in html  # 重大 in orange
+    assert "精确到分钟" in html and "minute" not in html
+    # Most severe first.
+    assert html.index("居民楼火灾致12人死亡") < html.index("翡翠湖畔小区物业费上涨")
+    # Offline: no external scripts or styles.
+    assert not re.search(r'<(script|link)[^>]+(src|href)="https?://', html)
+    # Past due: rendered overdue right away.
+    clock.at = T0 + timedelta(hours=50)
+    frag = c.get("/fragment/tickets").text
+    assert "已超时" in frag and 'class="countdown overdue"' in frag and "data-now=" in frag
+
+
+def test_acknowledged_ticket_shows_who_and_healthz(board) -> None:
+    _, app, _, ids = board
+    c = TestClient(app)
+    c.post(f"/api/tickets/{ids['重大']}/ack", json={"officer": "张三"})
+    html = c.get("/").text
+    assert "已确认" in html and "张三" in html
+    assert html.count("确认接收</button>") == 2
+    h = c.get("/api/healthz")
+    assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["open_tickets"] == 3
