@@ -95,3 +95,11 @@ def test_cli_refuses_to_start_on_a_bad_file(config_dir: Path, data_dir: Path, fi
     assert key in r.stderr.split(f"{f}:{idx + 1}:", 1)[1].splitlines()[0]
     # Nothing was started: no stream database was created.
     assert not (data_dir / "stream.db").exists()
+
+
+def test_impossible_date_names_its_line(config_dir: Path) -> None:
+    f = config_dir / "settings.yaml"
+    _edit(f, "data_dir: var", "data_dir: var\nsince: 2027-02-30")
+    with pytest.raises(ConfigError) as ei:
+        load_settings(config_dir)
+    assert str(ei.value).startswith(f"{f}:{_line_of(f, '2027-02-30')}: ")

@@ -65,10 +65,35 @@ def read_yaml(path: Path | str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
         raise ConfigError(p, [(line, "", f"YAML syntax error: {e.problem}")]) from None
+    except (ValueError, TypeError) as e:
+        # PyYAML's constructors raise plain errors for values such as the
+        # impossible date 2027-02-30; find the line by re-scanning scalars.
+        raise ConfigError(p, [(_bad_scalar_line(text, str(e)), "", f"invalid value: {e}")]) from None
     lines: dict[tuple[Any, ...], int] = {}
     if node is not None:
         _compose_lines(node, (), lines)
     return data, lines
+
+
+def _bad_scalar_line(text: str, err: str) -> int | None:
+    # Construct each scalar on its own; the first that fails is the culprit.
+    loader = yaml.SafeLoader(text)
+    try:
+        while True:
+            event = loader.get_event()
+            if event is None or isinstance(event, yaml.StreamEndEvent):
+                return None
+            if isinstance(event, yaml.ScalarEvent) and event.tag is None and event.implicit[0]:
+                tag = loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+                node = yaml.ScalarNode(tag, event.value, event.start_mark, event.end_mark)
+                try:
+                    loader.construct_object(node, deep=True)
+                except (ValueError, TypeError):
+                    return event.start_mark.line + 1
+    except yaml.YAMLError:
+        return None
+    finally:
+        loader.dispose()
 
 
 def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | None:
