@@ -1,0 +1,55 @@
+"""Scrapy settings: the project-wide base, and each source's politeness on top."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crawlers.sources import Source
+
+BOT_NAME = "yuqing"
+USER_AGENT = "Mozilla/5.0 (compatible; yuqing-monitor/0.1; public-opinion monitoring)"
+
+BASE: dict[str, Any] = {
+    "BOT_NAME": BOT_NAME,
+    "USER_AGENT": USER_AGENT,
+    "ROBOTSTXT_OBEY": True,
+    "COOKIES_ENABLED": False,
+    "TELNETCONSOLE_ENABLED": False,
+    "REMOTE_CONTROL_ENABLED": False,
+    "LOG_LEVEL": "INFO",
+    "RETRY_ENABLED": True,
+    "RETRY_TIMES": 1,
+    "DOWNLOAD_TIMEOUT": 20,
+    "DOWNLOAD_MAXSIZE": 16 * 1024 * 1024,
+    "REDIRECT_MAX_TIMES": 5,
+    "HTTPCACHE_ENABLED": False,
+    "AUTOTHROTTLE_ENABLED": False,
+    # A response whose body is shorter than its Content-Length is a failure,
+    # not a silently truncated page.
+    "DOWNLOAD_FAIL_ON_DATALOSS": True,
+    "ITEM_PIPELINES": {"crawlers.pipelines.RawPostPipeline": 300},
+    "DEFAULT_REQUEST_HEADERS": {
+        "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        "Accept-Language": "zh-CN,zh;q=0.9",
+    },
+    "CLOSESPIDER_TIMEOUT": 600,
+}
+
+
+def scrapy_settings(source: Source, *, reactor: str | None = None) -> dict[str, Any]:
+    """Settings for one crawl of ``source``; ``reactor`` is the installed reactor's class path."""
+    pol = source.politeness
+    s = dict(BASE)
+    s.update({
+        "ROBOTSTXT_OBEY": pol.robots_txt,
+        "DOWNLOAD_DELAY": pol.download_delay_s,
+        "CONCURRENT_REQUESTS": pol.concurrency,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": pol.concurrency,
+        "DOWNLOAD_TIMEOUT": pol.timeout_s,
+        "CLOSESPIDER_TIMEOUT": max(60.0, source.schedule.every_s * 10),
+    })
+    if pol.user_agent:
+        s["USER_AGENT"] = pol.user_agent
+    if reactor is not None:
+        s["TWISTED_REACTOR"] = reactor
+    return s

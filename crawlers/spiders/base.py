@@ -1,0 +1,128 @@
+"""What every source spider shares: its source, item building, error counting."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import scrapy
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+from w3lib.url import canonicalize_url
+
+from crawlers.dates import Parsed
+from crawlers.items import PostItem
+from crawlers.sources import Source
+from stream.contracts import SHANGHAI, content_hash, make_post_id
+from stream.transport import Producer
+
+
+@dataclass
+class CrawlContext:
+    """Handed to each spider; the pipeline sends through it."""
+
+    producer: Producer
+    topic: str
+    state_path: Path
+
+
+def canonical_url(url: str) -> str:
+    return canonicalize_url(url, keep_fragments=False)
+
+
+class SourceSpider(scrapy.Spider):
+    """Base of the per-kind spiders. One instance crawls one configured source once."""
+
+    name = "source"
+    kind_label = "信息源"
+
+    def __init__(self, source: Source, ctx: CrawlContext | None = None, **kwargs: Any) -> None:
+        super().__init__(name=source.id, **kwargs)
+        self.source = source
+        self.ctx = ctx
+        self.start_urls = list(source.start_urls)
+
+    async def start(self) -> AsyncIterator[scrapy.Request]:
+        for url in self.start_urls:
+            yield scrapy.Request(url, callback=self.parse, errback=self.on_error, cb_kwargs={"page": 1},
+                                 dont_filter=True)
+
+    def parse(self, response: scrapy.http.Response, **kwargs: Any) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    # -- helpers -------------------------------------------------------
+
+    def fetch_time(self) -> datetime:
+        return datetime.now(SHANGHAI).replace(microsecond=0)
+
+    def post_id(self, native_id: str) -> str:
+        return make_post_id(self.source.id, native_id)
+
+    def count(self, key: str, n: int = 1) -> None:
+        if self.crawler is not None and self.crawler.stats is not None:
+            self.crawler.stats.inc_value(f"yuqing/{key}", n)
+
+    def reject(self, url: str, reason: str) -> None:
+        """An item that cannot become a post: say why, count it, go on."""
+        self.logger.warning("丢弃 %s：%s", url, reason)
+        self.count("rejected")
+
+    def check_complete(self, response: scrapy.http.TextResponse) -> None:
+        """An HTML page cut off before ``</html>``: still used, but said and counted."""
+        if b"</html" not in response.body[-4096:].lower():
+            self.logger.warning("页面 %s 不完整（没有 </html>），只取到部分内容", response.url)
+            self.count("truncated_pages")
+
+    def on_error(self, failure: Failure) -> None:
+        """A page that failed (HTTP error, timeout, refused): logged, counted, crawl goes on."""
+        request = getattr(failure, "request", None)
+        url = request.url if request is not None else "?"
+        if failure.check(HttpError):
+            status = failure.value.response.status
+            self.logger.warning("抓取失败 %s：HTTP %s", url, status)
+        else:
+            self.logger.warning("抓取失败 %s：%s", url, failure.getErrorMessage() or failure.type.__name__)
+        self.count("errors")
+
+    def make_item(
+        self,
+        *,
+        native_id: str,
+        url: str,
+        title: str,
+        text: str,
+        author: str,
+        published: Parsed | None,
+        fetched_at: datetime,
+        parent_native_id: str | None = None,
+        engagement: dict[str, int | None] | None = None,
+    ) -> PostItem:
+        if published is None:
+            # No date on the page: the fetch time bounds it, and the
+            # precision says it is not the page's own.
+            self.logger.warning("%s 没有可识别的发布时间，以抓取时间代替（精度 unknown）", url)
+            self.count("no_date")
+            published_at, precision = fetched_at, "unknown"
+        else:
+            published_at, precision = published
+        return PostItem(
+            post_id=self.post_id(native_id),
+            native_id=native_id,
+            source_id=self.source.id,
+            source_kind=self.source.kind,
+            source_name=self.source.name,
+            url=url,
+            title=title.strip(),
+            text=text.strip().rstrip("\ufffd").strip(),
+            author=author.strip(),
+            published_at=published_at,
+            published_precision=precision,
+            fetched_at=fetched_at,
+            source_region=self.source.region,
+            parent_id=self.post_id(parent_native_id) if parent_native_id else None,
+            engagement={k: v for k, v in (engagement or {}).items() if v is not None},
+            content_hash=content_hash(title.strip(), text.strip().rstrip("\ufffd").strip()),
+        )
