@@ -72,7 +72,7 @@ class ClassifierSettings(_Section):
 class ResponderSettings(_Section):
     # Posts within this window, same place and similar text, join one event.
     event_window_hours: float = Field(72.0, gt=0)
-    similarity_threshold: float = Field(0.35, gt=0, le=1)
+    similarity_threshold: float = Field(0.2, gt=0, le=1)
     scheduler_tick_s: float = Field(1.0, gt=0)
 
 
