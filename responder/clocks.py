@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 from zoneinfo import ZoneInfo
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stream.contracts import Assessment, Severity
-from yuqing.configfile import ConfigError, load_model, read_yaml, validate
+from yuqing.configfile import load_model, read_yaml, validate
 
 if TYPE_CHECKING:
     from yuqing.settings import Settings
@@ -277,38 +276,13 @@ def _aware(dt: datetime) -> datetime:
 
 
 def _load(path: Path, model: type[M]) -> M:
-    """``load_model`` that also turns PyYAML's bare ValueError for an impossible
-    date (``2027-02-30``) into a ConfigError naming the line."""
-    try:
-        if model is WorkdaysFile:
-            data, lines = read_yaml(path)
-            if isinstance(data, dict) and isinstance(data.get("years"), dict):
-                data["years"] = {str(k): v for k, v in data["years"].items()}
-            return validate(path, data, lines, model)
-        return load_model(path, model)
-    except ValueError as e:
-        raise ConfigError(path, [(_bad_date_line(path), "", f"invalid date: {e}")]) from None
-
-
-def _bad_date_line(path: Path) -> int | None:
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except Exception:  # noqa: BLE001 - only looking for a line number
-        return None
-    stack = [root] if root is not None else []
-    while stack:
-        node = stack.pop()
-        if isinstance(node, yaml.ScalarNode):
-            if node.tag == "tag:yaml.org,2002:timestamp":
-                try:
-                    yaml.SafeLoader("").construct_yaml_timestamp(node)
-                except ValueError:
-                    return node.start_mark.line + 1
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend(v for pair in reversed(node.value) for v in reversed(pair))
-        elif isinstance(node, yaml.SequenceNode):
-            stack.extend(reversed(node.value))
-    return None
+    if model is WorkdaysFile:
+        # Year keys are written bare (2027:) and parse as ints; the model keys are strings.
+        data, lines = read_yaml(path)
+        if isinstance(data, dict) and isinstance(data.get("years"), dict):
+            data["years"] = {str(k): v for k, v in data["years"].items()}
+        return validate(path, data, lines, model)
+    return load_model(path, model)
 
 
 def load_clocks(config_dir: Path | str) -> Clocks:

@@ -168,7 +168,7 @@ def test_config_error_both_durations_and_bad_workdays(config_dir: Path) -> None:
     )
     with pytest.raises(ConfigError) as e:
         load_clocks(config_dir)
-    assert "workdays.yaml:3: invalid date" in str(e.value)  # PyYAML cannot even build 02-30
+    assert "workdays.yaml:3: invalid value" in str(e.value)  # PyYAML cannot even build 02-30
 
     (config_dir / "workdays.yaml").write_text(
         "years:\n  2027:\n    holidays:\n      - 2027-10-01\n      - 国庆\n", encoding="utf-8"
