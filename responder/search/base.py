@@ -25,10 +25,10 @@ Semantics every backend keeps (``tests/test_search_contract.py`` checks them):
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 SortOrder = Literal["relevance", "time", "time_asc"]
 FACET_FIELDS: tuple[str, ...] = ("source_kind", "topic", "severity")
@@ -63,6 +63,14 @@ class PostDoc:
         if not self.post_id:
             raise ValueError("post_id must not be empty")
         _require_aware("published_at", self.published_at)
+
+    @classmethod
+    def from_stored(cls, row: Mapping[str, Any]) -> PostDoc:
+        """Rebuild a doc from a backend's stored row (published_at as ISO text)."""
+        values = {f.name: row[f.name] for f in fields(cls)}
+        values["published_at"] = datetime.fromisoformat(row["published_at"])
+        values["place_label"] = values["place_label"] or ""
+        return cls(**values)
 
 
 def place_prefix(code: str) -> str:

@@ -110,23 +110,6 @@ def _source(d: PostDoc) -> dict[str, Any]:
     }
 
 
-def _doc(src: Mapping[str, Any]) -> PostDoc:
-    return PostDoc(
-        post_id=src["post_id"],
-        title=src["title"],
-        text=src["text"],
-        source_id=src["source_id"],
-        source_kind=src["source_kind"],
-        url=src["url"],
-        published_at=datetime.fromisoformat(src["published_at"]),
-        place_code=src.get("place_code"),
-        place_label=src.get("place_label") or "",
-        topic=src.get("topic"),
-        severity=src.get("severity"),
-        event_id=src.get("event_id"),
-    )
-
-
 def _iso(dt: datetime) -> str:
     # UTC, millisecond precision: what an Elasticsearch date holds.
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")
@@ -271,7 +254,7 @@ class ElasticSearch:
             resp = self._es().get(index=self.index_name, id=post_id)
         except NotFoundError:
             return None
-        return _doc(resp["_source"])
+        return PostDoc.from_stored(resp["_source"])
 
     def count(self) -> int:
         return int(self._es().count(index=self.index_name)["count"])
@@ -291,7 +274,7 @@ class ElasticSearch:
         )
         hits: list[SearchHit] = []
         for h in resp["hits"]["hits"]:
-            d = _doc(h["_source"])
+            d = PostDoc.from_stored(h["_source"])
             hits.append(
                 SearchHit(
                     post_id=d.post_id,

@@ -93,23 +93,6 @@ def _row_values(d: PostDoc) -> tuple[Any, ...]:
     )
 
 
-def _doc(row: sqlite3.Row) -> PostDoc:
-    return PostDoc(
-        post_id=row["post_id"],
-        title=row["title"],
-        text=row["text"],
-        source_id=row["source_id"],
-        source_kind=row["source_kind"],
-        url=row["url"],
-        published_at=datetime.fromisoformat(row["published_at"]),
-        place_code=row["place_code"],
-        place_label=row["place_label"],
-        topic=row["topic"],
-        severity=row["severity"],
-        event_id=row["event_id"],
-    )
-
-
 class EmbeddedSearch:
     """:class:`~responder.search.base.SearchBackend` on one SQLite file."""
 
@@ -231,7 +214,7 @@ class EmbeddedSearch:
     def get(self, post_id: str) -> PostDoc | None:
         with self._read() as db:
             row = db.execute(f"SELECT {_COLUMNS} FROM posts WHERE post_id = ?", (post_id,)).fetchone()
-        return _doc(row) if row is not None else None
+        return PostDoc.from_stored(row) if row is not None else None
 
     def count(self) -> int:
         with self._read() as db:
