@@ -16,6 +16,7 @@ Posts go to ``posts.raw`` through ``stream.factory.open_transport(settings)``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -176,20 +177,16 @@ def _runnable(sources: list[Source]) -> list[Source]:
     return out
 
 
-def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None = None) -> None:
-    """Crawl every enabled source (or just the ids in ``only``) on its schedule until ``stop`` is set."""
-    from apscheduler.schedulers.twisted import TwistedScheduler
+@contextlib.contextmanager
+def _crawl_session(settings: Settings) -> Iterator[tuple[Any, str, Any, Any]]:
+    """Reactor, Scrapy runner and the crawl context with its raw-posts producer.
+
+    Installs the reactor, so it runs once per process (reactors cannot restart)."""
     from scrapy.crawler import CrawlerRunner
-    from twisted.internet.task import LoopingCall
 
     from crawlers.spiders.base import CrawlContext
     from stream.factory import open_transport, topic
 
-    if only:
-        chosen = [get_source(settings, sid) for sid in only]
-        sources = _runnable([s.model_copy(update={"enabled": True}) for s in chosen])
-    else:
-        sources = _runnable(load_sources(settings))
     _quiet_scrapy()
     reactor, reactor_path = _install_reactor()
     transport = open_transport(settings)
@@ -198,7 +195,23 @@ def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None
         transport.ensure_topics([raw_topic])
         producer = transport.producer()
         ctx = CrawlContext(producer=producer, topic=raw_topic, state_path=settings.data_path(STATE_FILE))
-        runner = CrawlerRunner({"TWISTED_REACTOR": reactor_path})
+        yield reactor, reactor_path, CrawlerRunner({"TWISTED_REACTOR": reactor_path}), ctx
+        producer.close()
+    finally:
+        transport.close()
+
+
+def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None = None) -> None:
+    """Crawl every enabled source (or just the ids in ``only``) on its schedule until ``stop`` is set."""
+    from apscheduler.schedulers.twisted import TwistedScheduler
+    from twisted.internet.task import LoopingCall
+
+    if only:
+        chosen = [get_source(settings, sid) for sid in only]
+        sources = _runnable([s.model_copy(update={"enabled": True}) for s in chosen])
+    else:
+        sources = _runnable(load_sources(settings))
+    with _crawl_session(settings) as (reactor, reactor_path, runner, ctx):
         running: set[str] = set()
         failures: dict[str, int] = {}
         stopping = threading.Event()
@@ -257,39 +270,20 @@ def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None
         reactor.callWhenRunning(checker.start, 0.2, True)
         log.info("爬虫已启动：%s", "、".join(f"{s.id}（每 {s.schedule.every_s:g} 秒）" for s in sources) or "没有可抓取的信息源")
         reactor.run(installSignalHandlers=False)
-        producer.close()
-    finally:
-        transport.close()
 
 
 def _crawl_here(settings: Settings, source_id: str) -> CrawlReport:
     """One crawl in this process (which must not have run a reactor before)."""
-    from scrapy.crawler import CrawlerRunner
-
-    from crawlers.spiders.base import CrawlContext
-    from stream.factory import open_transport, topic
-
     source = get_source(settings, source_id)
     if source.kind not in _spider_kinds():
         raise ValueError(f"信息源 {source_id} 的类型 {source.kind} 暂无对应的爬虫")
-    _quiet_scrapy()
-    reactor, reactor_path = _install_reactor()
-    transport = open_transport(settings)
-    try:
-        raw_topic = topic(settings, RAW_POSTS)
-        transport.ensure_topics([raw_topic])
-        producer = transport.producer()
-        ctx = CrawlContext(producer=producer, topic=raw_topic, state_path=settings.data_path(STATE_FILE))
-        runner = CrawlerRunner({"TWISTED_REACTOR": reactor_path})
-        out: dict[str, CrawlReport] = {}
+    out: dict[str, CrawlReport] = {}
+    with _crawl_session(settings) as (reactor, reactor_path, runner, ctx):
         d = _crawl(runner, source, ctx, reactor_path)
         d.addCallback(lambda r: out.__setitem__("report", r))
         d.addErrback(lambda f: log.error("抓取异常：%s", f.getTraceback()))
         d.addBoth(lambda _: reactor.stop())
         reactor.run(installSignalHandlers=threading.current_thread() is threading.main_thread())
-        producer.close()
-    finally:
-        transport.close()
     if "report" not in out:
         raise RuntimeError(f"信息源 {source_id} 的抓取没有完成")
     return out["report"]
