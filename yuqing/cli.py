@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import signal
 import sys
@@ -12,10 +13,12 @@ from pathlib import Path
 
 from yuqing.configfile import ConfigError
 
+PLUGIN_CLIS = ("crawlers.cli", "classifiers.cli", "responder.cli")
+
 STAGES = ("demo-site", "crawler", "classifier", "responder", "web")
 
 
-def _setup_logging(name: str, verbose: bool = False) -> None:
+def setup_logging(name: str, verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format=f"%(asctime)s [{name}] %(levelname)s %(name)s: %(message)s",
@@ -27,7 +30,7 @@ def _setup_logging(name: str, verbose: bool = False) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _stop_event() -> threading.Event:
+def stop_event() -> threading.Event:
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:
@@ -38,7 +41,7 @@ def _stop_event() -> threading.Event:
     return stop
 
 
-def _settings(args: argparse.Namespace):
+def settings_from(args: argparse.Namespace):
     from yuqing.settings import load_settings
 
     return load_settings(args.config)
@@ -68,15 +71,15 @@ def run_stage(name: str, settings) -> None:
         "responder": lambda: __import__("responder.service", fromlist=["run"]).run,
     }
     run = runners[name]()
-    run(settings, _stop_event())
+    run(settings, stop_event())
 
 
 def cmd_up(args: argparse.Namespace) -> int:
     from yuqing.checks import prepare
     from yuqing.supervisor import Supervisor
 
-    _setup_logging("up", args.verbose)
-    settings = _settings(args)
+    setup_logging("up", args.verbose)
+    settings = settings_from(args)
     if args.transport:
         settings.transport.kind = args.transport
     if args.no_demo:
@@ -86,42 +89,24 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_stage(args: argparse.Namespace) -> int:
-    _setup_logging(args.name, args.verbose)
-    run_stage(args.name, _settings(args))
+    setup_logging(args.name, args.verbose)
+    run_stage(args.name, settings_from(args))
     return 0
 
 
 def cmd_demo_site(args: argparse.Namespace) -> int:
     from yuqing.demo_site import serve
 
-    _setup_logging("demo-site", args.verbose)
-    s = _settings(args).demo_site
+    setup_logging("demo-site", args.verbose)
+    s = settings_from(args).demo_site
     serve(args.host or s.host, args.port or s.port, args.publish_every or s.publish_every_s, args.seed or s.seed)
-    return 0
-
-
-def cmd_crawl(args: argparse.Namespace) -> int:
-    from yuqing.checks import prepare
-
-    _setup_logging("crawl", args.verbose)
-    settings = _settings(args)
-    prepare(settings)
-    if args.once:
-        from crawlers.runner import crawl_once
-
-        n = crawl_once(settings, args.source_id)
-        print(f"{args.source_id}: 发送 {n} 条")
-        return 0
-    from crawlers.runner import run
-
-    run(settings, _stop_event(), only=[args.source_id])
     return 0
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
     from yuqing.checks import validate_config
 
-    settings = _settings(args)
+    settings = settings_from(args)
     for line in validate_config(settings):
         print(line)
     print("配置检查通过")
@@ -131,10 +116,10 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 def cmd_broker(args: argparse.Namespace) -> int:
     from stream.tansu import TansuBroker
 
-    _setup_logging("broker", args.verbose)
+    setup_logging("broker", args.verbose)
     with TansuBroker(port=args.port) as broker:
         print(f"Kafka 兼容代理 (tansu, 仅内存) 已启动: {broker.bootstrap}  （Ctrl-C 停止）", flush=True)
-        _stop_event().wait()
+        stop_event().wait()
     return 0
 
 
@@ -145,7 +130,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     from stream.stage import dead_letters
     from stream.topics import DEAD_LETTER, DLQ_REASON, DLQ_STAGE, DLQ_TOPIC
 
-    settings = _settings(args)
+    settings = settings_from(args)
     transport = open_transport(settings)
     try:
         for rec in dead_letters(transport, topic(settings, DEAD_LETTER)):
@@ -184,11 +169,6 @@ def build_parser() -> argparse.ArgumentParser:
     ds.add_argument("--seed", type=int)
     ds.set_defaults(func=cmd_demo_site)
 
-    cr = sub.add_parser("crawl", help="运行一个信息源的采集")
-    cr.add_argument("source_id")
-    cr.add_argument("--once", action="store_true")
-    cr.set_defaults(func=cmd_crawl)
-
     cc = sub.add_parser("check-config", help="检查全部配置文件")
     cc.set_defaults(func=cmd_check_config)
 
@@ -198,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     dl = sub.add_parser("dead-letters", help="列出死信主题中的消息及原因")
     dl.set_defaults(func=cmd_dead_letters)
+
+    # Each stage package adds its own commands (crawl, extract, classify,
+    # train, clocks, report, ...) through a `register(subparsers)` in its cli.py.
+    for module in PLUGIN_CLIS:
+        importlib.import_module(module).register(sub)
     return p
 
 
