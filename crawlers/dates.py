@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 from stream.contracts import SHANGHAI
@@ -27,6 +28,10 @@ _MONTHS = {m: i for i, m in enumerate(
 # "Sun Nov 22 14:05:00 +0800 2026" (Weibo, Twitter-style)
 _WEIBO = re.compile(
     r"(?:[A-Za-z]{3},?\s+)?([A-Za-z]{3})\s+(\d{1,2})\s+(\d{1,2}):(\d{2}):(\d{2})\s+([+-])(\d{2}):?(\d{2})\s+(\d{4})"
+)
+# RSS pubDate (RFC 822): "Sun, 22 Nov 2026 11:05:00 +0800", "22 Nov 2026 11:05 GMT"
+_RFC822 = re.compile(
+    r"(?:[A-Za-z]{3},\s*)?\d{1,2}\s+[A-Za-z]{3}\s+\d{4}\s+\d{1,2}:\d{2}(?::\d{2})?\s*(?:[+-]\d{4}|[A-Z]{1,5})?"
 )
 # ISO 8601 with a T and optional offset: 2026-11-22T14:05:00+08:00
 _ISO = re.compile(
@@ -121,6 +126,16 @@ def parse_date(text: str | None, now: datetime | None = None) -> Parsed | None:
     m = _WEIBO.search(t)
     if m:
         return _weibo(m)
+    m = _RFC822.search(t)
+    if m:
+        try:
+            dt = parsedate_to_datetime(m.group(0))
+        except (TypeError, ValueError):
+            dt = None
+        if dt is not None:
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=SHANGHAI)
+            return dt.astimezone(SHANGHAI), "second"
     m = _ISO.search(t)
     if m:
         return _iso(m)

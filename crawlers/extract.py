@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
@@ -19,6 +19,7 @@ from parsel import Selector
 
 from crawlers.dates import Parsed, parse_date
 from crawlers.sources import Selectors
+from stream.contracts import SHANGHAI
 
 _BLOCK_TAGS = {
     "p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article",
@@ -26,6 +27,7 @@ _BLOCK_TAGS = {
 }
 _SKIP_TAGS = {"script", "style", "noscript", "iframe", "form", "button", "select", "textarea"}
 _WS = re.compile(r"[ \t\r\f\v\u00a0\u2002\u2003\u2009\u3000]+")
+_ALLWS = re.compile(r"[\s\u00a0\u2002\u2003\u2009\u3000]+")
 
 
 def clean_lines(text: str) -> str:
@@ -126,6 +128,14 @@ def extract_title(sel: Selector, selectors: Selectors | None = None) -> str:
     return _TITLE_SPLIT.split(page_title)[0] if page_title else ""
 
 
+def _meta_time(sel: Selector, now: datetime) -> Parsed | None:
+    for css in _META_TIME:
+        got = parse_date(sel.css(css).get(), now)
+        if got:
+            return got
+    return None
+
+
 def extract_time(sel: Selector, now: datetime, selectors: Selectors | None = None) -> Parsed | None:
     if selectors and selectors.time:
         got = parse_date(sel_text(sel, selectors.time), now)
@@ -173,6 +183,17 @@ def extract_author(sel: Selector, selectors: Selectors | None = None) -> str:
     return ""
 
 
+def _author_element(sel: Selector) -> str:
+    """An element marked as the author (class="author"), label stripped."""
+    for s in sel.css("[class*=author]"):
+        t = element_text(s.root) if isinstance(s.root, etree._Element) else ""
+        if t and len(t) <= 40 and "\n" not in t:
+            a = _strip_label(t)
+            if 2 <= len(a) <= 30:
+                return a
+    return ""
+
+
 def _strip_label(t: str) -> str:
     t = t.split("\n")[0].strip()
     return re.sub(r"^(?:作者|来源|编辑|责任编辑)\s*[:：]\s*", "", t).strip()
@@ -191,32 +212,51 @@ def extract_content(sel: Selector, selectors: Selectors | None = None) -> str:
     root = body[0].root if body else sel.root
     if not isinstance(root, etree._Element):
         return ""
-    best: tuple[float, etree._Element | None] = (0.0, None)
-    # The block whose direct <p> children hold the most text, links discounted.
-    for el in root.iter("div", "article", "section", "td", "main"):
-        ps = [c for c in el if isinstance(c.tag, str) and c.tag == "p"]
-        if not ps:
-            continue
-        score = sum(len("".join(p.itertext()).strip()) - 2 * _link_text_len(p) for p in ps)
-        if score > best[0]:
-            best = (score, el)
-    if best[1] is not None:
-        return element_text(best[1])
-    # No paragraphs: the text block with the most non-link text.
-    for el in root.iter("div", "article", "section", "td"):
-        own = len("".join(el.itertext())) - 2 * _link_text_len(el)
-        if own > best[0]:
-            best = (own, el)
-    return element_text(best[1]) if best[1] is not None else ""
+    return detect_content(root)
 
 
 def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = None) -> Article:
-    return Article(
-        title=extract_title(sel, selectors),
-        text=extract_content(sel, selectors),
-        author=extract_author(sel, selectors),
-        published=extract_time(sel, now, selectors),
-    )
+    """Title, body, author and time of an article page; per-source selectors first, then generic rules."""
+    title = extract_title(sel, selectors)
+    body = sel.css("body")
+    root = body[0].root if body else sel.root
+    blocks = _blocks(root) if isinstance(root, etree._Element) else []
+    span = _content_span(blocks)
+    text = ""
+    if selectors and selectors.content:
+        text = sel_text(sel, selectors.content)
+    if not text:
+        text = _span_text(blocks, *span)
+    published = None
+    if selectors and selectors.time:
+        published = parse_date(sel_text(sel, selectors.time), now)
+    title_idx = _title_index(blocks, title)
+    if published is None and title_idx >= 0:
+        # The date printed between the title and the body is what readers see.
+        published = _date_in(blocks, title_idx, min(max(span[0], title_idx) + 4, span[1] + 1), now)
+    if published is None:
+        published = _meta_time(sel, now)
+        if published is not None and published[1] == "day":
+            # <meta> with the date only: the page may print the same day with its time.
+            near = time_near_title(blocks, title_idx, span, now)
+            if near is not None and near[0].date() == published[0].date() and near[1] != "day":
+                published = near
+    if published is None and title_idx >= 0:
+        # "3小时前", "昨天 09:15", "11-21 08:00" printed under the title.
+        for b in blocks[title_idx + 1:max(span[0], title_idx) + 4]:
+            if len(b.joined) <= 80 and (got := parse_date(b.joined, now)) is not None:
+                published = got
+                break
+    if published is None:
+        published = time_near_title(blocks, title_idx, span, now)
+    author = ""
+    if selectors and selectors.author:
+        author = _strip_label(sel_text(sel, selectors.author))
+    if not author:
+        author = _author_element(sel)
+    if not author:
+        author = author_from_blocks(blocks, title_idx, span)
+    return Article(title=title, text=text, author=author, published=published)
 
 
 _ARTICLE_URL = re.compile(
@@ -244,3 +284,369 @@ def generic_list_links(sel: Selector, page_url: str) -> list[str]:
         if _ARTICLE_URL.search(parts.path):
             out.append(url)
     return list(dict.fromkeys(out))
+
+
+# -- pages from bytes: encoding, then everything in one dict -----------------
+
+_META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_\-]+)""", re.I)
+_GB_FAMILY = {"gb2312", "gbk", "gb18030", "gb_2312-80", "x-gbk", "cp936", "euc-cn", "gb2312-80", "hz-gb-2312"}
+
+
+def _norm_charset(name: str | None) -> str | None:
+    if not name:
+        return None
+    n = name.strip().strip("\"'").lower().replace("_", "-")
+    if n in {"utf8", "utf-8"}:
+        return "utf-8"
+    if n.replace("-", "") in {x.replace("-", "") for x in _GB_FAMILY}:
+        return "gb18030"  # GB2312 / GBK pages use GBK characters: GB18030 is their superset
+    try:
+        import codecs
+
+        return codecs.lookup(n).name
+    except LookupError:
+        return None
+
+
+def sniff_encoding(body: bytes) -> str:
+    """UTF-8 if the bytes decode as UTF-8, else GB18030 (these sites are Chinese)."""
+    if body.startswith(b"\xef\xbb\xbf"):
+        return "utf-8"
+    try:
+        body.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as e:
+        # A page cut off in the middle of a character is still UTF-8.
+        if e.start >= len(body) - 3:
+            return "utf-8"
+    return "gb18030"
+
+
+def decode_html(body: bytes, header_charset: str | None = None) -> tuple[str, str]:
+    """Text of an HTML page and the encoding used: HTTP header, then ``<meta>``, then sniffing."""
+    enc = _norm_charset(header_charset)
+    if enc is None:
+        m = _META_CHARSET.search(body[:8192])
+        enc = _norm_charset(m.group(1).decode("ascii", "ignore")) if m else None
+    if enc == "utf-8" and sniff_encoding(body) != "utf-8":
+        enc = "gb18030"  # a page that says UTF-8 but is not
+    if enc is None:
+        enc = sniff_encoding(body)
+    return body.decode(enc, errors="replace"), enc
+
+
+def extract_page(html: str, url: str, fetched_at: datetime, selectors: Selectors | None = None) -> dict[str, str | None]:
+    """Everything ``yuqing extract`` prints: title, time and its precision, author, source, content."""
+    sel = Selector(text=html, base_url=url or None)
+    art = extract_article(sel, fetched_at, selectors)
+    return {
+        "url": url or None,
+        "title": art.title,
+        "published_at": art.published[0].isoformat() if art.published else None,
+        "published_precision": art.published[1] if art.published else "unknown",
+        "author": art.author,
+        "source": extract_source(sel),
+        "content": art.text,
+    }
+
+
+_SOURCE_RE = re.compile(r"来源\s*[:：]\s*[\[【]?\s*([^\s|｜　:：\]】]{2,30})")
+
+
+def extract_source(sel: Selector) -> str:
+    """The outlet a page names as its source (来源：新华社), or ""."""
+    for css in ("[class*=source]", "[id*=source]", "[class*=info]", "[class*=time]"):
+        for s in sel.css(css):
+            if not isinstance(s.root, etree._Element):
+                continue
+            t = element_text(s.root)
+            if len(t) > 200:
+                continue
+            m = _SOURCE_RE.search(t)
+            if m:
+                return m.group(1)
+    body = sel.css("body")
+    text = element_text(body[0].root)[:5000] if body else ""
+    m = _SOURCE_RE.search(text)
+    return m.group(1) if m else ""
+
+
+# -- generic body detection: text blocks, scored, densest contiguous run -----
+
+_PUNCT = set("，。！？；：、“”‘’（）《》…,.!?;:")
+_BOILER_ATTR = re.compile(
+    r"(?:^|[\s_-])(?:nav|menu|footer|foot|header|sidebar|side|breadcrumb|crumb|copyright|share|related|recommend|"
+    r"comment|login|toolbar|topbar|ad|ads|advert|banner|hot|rank|tags?|pagination|pager)(?:$|[\s_\d-])",
+    re.I,
+)
+_CONTENT_ATTR = re.compile(r"(?:content|article|artibody|main[-_]?text|post|text|body|detail|endtext|message)", re.I)
+_STOP_LINE = re.compile(
+    r"^(?:【?(?:发表评论|打印|关闭窗口|推荐给朋友|收藏|返回顶部|我要说说|分享到?|相关(?:报道|新闻|阅读|文章)|责任编辑|"
+    r"更多|上一篇|下一篇|点击排行|热点推荐|精彩推荐|最新评论|免责声明|版权声明|copyright)).{0,40}$",
+    re.I,
+)
+_BLOCK_SKIP = {"script", "style", "noscript", "iframe", "button", "select", "textarea", "option", "head", "title"}
+_BLOCKISH = _BLOCK_TAGS | {"td", "th", "center", "form", "main", "header", "footer", "nav", "aside", "body", "hr"}
+
+
+_DATE_ONLY = re.compile(r"[(（\[]?\s*(?:19|20)\d\d[-/.年]\d{1,2}[-/.月]\d{1,2}日?\s*\d{1,2}:\d{2}(?::\d{2})?\s*[)）\]]?")
+
+
+_DATE_TIME = re.compile(r"(?:19|20)\d\d[-/.年]\d{1,2}[-/.月]\d{1,2}日?\s*\d{1,2}:\d{2}")
+
+
+@dataclass
+class _Block:
+    text: list[str]
+    link_chars: int = 0
+    boiler: bool = False
+    content_hint: bool = False
+    heading: bool = False
+
+    @property
+    def joined(self) -> str:
+        return _ALLWS.sub(" ", "".join(self.text)).strip()
+
+
+def _blocks(root: etree._Element) -> list[_Block]:
+    """The page as a sequence of text blocks (lines between block tags and <br>), in document order."""
+    out: list[_Block] = []
+    cur = _Block(text=[])
+
+    def flush(boiler: bool, hint: bool) -> None:
+        nonlocal cur
+        if cur.joined:
+            out.append(cur)
+        cur = _Block(text=[], boiler=boiler, content_hint=hint)
+
+    def _add(s: str, link: bool) -> None:
+        cur.text.append(s)
+        if link:
+            cur.link_chars += len(_ALLWS.sub("", s))
+
+    def visit(node: etree._Element, in_link: bool, boiler: bool, hint: bool) -> None:
+        tag = node.tag if isinstance(node.tag, str) else ""
+        if tag and tag not in _BLOCK_SKIP:
+            attrs = f"{node.get('class') or ''} {node.get('id') or ''}"
+            b, h = boiler, hint
+            if tag in ("nav", "footer", "aside") or (attrs.strip() and _BOILER_ATTR.search(attrs)
+                                                     and not _CONTENT_ATTR.search(attrs)):
+                b = True
+            if attrs.strip() and _CONTENT_ATTR.search(attrs):
+                h = True
+            link = in_link or tag == "a"
+            if tag in _BLOCKISH or tag == "br":
+                flush(b, h)
+                if tag in ("h1", "h2", "h3"):
+                    cur.heading = True
+            cur.boiler = cur.boiler or b
+            cur.content_hint = cur.content_hint or h
+            if node.text:
+                _add(node.text, link)
+            for child in node:
+                visit(child, link, b, h)
+            if tag in _BLOCKISH:
+                flush(boiler, hint)
+        if node.tail:
+            _add(node.tail, in_link)
+
+    for child in root:
+        visit(child, False, False, False)
+    flush(False, False)
+    return out
+
+
+def _block_weight(b: _Block) -> float:
+    text = b.joined
+    n = len(_ALLWS.sub("", text))
+    nonlink = max(0, n - b.link_chars)
+    punct = sum(1 for c in text if c in _PUNCT)
+    link_density = b.link_chars / n if n else 1.0
+    if link_density > 0.3:
+        return -8.0 - 0.5 * n
+    if _STOP_LINE.match(text):
+        return -30.0
+    w = float(nonlink) if punct else nonlink * 0.4
+    w += 4.0 * punct
+    if b.boiler:
+        return -8.0 - 0.3 * n
+    if b.content_hint:
+        w *= 1.3
+    return w - 12.0
+
+
+def _content_span(blocks: list[_Block]) -> tuple[int, int]:
+    """Main text of a page: the contiguous run of blocks with the largest weight (Kadane),
+    blocks weighted by their own text and punctuation, link-heavy, boilerplate and short
+    blocks costing; link-heavy blocks inside the run are dropped."""
+    if not blocks:
+        return 0, -1
+    weights = [_block_weight(b) for b in blocks]
+    best, best_span = float("-inf"), (0, 0)
+    run, start = 0.0, 0
+    for i, w in enumerate(weights):
+        if run <= 0:
+            run, start = w, i
+        else:
+            run += w
+        if run > best:
+            best, best_span = run, (start, i)
+    lo, hi = best_span
+    # A blog page listing several posts ("title / 2005-06-14 03:25:55 / text"
+    # again and again): the first post only.
+    seen_chars = 0
+    for i in range(lo, hi + 1):
+        text = blocks[i].joined
+        if seen_chars >= 200 and (_DATE_ONLY.fullmatch(text) or (len(text) <= 60 and _DATE_TIME.search(text))):
+            hi = i - 1
+            if hi > lo and len(blocks[hi].joined) <= 40 and not any(c in _PUNCT for c in blocks[hi].joined[:-1]):
+                hi -= 1
+            break
+        seen_chars += len(_ALLWS.sub("", text))
+    return lo, hi
+
+
+def detect_content(root: etree._Element) -> str:
+    """Main text of a page: the contiguous run of blocks with the largest weight (Kadane),
+    blocks weighted by their own text and punctuation, link-heavy, boilerplate and short
+    blocks costing; link-heavy blocks inside the run are dropped."""
+    blocks = _blocks(root)
+    lo, hi = _content_span(blocks)
+    return _span_text(blocks, lo, hi)
+
+
+_EDITOR_LINE = re.compile(r"^[（(\[【]?\s*(?:责任编辑|责编|编辑|校对|审核)\s*[:：]")
+_META_LINE = re.compile(r"来源|作者|记者|编辑|责编|发布时间|发表于|时间[:：]|浏览|阅读|点击")
+
+
+def _is_meta_line(b: _Block, now: datetime | None = None) -> bool:
+    """A by-line under the title ("3小时前 来源：皖江网 记者 王晓明"), not body text."""
+    t = b.joined
+    return len(t) <= 60 and bool(_META_LINE.search(t) or _DATE_TIME.search(t) or _FULL_DATE.fullmatch(t))
+
+
+def _span_text(blocks: list[_Block], lo: int, hi: int) -> str:
+    while lo < hi and _is_meta_line(blocks[lo]):
+        lo += 1
+    while hi > lo and len(blocks[hi].joined) <= 40 and _EDITOR_LINE.match(blocks[hi].joined):
+        hi -= 1
+    lines = []
+    for b in blocks[lo:hi + 1]:
+        text = b.joined
+        n = len(_ALLWS.sub("", text))
+        if n and b.link_chars / n > 0.5:
+            continue
+        lines.append(text)
+    return clean_lines("\n".join(lines))
+
+
+def _title_index(blocks: list[_Block], title: str) -> int:
+    if not title:
+        return -1
+    key = _ALLWS.sub("", title)[:12]
+    if not key:
+        return -1
+    fallback = -1
+    for i, b in enumerate(blocks):
+        t = _ALLWS.sub("", b.joined)
+        if key in t and len(t) <= len(_ALLWS.sub("", title)) + 40:
+            if b.heading:
+                return i
+            if fallback < 0:
+                fallback = i
+    return fallback
+
+
+def _date_in(blocks: list[_Block], lo: int, hi: int, now: datetime) -> Parsed | None:
+    for b in blocks[max(0, lo):max(0, hi)]:
+        for m in _FULL_DATE.finditer(b.joined):
+            got = parse_date(m.group(0), now)
+            if got and got[0] <= now + timedelta(days=1):
+                return got
+    return None
+
+
+def time_near_title(blocks: list[_Block], title_idx: int, span: tuple[int, int], now: datetime) -> Parsed | None:
+    """The first full date between the title and the start of the body; else just after the body
+    (blog and BBS footers: "发表于 2004年12月27日 12:40"); else anywhere on the page."""
+    lo, hi = span
+    start = title_idx if 0 <= title_idx <= lo else max(0, lo - 8)
+    return (_date_in(blocks, start, lo + 2, now) or _date_in(blocks, hi + 1, hi + 16, now)
+            or _date_in(blocks, 0, len(blocks), now) or _year_month_in(blocks, start, hi + 16))
+
+
+_YEAR_MONTH = re.compile(r"(?<!\d)((?:19|20)\d\d)\s*年\s*(\d{1,2})\s*月(?!\s*\d)")
+
+
+def _year_month_in(blocks: list[_Block], lo: int, hi: int) -> Parsed | None:
+    """A page that only names its month (a magazine issue: 《北京之春》1998年3月号): the 1st of it,
+    precision "day" being the coarsest the contract has."""
+    for b in blocks[max(0, lo):max(0, hi)]:
+        m = _YEAR_MONTH.search(b.joined)
+        if m and 1 <= int(m.group(2)) <= 12:
+            return datetime(int(m.group(1)), int(m.group(2)), 1, tzinfo=SHANGHAI), "day"
+    return None
+
+
+# -- author ------------------------------------------------------------------
+
+_NAME = r"[\u4e00-\u9fa5·]{2,4}"
+_NAMES = rf"{_NAME}(?:[ 　、,，]+{_NAME}){{0,5}}"
+_AUTHOR_LABELED = re.compile(
+    r"(?:(?:作\s*者|发布者|发表者|发帖人|楼\s*主|撰\s*稿|执笔人?|撰文)\s*[:：]|(?:^|\s)(?:文\s*/|文／|Posted by|posted by|By)"
+    r")\s*\[?\s*([^\s|｜:：\[\]()（）<>]{2,30}(?:[ 　][\u4e00-\u9fa5]{2,4}){0,5})")
+_AUTHOR_REPORTER = re.compile(
+    rf"(?:本报|本刊|本台|特约|实习|总台|[\u4e00-\u9fa5]{{2,6}}报)?记者\s*[:：]?\s*({_NAMES})(?=$|\s|[）)，,/]|报道|发自|摄)")
+_AUTHOR_PAREN = re.compile(rf"[（(]\s*(?:记者|文|编辑|通讯员)?\s*[:：/]?\s*({_NAMES})\s*(?:[\u4e00-\u9fa5]{{2,6}}报道)?\s*[)）]\s*$")
+_AUTHOR_BBS = re.compile(r"本贴由\s*(\S{2,20}?)\s*于")
+_AUTHOR_EDITOR = re.compile(r"(?:责任编辑|编辑|责编)\s*[:：]\s*([^\s|｜)）]{2,20})")
+_NOT_NAME = re.compile(r"^(?:报道|发自|摄影|摄|通讯员|本报|记者|来源|编辑|时间|日期|点击|阅读|评论)")
+
+
+def _clean_author(a: str) -> str:
+    a = re.sub(r"(?:发自\S*|报道|摄)$", "", a.strip()).strip(" ：:，,")
+    return "" if (not a or _NOT_NAME.match(a)) else a
+
+
+def author_from_blocks(blocks: list[_Block], title_idx: int, span: tuple[int, int]) -> str:
+    """作者/记者/文/发布者 near the title or at the ends of the body; （记者 X） at the end;
+    BBS "本贴由X于"; an editor only when nothing else names someone."""
+    lo, hi = span
+    start = title_idx if 0 <= title_idx <= lo else max(0, lo - 8)
+    head = blocks[start:lo + 3]
+    tail = blocks[max(lo, hi - 3):hi + 10]
+    for region in (head, tail):
+        for b in region:
+            t = b.joined
+            if len(t) > 300:
+                t = t[:120] + " " + t[-120:]
+            for rx in (_AUTHOR_LABELED, _AUTHOR_REPORTER, _AUTHOR_BBS):
+                m = rx.search(t)
+                if m:
+                    a = _clean_author(m.group(1))
+                    if a:
+                        return a
+    for b in blocks[lo:hi + 1][-3:]:
+        m = _AUTHOR_PAREN.search(b.joined)
+        if m:
+            a = _clean_author(m.group(1))
+            if a:
+                return a
+    for b in head + tail:
+        m = _AUTHOR_EDITOR.search(b.joined)
+        if m:
+            a = _clean_author(m.group(1))
+            if a:
+                return a
+    return ""
+
+
+_WRAPPER = re.compile(rb"^\s*<text\s+id=\"?([^\"\s>]*)\"?[^>]*>[ \t]*\r?\n?", re.I)
+
+
+def strip_wrapper(raw: bytes) -> tuple[bytes, str]:
+    """Pages saved by some corpora start with ``<text id="URL" ...>``: drop it, return the URL."""
+    m = _WRAPPER.match(raw)
+    if not m:
+        return raw, ""
+    return raw[m.end():], m.group(1).decode("latin-1")

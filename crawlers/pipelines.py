@@ -146,6 +146,9 @@ class RawPostPipeline:
         self.state: SeenState | None = None
         self.pending: dict[str, tuple[str, str]] = {}
         self.this_crawl: dict[str, str] = {}
+        self.flush_every = FLUSH_EVERY
+        if crawler is not None:
+            self.flush_every = max(1, crawler.settings.getint("YUQING_FLUSH_EVERY", FLUSH_EVERY))
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> RawPostPipeline:
@@ -177,6 +180,7 @@ class RawPostPipeline:
         except ContractError as e:
             self._stats("rejected")
             raise DropItem(f"不合格的内容 {where}：{e}", log_level="WARNING") from None
+        self._newest(post)
         h = state_hash(post)
         # The same post twice in one crawl (a Weibo original also embedded in
         # its reposts, a thread listed on two pages): handled once.
@@ -196,9 +200,18 @@ class RawPostPipeline:
             self._stats("send_failed")
             raise DropItem(f"发送失败 {where}：{e}（下次抓取重发）", log_level="ERROR") from None
         self.pending[post.post_id] = (post.source_id, h)
-        if len(self.pending) >= FLUSH_EVERY:
+        if len(self.pending) >= self.flush_every:
             self._flush()
         return item
+
+    def _newest(self, post: RawPost) -> None:
+        """Newest publication time seen in this crawl (for the source's lag in crawl health)."""
+        if post.published_precision == "unknown" or self.crawler is None or self.crawler.stats is None:
+            return
+        at = post.published_at.astimezone(SHANGHAI).isoformat()
+        old = self.crawler.stats.get_value("yuqing/newest_item_at")
+        if old is None or at > old:
+            self.crawler.stats.set_value("yuqing/newest_item_at", at)
 
     def _flush(self) -> None:
         ctx = self.ctx

@@ -20,6 +20,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,10 +32,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from crawlers.health import health_of, mark_dark_alerted, record_crawl
 from crawlers.pipelines import STATE_FILE, SeenState
 from crawlers.sources import Source, get_source, load_sources
-from stream.contracts import SHANGHAI
-from stream.topics import RAW_POSTS
+from stream.contracts import SHANGHAI, CrawlHealth, encode
+from stream.topics import CRAWL_HEALTH, RAW_POSTS
 
 if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
@@ -63,6 +65,7 @@ class CrawlReport:
     finish_reason: str = ""
     started_at: str = ""
     finished_at: str = ""
+    health: str = ""  # crawl health state after this crawl (crawlers.health)
 
     @property
     def failed(self) -> bool:
@@ -125,7 +128,9 @@ def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) ->
     from crawlers.spiders import SPIDERS
 
     started = _now()
-    crawler = Crawler(SPIDERS[source.kind], scrapy_settings(source, reactor=reactor_path))
+    jobdir = job_dir(ctx.state_path, source.id)
+    repair_jobdir(jobdir)
+    crawler = Crawler(SPIDERS[source.kind], scrapy_settings(source, reactor=reactor_path, jobdir=str(jobdir)))
     d = runner.crawl(crawler, source=source, ctx=ctx)
 
     def done(result: Any) -> CrawlReport:
@@ -135,6 +140,10 @@ def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) ->
         if failure is not None:
             log.error("信息源 %s 抓取异常：%s", source.id, failure.getTraceback())
         report = _report(source, crawler, started, failure)
+        if report.finish_reason == "finished":
+            # Done: nothing pending. A crawl killed or stopped early keeps its
+            # JOBDIR, and the next crawl of this source resumes from it.
+            shutil.rmtree(jobdir, ignore_errors=True)
         try:
             state = SeenState(ctx.state_path)
             try:
@@ -144,10 +153,63 @@ def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) ->
                 state.close()
         except Exception:  # noqa: BLE001 - bookkeeping only
             log.exception("记录抓取结果失败")
+        try:
+            stats = crawler.stats.get_stats() if crawler.stats is not None else {}
+        except Exception:  # noqa: BLE001 - crawler never got as far as stats
+            stats = {}
+        try:
+            report.health = record_crawl(ctx.state_path, source.id, started=started, finished=_now(),
+                                         pages=report.pages, errors=report.errors, failed=report.failed, stats=stats)
+            if report.health != "ok":
+                _send_health(ctx, health_of(ctx.state_path, source))
+        except Exception:  # noqa: BLE001 - bookkeeping only
+            log.exception("记录采集健康状况失败")
         return report
 
     d.addBoth(done)
     return d
+
+
+def job_dir(state_path: Path, source_id: str) -> Path:
+    """Scrapy JOBDIR of a source: its pending requests, next to ``crawl_state.db``."""
+    return Path(state_path).parent / "crawl_jobs" / source_id
+
+
+def repair_jobdir(jobdir: Path) -> int:
+    """After a hard kill, rebuild ``requests.queue/active.json`` (Scrapy writes it only on a
+    clean close) from the queue files on disk, so the pending requests are found again.
+    Returns how many (slot, priority) queues were found."""
+    qdir = jobdir / "requests.queue"
+    if not qdir.is_dir() or (qdir / "active.json").exists():
+        return 0
+    from scrapy.pqueues import _path_safe
+
+    state: dict[str, list[int]] = {}
+    for slot_dir in qdir.iterdir():
+        if not slot_dir.is_dir() or "-" not in slot_dir.name:
+            continue
+        slot = slot_dir.name.rsplit("-", 1)[0]
+        if _path_safe(slot) != slot_dir.name:
+            continue  # a slot name with unsafe characters: not recoverable from the path
+        prios = {int(f.name.rstrip("s")) for f in slot_dir.iterdir() if f.name.rstrip("s").lstrip("-").isdigit()}
+        if prios:
+            state[slot] = sorted(prios)
+    if state:
+        (qdir / "active.json").write_text(json.dumps(state), encoding="utf-8")
+        log.info("上次抓取未正常结束，从 %s 恢复待抓取队列", jobdir)
+    return sum(len(v) for v in state.values())
+
+
+def _send_health(ctx: CrawlContext, h: CrawlHealth) -> None:
+    """A source needing attention: log it loudly and put it on ``crawl.health``."""
+    log.error("采集告警：信息源 %s 状态 %s（%s）", h.source_id, h.state, h.reason)
+    if ctx.health_topic is None:
+        return
+    try:
+        ctx.producer.send(ctx.health_topic, encode(h), key=h.source_id.encode("utf-8"))
+        ctx.producer.flush()
+    except Exception:  # noqa: BLE001 - the alert is logged above either way
+        log.exception("采集健康消息发送失败")
 
 
 def _stop_crawls(runner: Any) -> Deferred[Any]:
@@ -192,9 +254,11 @@ def _crawl_session(settings: Settings) -> Iterator[tuple[Any, str, Any, Any]]:
     transport = open_transport(settings)
     try:
         raw_topic = topic(settings, RAW_POSTS)
-        transport.ensure_topics([raw_topic])
+        health_topic = topic(settings, CRAWL_HEALTH)
+        transport.ensure_topics([raw_topic, health_topic])
         producer = transport.producer()
-        ctx = CrawlContext(producer=producer, topic=raw_topic, state_path=settings.data_path(STATE_FILE))
+        ctx = CrawlContext(producer=producer, topic=raw_topic, state_path=settings.data_path(STATE_FILE),
+                           health_topic=health_topic)
         yield reactor, reactor_path, CrawlerRunner({"TWISTED_REACTOR": reactor_path}), ctx
         producer.close()
     finally:
@@ -252,6 +316,8 @@ def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None
             stopping.set()
             if checker.running:
                 checker.stop()
+            if dark_checker.running:
+                dark_checker.stop()
             try:
                 scheduler.shutdown(wait=False)
             except Exception:  # noqa: BLE001 - not started yet
@@ -264,6 +330,19 @@ def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None
             if stop.is_set() and not stopping.is_set():
                 log.info("收到停止信号，正在结束抓取")
                 shutdown()
+
+        def check_dark() -> None:
+            now = _now()
+            for s in sources:
+                try:
+                    h = health_of(ctx.state_path, s, now)
+                    if h.state == "dark" and mark_dark_alerted(ctx.state_path, s.id, now):
+                        _send_health(ctx, h)
+                except Exception:  # noqa: BLE001 - bookkeeping only
+                    log.exception("检查信息源 %s 的健康状况失败", s.id)
+
+        dark_checker = LoopingCall(check_dark)
+        reactor.callWhenRunning(dark_checker.start, 60.0, False)
 
         checker = LoopingCall(check_stop)
         reactor.callWhenRunning(scheduler.start)

@@ -28,6 +28,26 @@ BASE: dict[str, Any] = {
     # not a silently truncated page.
     "DOWNLOAD_FAIL_ON_DATALOSS": True,
     "ITEM_PIPELINES": {"crawlers.pipelines.RawPostPipeline": 300},
+    "DOWNLOADER_MIDDLEWARES": {
+        "crawlers.middlewares.ProxyMiddleware": 100,
+        # Before Scrapy's retry (550) sees the response: a 418 is not retried.
+        "crawlers.middlewares.BlockDetectMiddleware": 560,
+        "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+        "crawlers.middlewares.BackoffRetryMiddleware": 550,
+    },
+    # The frontier of a crawl (pending requests and the fingerprints of the
+    # requests already scheduled) lives in JOBDIR, one per source; the runner
+    # removes it when a crawl finishes, so only a killed or stopped crawl
+    # resumes from it. Posts are flushed and marked seen one by one then, so a
+    # kill loses at most the pages in flight, which the next full crawl reads.
+    # SQLite queues commit every push and pop (Scrapy's file queues write their
+    # state only on a clean close, so SIGKILL would lose the whole frontier).
+    "SCHEDULER_DISK_QUEUE": "scrapy.squeues.PickleFifoSQLiteQueue",
+    "DUPEFILTER_CLASS": "crawlers.middlewares.DurableDupeFilter",
+    "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
+    "AUTOTHROTTLE_START_DELAY": 0.5,
+    "AUTOTHROTTLE_MAX_DELAY": 30.0,
+    "AUTOTHROTTLE_TARGET_CONCURRENCY": 1.0,
     "DEFAULT_REQUEST_HEADERS": {
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
         "Accept-Language": "zh-CN,zh;q=0.9",
@@ -36,8 +56,9 @@ BASE: dict[str, Any] = {
 }
 
 
-def scrapy_settings(source: Source, *, reactor: str | None = None) -> dict[str, Any]:
-    """Settings for one crawl of ``source``; ``reactor`` is the installed reactor's class path."""
+def scrapy_settings(source: Source, *, reactor: str | None = None, jobdir: str | None = None) -> dict[str, Any]:
+    """Settings for one crawl of ``source``; ``reactor`` is the installed reactor's class path,
+    ``jobdir`` where the pending requests are persisted (a killed crawl resumes from there)."""
     pol = source.politeness
     s = dict(BASE)
     s.update({
@@ -47,7 +68,16 @@ def scrapy_settings(source: Source, *, reactor: str | None = None) -> dict[str, 
         "CONCURRENT_REQUESTS_PER_DOMAIN": pol.concurrency,
         "DOWNLOAD_TIMEOUT": pol.timeout_s,
         "CLOSESPIDER_TIMEOUT": max(60.0, source.schedule.every_s * 10),
+        "AUTOTHROTTLE_ENABLED": pol.autothrottle,
+        "AUTOTHROTTLE_START_DELAY": max(pol.download_delay_s, 0.1),
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": float(pol.concurrency),
+        "RETRY_TIMES": pol.retries,
+        "YUQING_RETRY_BACKOFF_S": pol.retry_backoff_s,
+        "YUQING_PROXY": pol.proxy,
     })
+    if jobdir is not None:
+        s["JOBDIR"] = jobdir
+        s["YUQING_FLUSH_EVERY"] = 1
     if pol.user_agent:
         s["USER_AGENT"] = pol.user_agent
     if reactor is not None:

@@ -50,6 +50,13 @@ class Politeness(_Model):
     concurrency: int = Field(2, ge=1, le=64)
     timeout_s: float = Field(20.0, gt=0)
     user_agent: str | None = None
+    # Scrapy AutoThrottle on top of download_delay_s (adapts to the site's latency).
+    autothrottle: bool = True
+    # Retries of a failed page (5xx, timeouts), each after a longer pause.
+    retries: int = Field(2, ge=0, le=10)
+    retry_backoff_s: float = Field(0.5, ge=0)
+    # Optional HTTP proxy for this source ("http://host:port").
+    proxy: str | None = None
 
 
 class Source(_Model):
@@ -64,6 +71,17 @@ class Source(_Model):
     enabled: bool = True
     # List pages (news, forum) or API pages (weibo) to read per crawl.
     max_pages: int = Field(1, ge=1, le=50)
+    # Also read the comments of each item where the site has a comment API
+    # (Weibo ``comments/hotflow``).
+    fetch_comments: bool = False
+    # kind "comments": URL template of the site's JSON comment API, "{doc}" the
+    # article's numeric id, "{offset}" the paging offset (or the article page's
+    # data-comment-api attribute); parent_source: the source id that crawls the
+    # articles themselves, so a comment's parent_id is that article's post id.
+    comment_api: str | None = None
+    parent_source: str | None = None
+    # Health: no successful crawl for this long → "dark", alerted.
+    dark_after_min: float = Field(60.0, gt=0)
 
     @field_validator("region", mode="before")
     @classmethod

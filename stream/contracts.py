@@ -174,11 +174,36 @@ class TicketEvent(_Contract):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+class CrawlHealth(_Contract):
+    """Health of one crawled source. Topic: ``crawl.health`` (sent by the crawler stage
+    after each crawl whose state is not ok, and when a source has gone dark)."""
+
+    schema_: Literal["crawl_health"] = Field("crawl_health", alias="schema")
+    v: Literal[1] = 1
+    source_id: str = Field(min_length=1)
+    source_name: str = ""
+    # ok | failing (errors, not yet dark) | blocked (418/403/captcha) |
+    # cookie_expired | dark (no successful crawl for longer than the threshold) | never
+    state: Literal["ok", "failing", "blocked", "cookie_expired", "dark", "never"]
+    checked_at: AwareDatetime
+    last_success_at: AwareDatetime | None = None
+    last_attempt_at: AwareDatetime | None = None
+    newest_item_at: AwareDatetime | None = None
+    lag_s: float | None = None  # seconds since the newest item seen
+    dark_s: float | None = None  # seconds since the last successful crawl
+    error_rate: float = 0.0  # failed pages / pages over the last crawls
+    reason: str = ""
+    alert: bool = False
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
 CONTRACTS: dict[str, type[BaseModel]] = {
     "raw_post": RawPost,
     "assessed_post": AssessedPost,
     "ticket_event": TicketEvent,
 }
+CONTRACTS["crawl_health"] = CrawlHealth
 
 
 class ContractError(ValueError):

@@ -24,3 +24,7 @@ DLQ_AT = "yuqing.dlq.at"
 
 def qualified(name: str, prefix: str = "yuqing.") -> str:
     return f"{prefix}{name}"
+
+# Crawl health (contract ``crawl_health``), keyed by source id. Not in ALL: the
+# crawler stage creates it when it first reports.
+CRAWL_HEALTH = "crawl.health"

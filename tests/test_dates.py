@@ -96,3 +96,12 @@ def test_unknown_is_none(text: str | None) -> None:
 def test_naive_fetch_time_is_refused() -> None:
     with pytest.raises(ValueError):
         parse_date("5分钟前", datetime(2026, 11, 22, 14, 30))
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("Sun, 22 Nov 2026 11:05:00 +0800", sh(2026, 11, 22, 11, 5)),  # RSS pubDate
+    ("Sun, 22 Nov 2026 03:05:00 GMT", sh(2026, 11, 22, 11, 5)),
+    ("22 Nov 2026 03:05:00 +0000", sh(2026, 11, 22, 11, 5)),
+])
+def test_rss_pubdate(text: str, want: datetime) -> None:
+    assert parse_date(text, NOW) == (want, "second")

@@ -14,6 +14,7 @@ from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawlers.dates import Parsed
+from crawlers.extract import decode_html
 from crawlers.items import PostItem
 from crawlers.sources import Source
 from stream.contracts import SHANGHAI, content_hash, make_post_id
@@ -27,6 +28,7 @@ class CrawlContext:
     producer: Producer
     topic: str
     state_path: Path
+    health_topic: str | None = None  # crawl.health, when the stage reports health
 
 
 def canonical_url(url: str) -> str:
@@ -75,6 +77,21 @@ class SourceSpider(scrapy.Spider):
         if b"</html" not in response.body[-4096:].lower():
             self.logger.warning("页面 %s 不完整（没有 </html>），只取到部分内容", response.url)
             self.count("truncated_pages")
+
+    def fix_encoding(self, response: scrapy.http.TextResponse) -> scrapy.http.TextResponse:
+        """A page whose header says UTF-8 but whose bytes are not (a GBK page behind a
+        misconfigured server): decoded as the page's <meta> or GB18030 says."""
+        if response.encoding.lower().replace("-", "") not in ("utf8", "utf_8"):
+            return response
+        try:
+            response.body.decode("utf-8")
+            return response
+        except UnicodeDecodeError as e:
+            if e.start >= len(response.body) - 3:
+                return response  # cut off inside the last character
+        _, enc = decode_html(response.body)
+        self.count("encoding_fixed")
+        return response.replace(encoding="gb18030" if enc == "utf-8" else enc)
 
     def on_error(self, failure: Failure) -> None:
         """A page that failed (HTTP error, timeout, refused): logged, counted, crawl goes on."""

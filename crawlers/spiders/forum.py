@@ -1,4 +1,9 @@
-"""Discuz!-style forums: thread list → thread pages.
+"""Discuz!-style forums and 百度贴吧-style boards: thread list → thread pages.
+
+A list page with 贴吧 links (``/p/N``, ``a.j_th_tit``) is read as 贴吧: each
+thread page's ``div.l_post`` floors become posts (floor 1 the thread, the
+others replies to it; ``data-field`` JSON gives post id and author), with
+the thread's later pages (``pn=``) followed.
 
 The first post of a thread and each reply become their own post; a reply's
 ``parent_id`` is the thread's post id (native id ``tid:N``), replies are
@@ -8,6 +13,7 @@ the ``title`` attribute; the exact one is used when present.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -20,6 +26,7 @@ from crawlers.dates import parse_date
 from crawlers.extract import clean_lines, element_text, sel_text
 from crawlers.spiders.base import SourceSpider
 
+_TIEBA_TID = re.compile(r"/p/(\d+)")
 _TID_IN_URL = re.compile(r"(?:[?&]tid=|thread-)(\d+)")
 _DIGITS = re.compile(r"\d+")
 
@@ -42,6 +49,11 @@ class ForumSpider(SourceSpider):
             self.reject(response.url, "列表页不是文本页面")
             return
         sels = self.source.selectors
+        tieba = [h for h in (response.css("a.j_th_tit::attr(href)").getall()
+                             or response.css("a::attr(href)").getall()) if _TIEBA_TID.search(h)]
+        if tieba and not sels.list_links:
+            yield from self._tieba_list(response, tieba, page)
+            return
         css = sels.list_links or "tbody[id^=normalthread_] a.xst::attr(href), tbody[id^=normalthread_] th a::attr(href)"
         hrefs = response.css(css).getall() or [
             h for h in response.css("a::attr(href)").getall() if _TID_IN_URL.search(h)
@@ -123,6 +135,67 @@ class ForumSpider(SourceSpider):
                                  cb_kwargs={"tid": tid, "thread_url": thread_url, "page": page + 1,
                                             "title": title, "stats": stats})
 
+    def _tieba_list(self, response: TextResponse, hrefs: list[str], page: int) -> Any:
+        tids: dict[str, str] = {}
+        for h in hrefs:
+            m = _TIEBA_TID.search(h)
+            if m and m.group(1) not in tids:
+                tids[m.group(1)] = response.urljoin(h[:m.end()])
+        for tid, url in tids.items():
+            yield scrapy.Request(url, callback=self.parse_tieba_thread, errback=self.on_error,
+                                 cb_kwargs={"tid": tid, "thread_url": url, "page": 1})
+        if page < self.source.max_pages:
+            nxt = response.css("a.next.pagination-item::attr(href)").get() or response.xpath(
+                "//a[contains(text(), '下一页')]/@href").get()
+            if nxt:
+                yield scrapy.Request(response.urljoin(nxt), callback=self.parse, errback=self.on_error,
+                                     cb_kwargs={"page": page + 1})
+
+    def parse_tieba_thread(self, response: scrapy.http.Response, tid: str, thread_url: str, page: int,
+                           title: str | None = None) -> Any:
+        fetched_at = self.fetch_time()
+        if not isinstance(response, TextResponse):
+            self.reject(response.url, "不是文本页面")
+            return
+        self.check_complete(response)
+        sel = response.selector
+        if title is None:
+            title = clean_lines(sel.css(".core_title_txt::attr(title)").get()
+                                or " ".join(sel.css(".core_title_txt ::text").getall())
+                                or (sel.css("title::text").get() or "").split("_")[0])
+        found = 0
+        for post in sel.css("div.l_post"):
+            field = _data_field(post)
+            content = field.get("content") if isinstance(field.get("content"), dict) else {}
+            author_f = field.get("author") if isinstance(field.get("author"), dict) else {}
+            pid = str(content.get("post_id") or "")
+            body = post.css("div.d_post_content")
+            if not pid or not body:
+                continue
+            found += 1
+            text = element_text(body[0].root)
+            author = str(author_f.get("user_name") or author_f.get("user_nickname") or "")
+            tails = " ".join(post.css(".tail-info::text, .post-tail-wrap span::text").getall())
+            posted_at = parse_date(tails, fetched_at)
+            floor = content.get("post_no")
+            if not text:
+                self.reject(f"{thread_url}#{pid}", "帖子内容为空")
+                continue
+            if floor == 1 or (floor is None and page == 1 and found == 1):
+                yield self.make_item(native_id=f"tieba:{tid}", url=thread_url, title=title or "", text=text,
+                                     author=author, published=posted_at, fetched_at=fetched_at)
+            else:
+                yield self.make_item(native_id=f"tieba:{tid}:{pid}", url=f"{thread_url}?pid={pid}#{pid}",
+                                     title=f"回复：{title}" if title else "", text=text, author=author,
+                                     published=posted_at, fetched_at=fetched_at, parent_native_id=f"tieba:{tid}")
+        if found == 0:
+            self.reject(response.url, "没有找到楼层（页面结构不符或页面不完整）")
+            return
+        nxt = response.xpath("//li[contains(@class, 'l_pager')]//a[contains(text(), '下一页')]/@href").get()
+        if nxt and page < 50:
+            yield scrapy.Request(response.urljoin(nxt), callback=self.parse_tieba_thread, errback=self.on_error,
+                                 cb_kwargs={"tid": tid, "thread_url": thread_url, "page": page + 1, "title": title})
+
     @staticmethod
     def _pid(post: Selector) -> str | None:
         m = re.fullmatch(r"(?:post_|pid)(\d+)", post.attrib.get("id", ""))
@@ -141,3 +214,11 @@ class ForumSpider(SourceSpider):
             if got:
                 return got
         return parse_date(" ".join(em.css("::text").getall()), fetched_at)
+
+
+def _data_field(sel: Selector) -> dict[str, Any]:
+    try:
+        v = json.loads(sel.attrib.get("data-field") or "{}")
+    except json.JSONDecodeError:
+        return {}
+    return v if isinstance(v, dict) else {}

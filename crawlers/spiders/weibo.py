@@ -5,7 +5,11 @@ their alt text ("[怒]"), counts in ``engagement``, ``created_at`` in either
 the absolute form ("Sun Nov 22 14:05:00 +0800 2026") or the relative ones
 ("5分钟前", "刚刚", "昨天 12:30", "06-14"). A repost's ``parent_id`` is the
 original's post id; the embedded original is emitted as a post too. Long
-posts ("全文") are completed from ``/statuses/extend``.
+posts ("全文") are completed from ``/statuses/extend``. With
+``fetch_comments`` each post's comments are read from ``/comments/hotflow``
+(parent_id = the post). A keyword search is just another start URL:
+``/api/container/getIndex?containerid=100103type%3D1%26q%3D关键词``
+(its cards come in ``card_group``s).
 """
 
 from __future__ import annotations
@@ -148,6 +152,11 @@ class WeiboSpider(SourceSpider):
                 "likes": _count(mblog.get("attitudes_count")),
             },
         )
+        if self.source.fetch_comments and (_count(mblog.get("comments_count")) or 0) > 0:
+            yield scrapy.Request(
+                f"{origin}/comments/hotflow?id={mid}&mid={mid}&max_id_type=0", callback=self.parse_comments,
+                errback=self.on_error, headers=self.custom_headers, cb_kwargs={"mid": mid, "url": url},
+            )
         if mblog.get("isLongText"):
             yield scrapy.Request(
                 f"{origin}/statuses/extend?id={mid}", callback=self.parse_long_text,
@@ -156,6 +165,36 @@ class WeiboSpider(SourceSpider):
             )
         else:
             yield item
+
+    def parse_comments(self, response: scrapy.http.Response, mid: str, url: str) -> Any:
+        """``comments/hotflow``: each comment a post whose parent is the Weibo post."""
+        fetched_at = self.fetch_time()
+        try:
+            data = json.loads(response.text)
+        except (json.JSONDecodeError, AttributeError, ValueError):
+            self.reject(response.url, "评论接口返回的不是 JSON")
+            return
+        if not isinstance(data, dict) or data.get("ok") != 1:
+            return  # no comments visible (ok: 0 "暂无数据")
+        body = data.get("data") or {}
+        for c in body.get("data") or []:
+            if not isinstance(c, dict) or not c.get("id") or not isinstance(c.get("text"), str):
+                continue
+            user = c.get("user") if isinstance(c.get("user"), dict) else {}
+            created = c.get("created_at")
+            yield self.make_item(
+                native_id=f"comment:{c['id']}", url=f"{url}#comment-{c['id']}", title="",
+                text=weibo_text(c["text"]), author=str(user.get("screen_name") or ""),
+                published=parse_date(created, fetched_at) if isinstance(created, str) else None,
+                fetched_at=fetched_at, parent_native_id=mid,
+                engagement={"likes": _count(c.get("like_count"))},
+            )
+        max_id = body.get("max_id")
+        if max_id:
+            yield scrapy.Request(
+                f"{response.url.split('&max_id=')[0]}&max_id={max_id}", callback=self.parse_comments,
+                errback=self.on_error, headers=self.custom_headers, cb_kwargs={"mid": mid, "url": url},
+            )
 
     def parse_long_text(self, response: scrapy.http.Response, item: PostItem) -> Any:
         try:
