@@ -1,9 +1,103 @@
-"""Commands this package adds to the `yuqing` CLI."""
+"""Commands this package adds to the `yuqing` CLI.
+
+* ``yuqing clocks --rule RULE --t0 ISO_TIME`` — each milestone of a clock
+  rule and its deadline (Asia/Shanghai), ``milestone<TAB>deadline`` per line,
+  computed by the same code the responder uses (:mod:`responder.clocks`).
+* ``yuqing report timeliness --from DATE --to DATE [--by department|region]
+  [--csv FILE] [--xlsx FILE]`` — the timeliness figures of SPEC §6
+  (:mod:`responder.report`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from datetime import date, datetime
+
+from responder.clocks import SHANGHAI
+
+
+def _parse_t0(value: str) -> datetime:
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"无法解析时间 {value!r}：请用 ISO 8601，例如 2026-10-01T09:00+08:00"
+        ) from None
+    if dt.tzinfo is None:
+        # A bare wall time is read as Asia/Shanghai (the product's zone), never the host's.
+        dt = dt.replace(tzinfo=SHANGHAI)
+    return dt
+
+
+def _parse_day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"无法解析日期 {value!r}：请用 YYYY-MM-DD") from None
+
+
+def cmd_clocks(args: argparse.Namespace) -> int:
+    from responder.clocks import iso_shanghai, load_clocks
+    from yuqing.settings import config_dir
+
+    cfg = args.config if args.config is not None else config_dir()
+    clocks = load_clocks(cfg)
+    try:
+        rows = clocks.deadlines_for(args.rule, args.t0)
+    except KeyError as e:
+        print(f"错误：{e.args[0]}", file=sys.stderr)
+        return 2
+    for milestone, due in rows:
+        print(f"{milestone}\t{iso_shanghai(due)}")
+        if args.extended:
+            spec = clocks.milestone(args.rule, milestone)
+            if spec.extendable_to_working_days:
+                print(f"{milestone}（延长）\t{iso_shanghai(clocks.due(spec, args.t0, extended=True))}")
+    return 0
+
+
+def cmd_report_timeliness(args: argparse.Namespace) -> int:
+    from responder.report import timeliness, write_csv, write_xlsx
+    from responder.store import Store
+    from yuqing.cli import settings_from, setup_logging
+
+    setup_logging("report", args.verbose)
+    settings = settings_from(args)
+    store = Store(settings.store_url)
+    try:
+        rep = timeliness(store, args.date_from, args.date_to, by=args.by)
+    finally:
+        store.close()
+    if args.csv:
+        write_csv(rep, args.csv)
+        print(f"已写入 {args.csv}", file=sys.stderr)
+    if args.xlsx:
+        write_xlsx(rep, args.xlsx)
+        print(f"已写入 {args.xlsx}", file=sys.stderr)
+    if not args.csv and not args.xlsx:
+        print(rep.to_text())
+    return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``sub``."""
+    c = sub.add_parser("clocks", help="按时限规则计算各节点截止时间（与回应模块同一代码）")
+    c.add_argument(
+        "--rule", required=True, help="时限规则名，如 major_emergency、response_48h、suggestion、complaint"
+    )
+    c.add_argument("--t0", required=True, type=_parse_t0, help="起算时间 T0（ISO 8601；不带时区按北京时间）")
+    c.add_argument("--extended", action="store_true", help="同时给出可延长节点的延长后期限")
+    c.set_defaults(func=cmd_clocks)
+
+    r = sub.add_parser("report", help="统计报表")
+    rsub = r.add_subparsers(dest="report", required=True)
+    t = rsub.add_parser("timeliness", help="回应及时性考核指标（按部门或地区）")
+    t.add_argument(
+        "--from", dest="date_from", required=True, type=_parse_day, help="起始日期（含），按 T0 北京时间"
+    )
+    t.add_argument("--to", dest="date_to", required=True, type=_parse_day, help="截止日期（含）")
+    t.add_argument("--by", choices=["department", "region"], default="department")
+    t.add_argument("--csv", help="写出 CSV 文件")
+    t.add_argument("--xlsx", help="写出 Excel 文件")
+    t.set_defaults(func=cmd_report_timeliness)

@@ -30,6 +30,11 @@ rules 1–3 (every demo emergency ends as one event). Lowering the threshold
 to about 0.2 would also join the non-emergency retellings (停水, 噪音)
 at the price of a thinner margin.
 
+An ``official`` post (a government release, the official reply on a message
+board) that joins an event is recorded as a milestone candidate (audit
+``milestone_candidate``, with its link as evidence); the clock stops only
+when a duty officer confirms the milestone.
+
 T0 is the earliest publication among members; a later-found earlier post
 moves T0 and the open deadlines (audit says why). Severity is the maximum
 of the members; raising it may switch the clock rule and add deadlines
@@ -38,6 +43,7 @@ of the members; raising it may switch the clock rule and add deadlines
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -51,7 +57,7 @@ from sqlalchemy.orm import Session
 
 from responder.clocks import Clocks, iso_shanghai
 from responder.scheduler import plan_deadlines, recompute_deadlines
-from responder.store import SEVERITY_RANK, Audit, Event, Post, Ticket, TicketEventRow, emit_fact
+from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Ticket, TicketEventRow, emit_fact
 from stream.contracts import AssessedPost, Place
 
 log = logging.getLogger(__name__)
@@ -84,11 +90,32 @@ def cosine(a: Counter[str], b: Counter[str]) -> float:
     return dot / (na * nb)
 
 
+@functools.lru_cache(maxsize=4096)
+def _vector(s: str) -> tuple[Counter[str], float]:
+    """The bigram vector of ``s`` and its norm, cached: an event's members are
+    compared with every new post, so their vectors are built once, not per
+    comparison. (Callers never mutate the cached Counter.)"""
+    v = bigram_vector(s)
+    return v, math.sqrt(sum(x * x for x in v.values()))
+
+
+def _cached_cosine(s1: str, s2: str) -> float:
+    # The same arithmetic as cosine(), in the same order: identical results.
+    (a, na), (b, nb) = _vector(s1), _vector(s2)
+    if not a or not b:
+        return 0.0
+    if len(a) > len(b):
+        a, b = b, a
+        na, nb = nb, na
+    dot = sum(v * b.get(k, 0) for k, v in a.items())
+    return dot / (na * nb)
+
+
 def similarity(title_a: str, text_a: str, title_b: str, text_b: str) -> float:
     """Text similarity in [0, 1] of two posts (see the module docstring)."""
-    body = cosine(bigram_vector(f"{title_a} {text_a}"), bigram_vector(f"{title_b} {text_b}"))
+    body = _cached_cosine(f"{title_a} {text_a}", f"{title_b} {text_b}")
     if len(_NOISE.sub("", title_a)) >= 4 and len(_NOISE.sub("", title_b)) >= 4:
-        return max(body, cosine(bigram_vector(title_a), bigram_vector(title_b)))
+        return max(body, _cached_cosine(title_a, title_b))
     return body
 
 
@@ -320,6 +347,8 @@ class EventGrouper:
                 post_id=post.post_id,
             )
         )
+        if ap.post.source_kind == "official":
+            self._milestone_candidate(s, ticket, post, ap, now)
         if not ev.title:
             ev.title = _title_of(ap.post.title, ap.post.text)
         if not ticket.department and a.department:
@@ -397,6 +426,46 @@ class EventGrouper:
                 )
         s.flush()
         return Outcome(ev, ticket, False, [f for f in facts if f is not None])
+
+    def _milestone_candidate(
+        self, s: Session, ticket: Ticket, post: Post, ap: AssessedPost, now: datetime
+    ) -> None:
+        """An official post (a government release, or the official reply on a
+        message board) joined the event: record it as a candidate for the open
+        milestones, with the evidence link. A duty officer confirms it through
+        the milestones API; the clock stops only then."""
+        open_ms = s.scalars(
+            select(Deadline)
+            .where(Deadline.ticket_id == ticket.id, Deadline.met_at.is_(None))
+            .order_by(Deadline.due_at)
+        ).all()
+        if not open_ms:
+            return
+        s.add(
+            Audit(
+                ticket_id=ticket.id,
+                event_id=ticket.event_id,
+                at=now,
+                actor="system",
+                action="milestone_candidate",
+                detail={
+                    "post_id": post.post_id,
+                    "evidence_url": ap.post.url,
+                    "source": ap.post.source_name or ap.post.source_id,
+                    "author": ap.post.author,
+                    "published_at": iso_shanghai(post.published_at),
+                    "milestones": [
+                        {
+                            "milestone": d.milestone,
+                            "due_at": iso_shanghai(d.due_at),
+                            "on_time_if_confirmed": post.published_at <= d.due_at,
+                        }
+                        for d in open_ms
+                    ],
+                    "reason": "官方来源发布的内容归入本事件，可能是回应节点的佐证，待值班员确认",
+                },
+            )
+        )
 
     def _upgrade_rule(self, s: Session, ev: Event, ticket: Ticket) -> list:
         """Switch to a higher-priority clock rule if the event now qualifies."""

@@ -2,15 +2,19 @@
 
 Deadlines are rows (``deadlines``), each with warning points
 (``deadline_warnings``, e.g. at 50 % and 80 % of the interval T0 → due).
-Every tick the :class:`Scheduler` looks for due rows and fires each one in
-its own transaction that
+Every tick the :class:`Scheduler` looks for due rows and fires them in
+transactions of up to ``batch_size`` rows (one per row with
+``batch_size=1``); for each row the transaction
 
 1. marks it fired — ``UPDATE … SET fired_at = now WHERE id = ? AND
    fired_at IS NULL`` — and goes on only if that changed exactly one row,
 2. writes the notification to the outbox (unique key
    ``"{ticket}:{milestone}:{kind}"``), a ``ticket_events`` row and an audit row.
 
-So a kill -9 at any moment leaves either nothing or all of it, a restarted
+Between ticks :meth:`Scheduler.run` sleeps until the next due time (at most
+``tick_s``), so an action fires within milliseconds of its due time.
+
+So a kill -9 at any moment leaves either nothing or all of a transaction, a restarted
 scheduler fires what is still due, and two schedulers never fire the same
 row twice (PostgreSQL re-checks the ``WHERE`` after the row lock; SQLite
 serialises writers with ``BEGIN IMMEDIATE``). The outbox key is unique, so
@@ -31,15 +35,20 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from responder.clocks import Clocks, iso_shanghai
 from responder.store import (
+    Audit,
     Deadline,
     DeadlineWarning,
     Event,
+    Outbox,
     Store,
     Ticket,
+    TicketEventRow,
     emit_fact,
+    ticket_event_payload,
     utcnow,
 )
 
@@ -136,6 +145,15 @@ class Fired:
     at: datetime
 
 
+@dataclass
+class _Fact:
+    key: str
+    ticket: Ticket
+    ev_kind: str
+    detail: dict[str, Any]
+    fired: Fired
+
+
 class Scheduler:
     """Fires due deadlines and warning points exactly once.
 
@@ -143,9 +161,12 @@ class Scheduler:
     can move time without touching the database.
     """
 
-    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow):
+    def __init__(self, store: Store, now: Callable[[], datetime] = utcnow, *, batch_size: int = 100):
         self.store = store
         self.now = now
+        # Due rows fired per transaction: a backlog (after downtime) is cleared
+        # in batches; a crash rolls back the whole batch, which the restart redoes.
+        self.batch_size = max(1, batch_size)
 
     def due_deadline_ids(self, now: datetime) -> list[int]:
         with self.store.reader() as s:
@@ -166,77 +187,225 @@ class Scheduler:
             ).all()
         return sorted(set(breached) | set(warned))
 
+    def next_due_at(self, after: datetime) -> datetime | None:
+        """The earliest due time of a live deadline or warning later than ``after``."""
+        with self.store.reader() as s:
+            d = s.scalar(
+                select(Deadline.due_at)
+                .where(Deadline.fired_at.is_(None), Deadline.met_at.is_(None), Deadline.due_at > after)
+                .order_by(Deadline.due_at)
+                .limit(1)
+            )
+            w = s.scalar(
+                select(DeadlineWarning.at)
+                .join(Deadline, Deadline.id == DeadlineWarning.deadline_id)
+                .where(
+                    DeadlineWarning.fired_at.is_(None),
+                    DeadlineWarning.at > after,
+                    Deadline.fired_at.is_(None),
+                    Deadline.met_at.is_(None),
+                )
+                .order_by(DeadlineWarning.at)
+                .limit(1)
+            )
+        times = [t for t in (d, w) if t is not None]
+        return min(times) if times else None
+
     def tick(self) -> list[Fired]:
         """Fire everything due now; return what this scheduler fired."""
-        now = self.now()
+        return self._tick(self.now())
+
+    def _tick(self, now: datetime) -> list[Fired]:
         fired: list[Fired] = []
-        for did in self.due_deadline_ids(now):
-            f = self._fire(did, now)
-            if f is not None:
-                fired.append(f)
+        ids = self.due_deadline_ids(now)
+        for i in range(0, len(ids), self.batch_size):
+            chunk = ids[i : i + self.batch_size]
+            try:
+                with self.store.transaction() as s:
+                    got = self._fire_batch(s, chunk, now)
+            except Exception:
+                if len(chunk) == 1:
+                    raise
+                # One bad row must not hold back the others: retry them one by one.
+                log.warning("batch firing failed; retrying %d rows one by one", len(chunk), exc_info=True)
+                got = []
+                for did in chunk:
+                    try:
+                        got.append(self._fire(did, now))
+                    except Exception:
+                        log.exception("deadline %s could not be fired; retried next tick", did)
+            fired.extend(f for f in got if f is not None)
         return fired
 
     def _fire(self, deadline_id: int, now: datetime) -> Fired | None:
         with self.store.transaction() as s:
-            won = s.execute(
+            return self._fire_in(s, deadline_id, now)
+
+    def _fire_batch(self, s: Session, ids: list[int], now: datetime) -> list[Fired | None]:
+        """Fire several due rows in one transaction, with a handful of statements
+        per row: the rows, their tickets and events are loaded up front and the
+        facts are inserted together at the end."""
+        if len(ids) == 1:
+            return [self._fire_in(s, ids[0], now)]
+        # Claim every breach of the batch with one UPDATE (the same WHERE as one by one).
+        won = set(
+            s.scalars(
                 update(Deadline)
                 .where(
-                    Deadline.id == deadline_id,
+                    Deadline.id.in_(ids),
                     Deadline.fired_at.is_(None),
                     Deadline.met_at.is_(None),
                     Deadline.due_at <= now,
                 )
                 .values(fired_at=now)
+                .returning(Deadline.id)
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            d = s.get(Deadline, deadline_id)
-            if d is None:
-                return None
-            if won == 1:
-                s.refresh(d)
-                # Warnings not yet sent are moot once the deadline itself is breached.
-                s.execute(
-                    update(DeadlineWarning)
-                    .where(DeadlineWarning.deadline_id == d.id, DeadlineWarning.fired_at.is_(None))
-                    .values(fired_at=now, outcome="superseded")
-                    .execution_options(synchronize_session=False)
-                )
-                return self._notify(s, d, "breach", now, percent=None)
-            if d.fired_at is not None or d.met_at is not None:
-                return None
-            pending = s.scalars(
-                select(DeadlineWarning)
-                .where(
-                    DeadlineWarning.deadline_id == d.id,
-                    DeadlineWarning.fired_at.is_(None),
-                    DeadlineWarning.at <= now,
-                )
-                .order_by(DeadlineWarning.percent.desc())
-            ).all()
-            if not pending:
-                return None
-            top = pending[0]
-            won = s.execute(
+            )
+        )
+        if won:
+            # Warnings not yet sent are moot once the deadline itself is breached.
+            s.execute(
                 update(DeadlineWarning)
-                .where(DeadlineWarning.id == top.id, DeadlineWarning.fired_at.is_(None))
-                .values(fired_at=now, outcome="sent")
+                .where(DeadlineWarning.deadline_id.in_(won), DeadlineWarning.fired_at.is_(None))
+                .values(fired_at=now, outcome="superseded")
                 .execution_options(synchronize_session=False)
-            ).rowcount
-            if won != 1:
-                return None
-            if len(pending) > 1:
-                s.execute(
-                    update(DeadlineWarning)
-                    .where(
-                        DeadlineWarning.id.in_([w.id for w in pending[1:]]),
-                        DeadlineWarning.fired_at.is_(None),
-                    )
-                    .values(fired_at=now, outcome="superseded")
-                    .execution_options(synchronize_session=False)
-                )
-            return self._notify(s, d, f"warn{top.percent}", now, percent=top.percent)
+            )
+        # Keep the loaded rows referenced: the session's identity map holds them weakly.
+        deadlines = {d.id: d for d in s.scalars(select(Deadline).where(Deadline.id.in_(ids)))}
+        tickets = s.scalars(
+            select(Ticket).where(Ticket.id.in_({d.ticket_id for d in deadlines.values()}))
+        ).all()
+        events = s.scalars(select(Event).where(Event.id.in_({t.event_id for t in tickets}))).all()
+        facts: list[_Fact] = []
+        for did in ids:
+            d = deadlines.get(did)
+            if d is None:
+                continue
+            if did in won:
+                self._notify(s, d, "breach", now, percent=None, facts=facts)
+            else:
+                self._fire_in(s, did, now, facts)
+        del events
+        return self._emit(s, facts)
 
-    def _notify(self, s: Session, d: Deadline, kind: str, now: datetime, percent: int | None) -> Fired | None:
+    def _emit(self, s: Session, facts: list[_Fact]) -> list[Fired | None]:
+        if not facts:
+            return []
+        have = set(
+            s.scalars(
+                select(TicketEventRow.event_key).where(TicketEventRow.event_key.in_([f.key for f in facts]))
+            )
+        )
+        out: list[Fired | None] = []
+        for f in facts:
+            if f.key in have:
+                continue
+            have.add(f.key)
+            row = TicketEventRow(
+                event_key=f.key,
+                ticket_id=f.ticket.id,
+                event_id=f.ticket.event_id,
+                kind=f.ev_kind,
+                at=f.fired.at,
+                actor="system",
+                detail=f.detail,
+            )
+            s.add(row)
+            s.add(
+                Outbox(
+                    key=f.key,
+                    ticket_id=f.ticket.id,
+                    kind=f.ev_kind,
+                    payload=ticket_event_payload(row),
+                    created_at=f.fired.at,
+                )
+            )
+            s.add(
+                Audit(
+                    ticket_id=f.ticket.id,
+                    event_id=f.ticket.event_id,
+                    at=f.fired.at,
+                    actor="system",
+                    action=f"deadline_{f.fired.kind}",
+                    detail=f.detail,
+                )
+            )
+            log.info("ticket %s: %s %s fired (%s)", f.ticket.id, f.fired.milestone, f.fired.kind, f.key)
+            out.append(f.fired)
+        s.flush()
+        return out
+
+    def _fire_in(
+        self, s: Session, deadline_id: int, now: datetime, facts: list[_Fact] | None = None
+    ) -> Fired | None:
+        won = s.execute(
+            update(Deadline)
+            .where(
+                Deadline.id == deadline_id,
+                Deadline.fired_at.is_(None),
+                Deadline.met_at.is_(None),
+                Deadline.due_at <= now,
+            )
+            .values(fired_at=now)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        d = s.get(Deadline, deadline_id)
+        if d is None:
+            return None
+        if won == 1:
+            set_committed_value(d, "fired_at", now)
+            # Warnings not yet sent are moot once the deadline itself is breached.
+            s.execute(
+                update(DeadlineWarning)
+                .where(DeadlineWarning.deadline_id == d.id, DeadlineWarning.fired_at.is_(None))
+                .values(fired_at=now, outcome="superseded")
+                .execution_options(synchronize_session=False)
+            )
+            return self._notify(s, d, "breach", now, percent=None, facts=facts)
+        s.refresh(d)  # lost the race, or not due: read the row as it is now
+        if d.fired_at is not None or d.met_at is not None:
+            return None
+        pending = s.scalars(
+            select(DeadlineWarning)
+            .where(
+                DeadlineWarning.deadline_id == d.id,
+                DeadlineWarning.fired_at.is_(None),
+                DeadlineWarning.at <= now,
+            )
+            .order_by(DeadlineWarning.percent.desc())
+        ).all()
+        if not pending:
+            return None
+        top = pending[0]
+        won = s.execute(
+            update(DeadlineWarning)
+            .where(DeadlineWarning.id == top.id, DeadlineWarning.fired_at.is_(None))
+            .values(fired_at=now, outcome="sent")
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        if won != 1:
+            return None
+        if len(pending) > 1:
+            s.execute(
+                update(DeadlineWarning)
+                .where(
+                    DeadlineWarning.id.in_([w.id for w in pending[1:]]),
+                    DeadlineWarning.fired_at.is_(None),
+                )
+                .values(fired_at=now, outcome="superseded")
+                .execution_options(synchronize_session=False)
+            )
+        return self._notify(s, d, f"warn{top.percent}", now, percent=top.percent, facts=facts)
+
+    def _notify(
+        self,
+        s: Session,
+        d: Deadline,
+        kind: str,
+        now: datetime,
+        percent: int | None,
+        facts: list[_Fact] | None = None,
+    ) -> Fired | None:
         ticket = s.get(Ticket, d.ticket_id)
         if ticket is None:  # pragma: no cover - foreign key
             return None
@@ -264,6 +433,10 @@ class Scheduler:
             text = f"期限预警（已过{percent}%）：{detail['title']}「{d.milestone}」须于 {detail['due_at']} 前完成"
             ev_kind = "deadline_warning"
         detail["message"] = text
+        if facts is not None:  # batch: inserted together by _emit
+            fired = Fired(key=key, ticket_id=ticket.id, milestone=d.milestone, kind=kind, at=now)
+            facts.append(_Fact(key, ticket, ev_kind, detail, fired))
+            return None
         row = emit_fact(
             s,
             ticket=ticket,
@@ -282,11 +455,18 @@ class Scheduler:
     def run(self, stop: threading.Event, tick_s: float = 1.0) -> None:
         """Tick until ``stop`` is set; a failing tick is logged and retried."""
         while not stop.is_set():
+            wait = tick_s
             try:
-                self.tick()
+                now = self.now()
+                self._tick(now)
+                # Sleep until the next due time, at most tick_s (rows written
+                # meanwhile by other threads are seen within tick_s).
+                nxt = self.next_due_at(now)
+                if nxt is not None:
+                    wait = min(tick_s, max(0.0, (nxt - self.now()).total_seconds()))
             except Exception:  # keep the clock alive through a database hiccup
                 log.exception("scheduler tick failed; retrying in %.1f s", tick_s)
-            stop.wait(tick_s)
+            stop.wait(wait)
 
 
 def escalation_targets(ticket: Ticket) -> list[str]:

@@ -14,7 +14,8 @@ the index is rebuildable from the store with :func:`reindex_all`).
 
 :func:`run` is the process: the stage loop, the deadline scheduler thread
 and the outbox relay (which publishes what the scheduler and the web UI
-wrote to the outbox) until ``stop`` is set.
+wrote to the outbox) and the notification dispatcher (``responder.notify``,
+when ``config/notify.yaml`` enables it) until ``stop`` is set.
 """
 
 from __future__ import annotations
@@ -307,8 +308,19 @@ def _relay_loop(store: Store, transport: Any, topic: str, stop: threading.Event,
 # --------------------------------------------------------------------------- process
 
 
+def _dispatcher_or_none(settings: Settings, store: Store) -> Any | None:
+    """The notification dispatcher of ``config/notify.yaml`` (None when absent or disabled)."""
+    from responder.notify import Dispatcher, load_notify
+
+    cfg = load_notify(settings.config_dir)
+    if cfg is None or not cfg.enabled:
+        log.info("通知分发未启用（%s 不存在或 enabled: false）", settings.config_path("notify.yaml"))
+        return None
+    return Dispatcher(store, cfg, base_url=settings.web.base_url)
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
-    """Run the responder until ``stop`` is set: stage loop + scheduler + outbox relay."""
+    """Run the responder until ``stop`` is set: stage loop + scheduler + outbox relay + notifications."""
     from stream.factory import open_transport
     from stream.stage import run_stage
 
@@ -335,6 +347,13 @@ def run(settings: Settings, stop: threading.Event) -> None:
                 daemon=True,
             ),
         ]
+        dispatcher = _dispatcher_or_none(settings, store)
+        if dispatcher is not None:
+            threads.append(
+                threading.Thread(
+                    target=dispatcher.run, args=(stop, tick_s), name="responder-notify", daemon=True
+                )
+            )
         for t in threads:
             t.start()
         log.info("responder started: store %s, search %s", store, type(search).__name__ if search else "none")

@@ -188,7 +188,16 @@ class Deadline(Base):
     __tablename__ = "deadlines"
     __table_args__ = (
         UniqueConstraint("ticket_id", "milestone", name="uq_deadline_ticket_milestone"),
-        Index("ix_deadline_pending", "fired_at", "met_at", "due_at"),
+        # Partial index of the open rows by due time: the scheduler's "what is due"
+        # and "when is the next one" are range scans over open rows only, and
+        # the planner cannot pick it for look-ups by id (which a plain
+        # (fired_at, met_at, due_at) index made scan every open row on SQLite).
+        Index(
+            "ix_deadline_due_open",
+            "due_at",
+            sqlite_where=text("fired_at IS NULL AND met_at IS NULL"),
+            postgresql_where=text("fired_at IS NULL AND met_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -209,7 +218,12 @@ class DeadlineWarning(Base):
     __tablename__ = "deadline_warnings"
     __table_args__ = (
         UniqueConstraint("deadline_id", "percent", name="uq_warning_deadline_percent"),
-        Index("ix_warning_pending", "fired_at", "at"),
+        Index(
+            "ix_warning_due_open",
+            "at",
+            sqlite_where=text("fired_at IS NULL"),
+            postgresql_where=text("fired_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -217,7 +231,7 @@ class DeadlineWarning(Base):
     percent: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
     fired_at: Mapped[datetime | None] = mapped_column(default=None)
-    # "sent", or "superseded" when a later warning or the breach was due at
+    # "sent"; "moot" when the milestone was met first; or "superseded" when a later warning or the breach was due at
     # the same tick (after downtime only the most urgent one is sent).
     outcome: Mapped[str | None] = mapped_column(String(12), default=None)
 
@@ -251,6 +265,57 @@ class Outbox(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(default=None, index=True)
+
+
+class Notice(Base):
+    """Something to notify people about: an outbox row, or a reminder that a
+    new ticket is still unacknowledged. The notification dispatcher
+    (:mod:`responder.notify`) plans each one once (unique ``key`` and
+    ``outbox_id``) into per-recipient :class:`Delivery` rows."""
+
+    __tablename__ = "notices"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    outbox_id: Mapped[int | None] = mapped_column(ForeignKey("outbox.id"), unique=True, default=None)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True, default=None)
+    kind: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    recipients: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Delivery(Base):
+    """One notice to one recipient over one channel, and what became of it.
+
+    ``status``: pending → sending (claimed, committed before the send) →
+    sent, or back to pending with ``next_attempt_at`` after a failure, or
+    failed after the last attempt. Several deliveries sent as one digest
+    share ``message_id``. Unique (notice, recipient): never planned twice.
+    """
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("notice_id", "recipient", name="uq_delivery_notice_recipient"),
+        Index("ix_delivery_due", "status", "next_attempt_at"),
+        Index("ix_delivery_channel_claimed", "channel", "claimed_at"),
+    )
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), index=True)
+    recipient: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str] = mapped_column(String(100))
+    address: Mapped[str | None] = mapped_column(String(300), default=None)
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    claimed_at: Mapped[datetime | None] = mapped_column(default=None)
+    claimed_by: Mapped[str | None] = mapped_column(String(40), default=None)
+    message_id: Mapped[str | None] = mapped_column(String(60), default=None)
+    digest: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class TicketEventRow(Base):
@@ -312,6 +377,7 @@ class Store:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
             Base.metadata.create_all(conn)
+            _migrate_indexes(conn)
 
     def lock_events(self, session: Session) -> None:
         """Serialise event grouping between responder processes (PostgreSQL).
@@ -350,6 +416,20 @@ class Store:
     def count(self, model: type[Base]) -> int:
         with self.reader() as s:
             return int(s.scalar(select(func.count()).select_from(model)) or 0)
+
+
+# Indexes replaced since a database may have been created: dropped if present.
+_OLD_INDEXES = ("ix_deadline_pending", "ix_warning_pending")
+
+
+def _migrate_indexes(conn: Any) -> None:
+    """Bring the indexes of an existing database up to date (create_all only
+    creates the indexes of tables it creates)."""
+    for name in _OLD_INDEXES:
+        conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    for table in (Deadline.__table__, DeadlineWarning.__table__):
+        for idx in table.indexes:  # type: ignore[attr-defined]
+            idx.create(conn, checkfirst=True)
 
 
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:

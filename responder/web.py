@@ -15,6 +15,16 @@
 * ``POST /api/tickets/{id}/milestones`` ``{"milestone", "officer",
   "evidence_url"}`` — the milestone is met: its clock stops. Repeating it
   returns 200 with the first record unchanged; an unknown milestone → 422.
+* ``POST /api/tickets/{id}/assign`` ``{"officer", "department"}`` — assign
+  the responsible department (audited; closed ticket → 409).
+* ``POST /api/tickets/{id}/close`` ``{"officer", "outcome"}`` — close with a
+  handling outcome (audited; repeating returns 200 unchanged). Ticket
+  states: new → acknowledged → closed (new → closed allowed).
+* ``POST /api/events/{id}/merge`` ``{"officer", "into"}`` — a duty officer
+  merges two open events (audited; see :func:`create_app`).
+* ``GET /tickets/{id}`` — one ticket on the board's layout (notification links).
+* ``GET /api/reports/timeliness?from=&to=&by=department|region[&as_of=]`` —
+  the timeliness figures of SPEC §6 (:mod:`responder.report`).
 * ``GET /api/healthz``.
 
 The client address is the TCP peer (``request.client.host``); behind a
@@ -29,10 +39,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field, field_validator
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from responder.clocks import SHANGHAI, iso_shanghai
@@ -40,6 +50,7 @@ from responder.store import (
     SEVERITY_RANK,
     Audit,
     Deadline,
+    DeadlineWarning,
     Event,
     Post,
     Store,
@@ -77,6 +88,18 @@ class AckIn(BaseModel):
         if not v:
             raise ValueError("确认人姓名不能为空")
         return v
+
+
+class AssignIn(AckIn):
+    department: str = Field(min_length=1, max_length=100)
+
+
+class CloseIn(AckIn):
+    outcome: str = Field(min_length=1, max_length=2000)
+
+
+class MergeIn(AckIn):
+    into: int = Field(ge=1)
 
 
 class MilestoneIn(AckIn):
@@ -318,7 +341,8 @@ def tickets_fragment(tickets: list[dict[str, Any]], now: datetime) -> str:
     )
 
 
-def page(tickets: list[dict[str, Any]], now: datetime) -> str:
+def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True) -> str:
+    js = PAGE_JS if live else PAGE_JS.replace("setInterval(refresh, 5000);", "")
     return (
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -328,7 +352,7 @@ def page(tickets: list[dict[str, Any]], now: datetime) -> str:
         f'<main><div id="tickets">{tickets_fragment(tickets, now)}</div>'
         '<p class="muted">时限自事件首发时间（T0）起算；确认接收不停止法定时限，'
         "只有登记相应节点完成才停止计时。页面每 5 秒自动刷新。</p></main>"
-        f"<script>{PAGE_JS}</script></body></html>"
+        f"<script>{js}</script></body></html>"
     )
 
 
@@ -363,6 +387,38 @@ def create_app(
         n = now()
         with st.reader() as s:
             return tickets_fragment(open_tickets(s, n), n)
+
+    @app.get("/tickets/{tid}", response_class=HTMLResponse)
+    def ticket_page(tid: int) -> str:
+        """One ticket on its own page (the link in notifications)."""
+        n = now()
+        with st.reader() as s:
+            t = _get_ticket(s, tid)
+            return page([ticket_view(s, t, n)], n, live=False)
+
+    @app.get("/api/reports/timeliness")
+    def report_timeliness(
+        date_from: str = Query(..., alias="from"),
+        date_to: str = Query(..., alias="to"),
+        by: str = "department",
+        as_of: str | None = None,
+    ) -> dict[str, Any]:
+        from datetime import date as _date
+
+        from responder.report import timeliness
+
+        try:
+            f, t = _date.fromisoformat(date_from), _date.fromisoformat(date_to)
+            at = datetime.fromisoformat(as_of) if as_of else now()
+        except ValueError as e:
+            raise HTTPException(status_code=422, detail=f"日期格式错误（应为 YYYY-MM-DD）：{e}") from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=SHANGHAI)
+        if by not in ("department", "region"):
+            raise HTTPException(status_code=422, detail="by 只能是 department 或 region")
+        if t < f:
+            raise HTTPException(status_code=422, detail="to 早于 from")
+        return timeliness(st, f, t, by=by, as_of=at).to_dict()
 
     @app.get("/api/healthz")
     def healthz() -> JSONResponse:
@@ -452,6 +508,164 @@ def create_app(
             )
             return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
 
+    @app.post("/api/tickets/{tid}/assign")
+    def assign(tid: int, body: AssignIn, request: Request) -> JSONResponse:
+        """Assign the responsible department (new/acknowledged tickets; audited)."""
+        n = now()
+        addr = request.client.host if request.client else None
+        with st.transaction() as s:
+            t = _get_ticket(s, tid, lock=True)
+            if t.status == "closed":
+                raise HTTPException(status_code=409, detail=f"工单 {tid} 已办结，不能再指派")
+            dept = body.department.strip()
+            if t.department == dept:
+                return JSONResponse({"already": True, "ticket": ticket_view(s, t, n)})
+            count = s.scalar(
+                select(func.count())
+                .select_from(Audit)
+                .where(Audit.ticket_id == tid, Audit.action == "assigned")
+            )
+            old = t.department
+            t.department = dept
+            emit_fact(
+                s,
+                ticket=t,
+                kind="assigned",
+                key=f"{t.id}:assigned:{int(count or 0) + 1}",
+                at=n,
+                actor=body.officer,
+                detail={"from": old, "to": dept, "officer": body.officer, "at": iso_shanghai(n)},
+                outbox=True,
+                remote_addr=addr,
+            )
+            return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
+
+    @app.post("/api/tickets/{tid}/close")
+    def close(tid: int, body: CloseIn, request: Request) -> JSONResponse:
+        """Close with a handling outcome (办结). Unmet statutory milestones keep their
+        clocks (only a milestone stops one) and count as breaches in the reports."""
+        n = now()
+        addr = request.client.host if request.client else None
+        with st.transaction() as s:
+            t = _get_ticket(s, tid, lock=True)
+            if t.status == "closed":
+                return JSONResponse({"already": True, "ticket": ticket_view(s, t, n)})
+            t.status = "closed"
+            t.closed_at = n
+            ev = s.get(Event, t.event_id)
+            if ev is not None:
+                ev.status = "closed"
+            open_ms = s.scalars(
+                select(Deadline.milestone).where(Deadline.ticket_id == tid, Deadline.met_at.is_(None))
+            ).all()
+            emit_fact(
+                s,
+                ticket=t,
+                kind="closed",
+                key=f"{t.id}:closed",
+                at=n,
+                actor=body.officer,
+                detail={
+                    "officer": body.officer,
+                    "outcome": body.outcome.strip(),
+                    "at": iso_shanghai(n),
+                    "open_milestones": list(open_ms),
+                },
+                outbox=True,
+                remote_addr=addr,
+            )
+            return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
+
+    @app.post("/api/events/{eid}/merge")
+    def merge(eid: int, body: MergeIn, request: Request) -> JSONResponse:
+        """A duty officer merges event ``eid`` into event ``into`` (audited).
+
+        The posts move; the target's T0 becomes the earlier of the two (its open
+        deadlines move with it) and its severity the higher; the merged event's
+        ticket is closed (fact ``closed`` with ``merged_into``) and its unmet
+        deadlines are removed — the target's clocks cover the incident — and
+        listed in the audit.
+        """
+        from responder.scheduler import recompute_deadlines
+        from responder.service import clocks_for
+
+        n = now()
+        addr = request.client.host if request.client else None
+        if body.into == eid:
+            raise HTTPException(status_code=422, detail="不能将事件合并到自身")
+        with st.transaction() as s:
+            st.lock_events(s)
+            src, dst = s.get(Event, eid, with_for_update=True), s.get(Event, body.into, with_for_update=True)
+            if src is None or dst is None:
+                raise HTTPException(
+                    status_code=404, detail=f"事件 {eid if src is None else body.into} 不存在"
+                )
+            if src.status != "open" or dst.status != "open":
+                raise HTTPException(status_code=409, detail="只能合并两个未关闭的事件")
+            st_ticket = s.scalar(select(Ticket).where(Ticket.event_id == src.id))
+            dt_ticket = s.scalar(select(Ticket).where(Ticket.event_id == dst.id))
+            assert st_ticket is not None and dt_ticket is not None
+            s.execute(
+                update(Post)
+                .where(Post.event_id == src.id)
+                .values(event_id=dst.id)
+                .execution_options(synchronize_session=False)
+            )
+            dst.post_count = (dst.post_count or 0) + (src.post_count or 0)
+            dst.last_published_at = max(dst.last_published_at, src.last_published_at)
+            moved: list[dict[str, Any]] = []
+            if src.t0 < dst.t0:
+                dst.t0, dst.t0_post_id, dst.t0_precision = src.t0, src.t0_post_id, src.t0_precision
+                dst.t0_crawl_lag_s = src.t0_crawl_lag_s
+                moved = recompute_deadlines(s, clocks_for(settings), dt_ticket, dst.t0)
+            if SEVERITY_RANK.get(src.severity, 0) > SEVERITY_RANK.get(dst.severity, 0):
+                dst.severity, dst.severity_reason = src.severity, src.severity_reason
+                dt_ticket.severity, dt_ticket.severity_reason = src.severity, src.severity_reason
+            removed = []
+            for d in s.scalars(
+                select(Deadline).where(Deadline.ticket_id == st_ticket.id, Deadline.met_at.is_(None))
+            ):
+                removed.append({"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)})
+                s.execute(
+                    DeadlineWarning.__table__.delete().where(DeadlineWarning.deadline_id == d.id)  # type: ignore[attr-defined]
+                )
+                s.delete(d)
+            src.status = "merged"
+            st_ticket.status, st_ticket.closed_at = "closed", n
+            detail = {
+                "from_event": src.id,
+                "into_event": dst.id,
+                "from_ticket": st_ticket.id,
+                "into_ticket": dt_ticket.id,
+                "officer": body.officer,
+                "deadlines_removed": removed,
+                "deadlines_moved": moved,
+            }
+            s.add(
+                Audit(
+                    ticket_id=dt_ticket.id,
+                    event_id=dst.id,
+                    at=n,
+                    actor=body.officer,
+                    action="event_merged",
+                    detail=detail,
+                    remote_addr=addr,
+                )
+            )
+            emit_fact(
+                s,
+                ticket=st_ticket,
+                kind="closed",
+                key=f"{st_ticket.id}:closed",
+                at=n,
+                actor=body.officer,
+                detail={"outcome": f"合并至工单 #{dt_ticket.id}", "merged_into": dt_ticket.id, **detail},
+                outbox=True,
+                audit_action="event_merged",
+                remote_addr=addr,
+            )
+            return JSONResponse({"ticket": ticket_view(s, dt_ticket, n), "closed_ticket": st_ticket.id})
+
     @app.post("/api/tickets/{tid}/milestones")
     def milestone(tid: int, body: MilestoneIn, request: Request) -> JSONResponse:
         n = now()
@@ -472,6 +686,13 @@ def create_app(
             d.met_at = n
             d.met_by = body.officer
             d.evidence_url = body.evidence_url
+            # Its warning points are moot now: close them so the scheduler never looks again.
+            s.execute(
+                update(DeadlineWarning)
+                .where(DeadlineWarning.deadline_id == d.id, DeadlineWarning.fired_at.is_(None))
+                .values(fired_at=n, outcome="moot")
+                .execution_options(synchronize_session=False)
+            )
             on_time = n <= d.due_at
             emit_fact(
                 s,

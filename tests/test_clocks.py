@@ -211,3 +211,121 @@ def test_startup_check_hook_reads_settings_config_dir(settings, config_dir: Path
     (config_dir / "clocks.yaml").write_text("rules: {}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=r"clocks\.yaml:1: rules"):
         load_clock_rules(settings)
+
+
+# --------------------------------------------------------------------------- calendar robustness
+
+
+def _eod(y: int, m: int, d: int) -> datetime:
+    return datetime(y, m, d, 23, 59, 59, tzinfo=SHANGHAI)
+
+
+def test_hours_clocks_across_month_end(clocks) -> None:
+    t0 = sh(2026, 1, 31, 21, 30)
+    assert clocks.deadlines_for("major_emergency", t0) == [
+        ("权威信息发布", sh(2026, 2, 1, 2, 30)),
+        ("新闻发布会", sh(2026, 2, 1, 21, 30)),
+    ]
+    assert clocks.deadlines_for("response_48h", sh(2028, 2, 28, 12)) == [
+        ("回应", sh(2028, 3, 1, 12))
+    ]  # leap year
+
+
+def test_working_days_t0_at_midnight_and_end_of_day_count_from_next_day(clocks) -> None:
+    # Monday 2026-03-02: the day of T0 never counts, whatever the hour.
+    for t0 in (sh(2026, 3, 2, 0, 0), sh(2026, 3, 2, 23, 59)):
+        assert clocks.deadlines_for("suggestion", t0) == [("反馈处理意见", _eod(2026, 3, 11))]
+    # One second before midnight on Sunday 03-01 vs. midnight Monday 03-02: one working day apart.
+    assert clocks.deadlines_for("suggestion", sh(2026, 3, 1, 23, 59))[0][1] == _eod(2026, 3, 10)
+
+
+def test_working_days_across_year_end_with_make_up_sunday(clocks) -> None:
+    # 2026-01-01..03 off, Sunday 2026-01-04 is a make-up working day (调休).
+    t0 = sh(2025, 12, 30, 8, 0)
+    # 12-31, 01-04(Sun), 01-05, 06, 07, 08, 09.
+    assert clocks.deadlines_for("suggestion", t0) == [("反馈处理意见", _eod(2026, 1, 9))]
+
+
+def test_working_days_across_spring_festival_2026(clocks) -> None:
+    # 2026 春节: 02-15..02-23 off; Saturdays 02-14 and 02-28 are make-up working days.
+    t0 = sh(2026, 2, 13, 10, 0)
+    # 02-14(Sat), 02-24, 25, 26, 27, 02-28(Sat), 03-02.
+    assert clocks.deadlines_for("suggestion", t0) == [("反馈处理意见", _eod(2026, 3, 2))]
+    assert clocks.calendar.is_workday(datetime(2026, 2, 14).date())
+    assert not clocks.calendar.is_workday(datetime(2026, 2, 23).date())
+    # The hour clocks ignore the holiday entirely.
+    assert clocks.deadlines_for("response_48h", t0) == [("回应", sh(2026, 2, 15, 10, 0))]
+
+
+def test_working_days_across_national_day_2025(clocks) -> None:
+    # 2025: 10-01..10-08 off; Sunday 09-28 and Saturday 10-11 are make-up working days.
+    t0 = sh(2025, 9, 26, 16, 0)
+    # 09-28(Sun), 29, 30, 10-09, 10-10, 10-11(Sat), 10-13.
+    assert clocks.deadlines_for("suggestion", t0) == [("反馈处理意见", _eod(2025, 10, 13))]
+
+
+def test_year_beyond_builtin_calendar_warns_then_workdays_file_fills_it(config_dir: Path, caplog) -> None:
+    t0 = sh(2026, 12, 25, 9)  # Friday; 2027 is unknown to chinese_calendar
+    with caplog.at_level(logging.WARNING, logger="responder.clocks"):
+        due = load_clocks(config_dir).deadlines_for("complaint", t0)[0][1]
+    # 12-28..31 (4), then Mon-Fri in 2027: 01-01 (5), 01-04..08 (10), 01-11..15 (15).
+    assert due == _eod(2027, 1, 15)
+    assert any("2027" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    caplog.clear()
+    (config_dir / "workdays.yaml").write_text(
+        "years:\n  2027:\n    holidays: [2027-01-01]\n", encoding="utf-8"
+    )
+    with caplog.at_level(logging.WARNING, logger="responder.clocks"):
+        due = load_clocks(config_dir).deadlines_for("complaint", t0)[0][1]
+    assert due == _eod(2027, 1, 18)  # 元旦 off: one working day later
+    assert not [r for r in caplog.records if "2027" in r.getMessage()]
+
+
+def test_t0_moving_back_moves_open_deadlines_back(tmp_path, settings) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    first = sh(2026, 11, 2, 12, 0)
+    handle_batch(
+        store,
+        settings,
+        [assessed("late", title="小区停水三天无人管", text="蜀山区某小区停水三天", published_at=first)],
+        now=first + timedelta(minutes=5),
+    )
+    with store.reader() as s:
+        assert s.scalars(select(Deadline.due_at)).all() == [first + timedelta(hours=48)]
+    earlier = first - timedelta(hours=7)
+    # A reply in the same thread, published earlier, found later.
+    handle_batch(
+        store,
+        settings,
+        [assessed("early", title="停水了", text="小区停水", published_at=earlier, parent_id="late")],
+        now=first + timedelta(hours=1),
+    )
+    with store.reader() as s:
+        d = s.scalars(select(Deadline)).one()
+        ev = s.scalars(select(Event)).one()
+    assert ev.t0 == earlier and d.starts_at == earlier and d.due_at == earlier + timedelta(hours=48)
+    store.close()
+
+
+def test_acknowledging_a_working_day_ticket_leaves_its_clock(tmp_path, settings) -> None:
+    from fastapi.testclient import TestClient
+
+    from responder.scheduler import Scheduler
+    from responder.web import create_app
+
+    store = Store(f"sqlite:///{tmp_path / 'a.db'}")
+    t0 = sh(2026, 2, 13, 10, 0)
+    handle_batch(
+        store, settings, [assessed("w", title="物业乱收费", text="物业乱收费", published_at=t0)], now=t0
+    )
+    with store.transaction() as s:
+        t = s.scalars(select(Ticket)).one()
+        from responder.scheduler import plan_deadlines
+
+        plan_deadlines(s, load_clocks(ROOT / "config"), t, "suggestion", t0)
+        tid = t.id
+    client = TestClient(create_app(settings, store=store, now=lambda: t0 + timedelta(hours=1)))
+    assert client.post(f"/api/tickets/{tid}/ack", json={"officer": "王五"}).status_code == 200
+    fired = Scheduler(store, now=lambda: _eod(2026, 3, 2) + timedelta(seconds=1)).tick()
+    assert sorted((f.milestone, f.kind) for f in fired) == [("反馈处理意见", "breach"), ("回应", "breach")]
+    store.close()

@@ -503,3 +503,42 @@ def test_concurrent_handlers_group_into_one_event(store_url, settings) -> None:
     assert stores[0].count(Event) == 1 and stores[0].count(Ticket) == 1 and stores[0].count(Post) == 3
     for st in stores:
         st.close()
+
+
+def test_official_reply_on_a_message_board_is_a_milestone_candidate(store, settings) -> None:
+    t0 = sh(2026, 11, 2, 9, 0)
+    handle_batch(
+        store,
+        settings,
+        [
+            assessed(
+                "msg",
+                title="小区路灯坏了一个月",
+                text="翡翠湖小区路灯坏了一个月没人修。",
+                published_at=t0,
+                source_kind="gov_board",
+                source_id="board",
+            )
+        ],
+        now=t0 + timedelta(minutes=5),
+    )
+    reply = assessed(
+        "reply",
+        title="",
+        text="已安排维修人员更换路灯，现已恢复照明。",
+        published_at=t0 + timedelta(hours=20),
+        source_kind="official",
+        source_id="board",
+        parent_id="msg",
+    )
+    handle_batch(store, settings, [reply], now=t0 + timedelta(hours=21))
+    handle_batch(store, settings, [reply], now=t0 + timedelta(hours=22))  # redelivered: nothing twice
+    with store.reader() as s:
+        (cand,) = s.scalars(select(Audit).where(Audit.action == "milestone_candidate")).all()
+        d = s.scalars(select(Deadline)).one()
+        assert s.scalar(select(Post.event_id).where(Post.post_id == "reply")) == d.ticket_id
+    assert cand.detail["evidence_url"] == "http://127.0.0.1:8100/board/reply"
+    assert cand.detail["milestones"] == [
+        {"milestone": "回应", "due_at": "2026-11-04T09:00:00+08:00", "on_time_if_confirmed": True}
+    ]
+    assert d.met_at is None  # a candidate never stops the clock by itself

@@ -194,12 +194,13 @@ def _after(conn, cursor, statement, params, context, executemany):
         if seen == kill_at:  # the outbox row is written, the transaction not committed
             os.kill(os.getpid(), signal.SIGKILL)
 
-Scheduler(store, now=lambda: datetime(2030, 1, 1, tzinfo=timezone.utc)).tick()
+Scheduler(store, now=lambda: datetime(2030, 1, 1, tzinfo=timezone.utc), batch_size=int(sys.argv[3])).tick()
 print("finished without being killed")
 """
 
 
-def test_kill_9_mid_fire_then_restart_fires_each_exactly_once(store_url, settings) -> None:
+@pytest.mark.parametrize("batch", [1, 100])
+def test_kill_9_mid_fire_then_restart_fires_each_exactly_once(store_url, settings, batch) -> None:
     store = Store(store_url)
     handle_batch(
         store,
@@ -211,7 +212,7 @@ def test_kill_9_mid_fire_then_restart_fires_each_exactly_once(store_url, setting
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(
-        [sys.executable, "-c", KILLER, store_url, "4"],
+        [sys.executable, "-c", KILLER, store_url, "4" if batch == 1 else "1", str(batch)],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -219,12 +220,14 @@ def test_kill_9_mid_fire_then_restart_fires_each_exactly_once(store_url, setting
         timeout=60,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stdout + proc.stderr
-    # Three fired and committed; the fourth died inside its transaction: nothing of it is kept.
+    # One row per transaction: three fired and committed; the fourth died inside its
+    # transaction and nothing of it is kept. One batch: the whole batch rolled back.
+    done = 3 if batch == 1 else 0
     with store.reader() as s:
-        assert s.query(Deadline).filter(Deadline.fired_at.is_not(None)).count() == 3
-    assert store.count(Outbox) == 3 and store.count(TicketEventRow) == 6 + 3
+        assert s.query(Deadline).filter(Deadline.fired_at.is_not(None)).count() == done
+    assert store.count(Outbox) == done and store.count(TicketEventRow) == 6 + done
     fired = Scheduler(Store(store_url), now=lambda: sh(2030, 1, 1, 8)).tick()
-    assert len(fired) == 3
+    assert len(fired) == 6 - done
     with store.reader() as s:
         assert s.query(Deadline).filter(Deadline.fired_at.is_(None)).count() == 0
         keys = s.scalars(select(Outbox.key)).all()
@@ -258,7 +261,9 @@ def test_acknowledge_does_not_stop_clock_but_milestone_does(tmp_path, settings) 
         met = s.scalars(select(Deadline).where(Deadline.milestone == "新闻发布会")).one()
         assert met.fired_at is None and met.met_at == T0 + timedelta(hours=3) and met.met_by == "李四"
         pending = s.scalars(select(DeadlineWarning).where(DeadlineWarning.deadline_id == met.id)).all()
-        assert [w.fired_at for w in pending] == [None, None]  # its warnings never fire either
+        # Its warnings never fire either: closed as moot when the milestone was met, nothing sent.
+        assert [(w.outcome, w.fired_at) for w in pending] == [("moot", T0 + timedelta(hours=3))] * 2
+        assert not s.scalars(select(Outbox.key).where(Outbox.key.like("%新闻发布会:warn%"))).all()
     store.close()
 
 
@@ -280,4 +285,36 @@ def test_run_loop_stops_and_fires(tmp_path, settings, tick_s) -> None:
         t.join(5)
     assert not t.is_alive()
     assert _keys(store) == ["1:权威信息发布:breach"]
+    store.close()
+
+
+def test_run_sleeps_until_next_due_time(tmp_path, settings) -> None:
+    """With a 30 s tick, a row due in 0.3 s still fires at once, not at the next tick."""
+    import time
+
+    from responder.store import utcnow
+
+    store = Store(f"sqlite:///{tmp_path / 'wake.db'}")
+    _major(store, settings)
+    due = utcnow() + timedelta(seconds=0.3)
+    with store.transaction() as s:
+        d = s.scalars(select(Deadline).where(Deadline.milestone == "权威信息发布")).one()
+        d.starts_at, d.due_at = due - timedelta(hours=5), due
+        for w in s.scalars(select(DeadlineWarning)):
+            w.fired_at, w.outcome = due, "superseded"
+    sch = Scheduler(store)
+    assert sch.next_due_at(utcnow()) == due
+    stop = threading.Event()
+    t = threading.Thread(target=sch.run, args=(stop, 30.0))
+    t.start()
+    try:
+        for _ in range(100):
+            if store.count(Outbox):
+                break
+            time.sleep(0.02)
+        took = (utcnow() - due).total_seconds()
+    finally:
+        stop.set()
+        t.join(5)
+    assert store.count(Outbox) == 1 and took < 5.0, took  # not the 30 s tick
     store.close()

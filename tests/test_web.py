@@ -246,3 +246,71 @@ def test_acknowledged_ticket_shows_who_and_healthz(board) -> None:
     assert html.count("确认接收</button>") == 2
     h = c.get("/api/healthz")
     assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["open_tickets"] == 3
+
+
+def test_assign_and_close_are_audited_state_transitions(board) -> None:
+    store, app, clock, ids = board
+    client = TestClient(app)
+    tid = ids["一般"]
+    r = client.post(f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": "城市管理局"})
+    assert r.status_code == 200 and r.json()["ticket"]["department"] == "城市管理局"
+    assert client.post(
+        f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": "城市管理局"}
+    ).json()["already"]
+    r = client.post(f"/api/tickets/{tid}/close", json={"officer": "李四", "outcome": "已发布处理结果"})
+    assert r.status_code == 200 and r.json()["ticket"]["status"] == "closed"
+    again = client.post(f"/api/tickets/{tid}/close", json={"officer": "李四", "outcome": "重复"})
+    assert again.status_code == 200 and again.json()["already"]
+    r = client.post(f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": "水务局"})
+    assert r.status_code == 409
+    assert (
+        client.post(f"/api/tickets/{tid}/close", json={"officer": "李四", "outcome": ""}).status_code == 422
+    )
+    assert client.post("/api/tickets/999/close", json={"officer": "李四", "outcome": "x"}).status_code == 404
+    with store.reader() as s:
+        audit = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.id)).all()
+        acts = [(a.action, a.actor) for a in audit if a.action in ("assigned", "closed")]
+        closed = next(a for a in audit if a.action == "closed")
+        t = s.get(Ticket, tid)
+    assert acts == [("assigned", "张三"), ("closed", "李四")]
+    assert closed.detail["outcome"] == "已发布处理结果" and closed.detail["open_milestones"] == ["回应"]
+    assert t.status == "closed" and t.closed_at == clock.at
+    assert tid not in [x["id"] for x in client.get("/api/tickets").json()["tickets"]]
+    page = client.get(f"/tickets/{tid}")
+    assert page.status_code == 200 and "已办结" in page.text
+    assert client.get("/tickets/999").status_code == 404
+
+
+def test_duty_officer_merges_two_events(board) -> None:
+    from responder.store import Deadline, Event, Post
+
+    store, app, clock, _ids = board
+    client = TestClient(app)
+    with store.reader() as s:
+        ev = {e.title: e for e in s.scalars(select(Event))}
+        src, dst = ev["翡翠湖畔小区物业费上涨"], ev["某地自来水发黄"]
+        src_t = s.scalar(select(Ticket.id).where(Ticket.event_id == src.id))
+        dst_t = s.scalar(select(Ticket.id).where(Ticket.event_id == dst.id))
+    r = client.post(f"/api/events/{src.id}/merge", json={"officer": "王五", "into": dst.id})
+    assert r.status_code == 200, r.text
+    view = r.json()["ticket"]
+    assert view["id"] == dst_t and view["event"]["t0"] == "2026-11-02T09:00:00+08:00"
+    assert [d["due_at"] for d in view["deadlines"]] == ["2026-11-04T09:00:00+08:00"]  # T0 moved back 2 h
+    with store.reader() as s:
+        assert sorted(s.scalars(select(Post.post_id).where(Post.event_id == dst.id))) == ["minor", "unknown"]
+        assert s.get(Ticket, src_t).status == "closed" and s.get(Event, src.id).status == "merged"
+        assert s.scalars(select(Deadline).where(Deadline.ticket_id == src_t)).all() == []
+        audit = s.scalars(select(Audit).where(Audit.action == "event_merged").order_by(Audit.id)).all()
+    assert [(a.ticket_id, a.actor) for a in audit] == [(dst_t, "王五"), (src_t, "王五")]
+    assert audit[0].detail["deadlines_removed"] == [
+        {"milestone": "回应", "due_at": "2026-11-04T09:00:00+08:00"}
+    ]
+    assert (
+        client.post(f"/api/events/{src.id}/merge", json={"officer": "王五", "into": dst.id}).status_code
+        == 409
+    )
+    assert (
+        client.post(f"/api/events/{dst.id}/merge", json={"officer": "王五", "into": dst.id}).status_code
+        == 422
+    )
+    assert client.post("/api/events/999/merge", json={"officer": "王五", "into": dst.id}).status_code == 404

@@ -18,6 +18,7 @@ LOADERS: list[tuple[str, str, str]] = [
     ("severity.yaml", "classifiers.severity", "load_severity_rules"),
     ("responders.yaml", "classifiers.responders", "load_responder_rules"),
     ("clocks.yaml", "responder.clocks", "load_clock_rules"),
+    ("notify.yaml", "responder.notify.config", "load_notify_config"),
 ]
 
 
