@@ -7,10 +7,13 @@ between threads (it keeps no per-call state).
 
 Rules are the first assessor (``model_version`` "rules-1"). A trained topic
 model plugs in through :class:`TopicModel`: pass one to ``Assessor(...,
-topic_model=...)`` (or set ``classifier.model_dir`` to a HuggingFace
-sequence-classification model whose labels are topic names). The model then
-decides the topic when it is confident (``min_confidence``); everything else
-(departments, places, severity, responders) stays rule-based and explained.
+topic_model=...)``, or set ``classifier.model_dir`` to a HuggingFace
+sequence-classification model whose labels are topic names; with
+``model_dir`` empty the committed model in ``classifiers/model/`` is used when
+present ("none" or ``use_model=False``: rules only). The model then decides
+among its labels when it is confident (``min_confidence``) and the rules do not
+point to a topic outside them; relevance, emergencies, departments, places,
+severity and responders stay rule-based and explained.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from classifiers.casualties import CasualtyResult, extract_casualties
+from classifiers.hanzi import to_simplified
 from classifiers.places import Gazetteer, PlaceResolution
 from classifiers.responders import ResponderRules, check_departments
 from classifiers.severity import SeverityRules
@@ -41,10 +45,19 @@ class TopicModel(Protocol):
     def predict(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
 
 
-class HFTopicModel:
-    """A HuggingFace sequence-classification model whose labels are topic names."""
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "model"
+RULES_ONLY = {"none", "rules", "off", "-"}
 
-    def __init__(self, model_dir: Path | str, max_length: int = 256):
+
+class HFTopicModel:
+    """A HuggingFace sequence-classification model whose labels are topic names.
+
+    Texts are cut to a few times ``max_length`` characters before tokenising (a
+    100k-character post costs no more than a short one) and run in length-sorted
+    batches of ``batch_size`` so that little time goes into padding.
+    """
+
+    def __init__(self, model_dir: Path | str, max_length: int | None = None, batch_size: int = 32):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         self.model_dir = Path(model_dir)
@@ -52,25 +65,82 @@ class HFTopicModel:
         self.model = AutoModelForSequenceClassification.from_pretrained(str(self.model_dir))
         self.model.eval()
         self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        self.max_length = max_length
+        limit = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512,
+                    getattr(self.model.config, "max_position_embeddings", 512))
+        self.max_length = min(max_length, limit) if max_length else limit
+        self.batch_size = max(1, batch_size)
         self.version = f"hf:{self.model_dir.name}"
 
-    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
+    def proba(self, texts: Sequence[str]):
+        import numpy as np
         import torch
 
+        cut = [t[: self.max_length * 4] for t in texts]
+        order = sorted(range(len(cut)), key=lambda i: len(cut[i]))
+        out = np.zeros((len(cut), len(self.labels)), dtype=np.float64)
+        with torch.inference_mode():
+            for s in range(0, len(order), self.batch_size):
+                idx = order[s : s + self.batch_size]
+                enc = self.tokenizer([cut[i] for i in idx], truncation=True, max_length=self.max_length,
+                                     padding=True, return_tensors="pt")
+                out[idx] = torch.softmax(self.model(**enc).logits, dim=-1).double().numpy()
+        return out
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:
             return []
-        enc = self.tokenizer(list(texts), truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
-        with torch.no_grad():
-            probs = torch.softmax(self.model(**enc).logits, dim=-1)
-        return [{label: float(p[i]) for i, label in enumerate(self.labels)} for p in probs]
+        return [{label: float(p[i]) for i, label in enumerate(self.labels)} for p in self.proba(texts)]
+
+
+class EnsembleTopicModel:
+    """The average of the BERT model's and the TF-IDF model's probabilities."""
+
+    def __init__(self, bert: HFTopicModel, tfidf, bert_weight: float = 0.5):
+        self.bert = bert
+        self.tfidf = tfidf
+        self.w = bert_weight
+        self.labels = bert.labels
+        self.version = f"ens:{bert.model_dir.name}"
+        if sorted(tfidf.labels) != sorted(bert.labels):
+            raise ValueError("TF-IDF 与 BERT 模型的标签不一致")
+        self._perm = [tfidf.labels.index(label) for label in bert.labels]
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        if not texts:
+            return []
+        p = self.w * self.bert.proba(texts) + (1 - self.w) * self.tfidf.proba([t[:20000] for t in texts])[:, self._perm]
+        return [{label: float(row[i]) for i, label in enumerate(self.labels)} for row in p]
+
+
+def load_model_dir(path: Path, batch_size: int = 32) -> TopicModel:
+    """A HuggingFace model directory; with the TF-IDF part and ``ensemble.json``
+    saying so (``mode``: bert / tfidf / ensemble, see :mod:`classifiers.train`),
+    the TF-IDF model alone or the ensemble of both."""
+    import json
+
+    ens = path / "ensemble.json"
+    cfg = json.loads(ens.read_text(encoding="utf-8")) if ens.is_file() else {}
+    mode = cfg.get("mode") or ("ensemble" if cfg.get("use_ensemble") else "bert")
+    if mode in ("ensemble", "tfidf") and (path / "tfidf.npz").is_file():
+        from classifiers.train import TfidfTopicModel
+
+        tfidf = TfidfTopicModel(path)
+        if mode == "tfidf":
+            return tfidf
+        return EnsembleTopicModel(HFTopicModel(path, batch_size=batch_size), tfidf, float(cfg.get("bert_weight", 0.5)))
+    return HFTopicModel(path, batch_size=batch_size)
 
 
 def load_topic_model(settings: Settings) -> TopicModel | None:
-    """The model named by ``classifier.model_dir``, or None for rules only."""
+    """The model named by ``classifier.model_dir``; when that is empty, the
+    committed model in ``classifiers/model/`` if present; "none"/"rules" → rules only."""
     model_dir = settings.classifier.model_dir.strip()
-    if not model_dir:
+    if model_dir.lower() in RULES_ONLY:
         return None
+    if not model_dir:
+        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+            return None
+        return load_model_dir(DEFAULT_MODEL_DIR, settings.classifier.batch_size)
     path = Path(model_dir)
     if not path.is_absolute():
         path = settings.data_path(model_dir)
@@ -79,7 +149,7 @@ def load_topic_model(settings: Settings) -> TopicModel | None:
             settings.config_path("settings.yaml"),
             [(None, "classifier.model_dir", f"{path} is not a HuggingFace model directory (no config.json)")],
         )
-    return HFTopicModel(path)
+    return load_model_dir(path, settings.classifier.batch_size)
 
 
 class Assessor:
@@ -91,7 +161,9 @@ class Assessor:
         *,
         topic_model: TopicModel | None = None,
         gazetteer: Gazetteer | None = None,
-        min_confidence: float = 0.5,
+        min_confidence: float = 0.4,
+        other_topic_confidence: float = 0.7,
+        use_model: bool = True,
     ):
         self.settings = settings
         self.gazetteer = gazetteer or Gazetteer.load(settings.config_path("regions.yaml"))
@@ -99,8 +171,12 @@ class Assessor:
         self.severity = SeverityRules.load(settings.config_path("severity.yaml"))
         self.responders = ResponderRules.load(settings.config_path("responders.yaml"), self.gazetteer)
         check_departments(settings.config_path("taxonomy.yaml"), self.responders)
-        self.topic_model = topic_model if topic_model is not None else load_topic_model(settings)
+        if topic_model is not None:
+            self.topic_model: TopicModel | None = topic_model
+        else:
+            self.topic_model = load_topic_model(settings) if use_model else None
         self.min_confidence = min_confidence
+        self.other_topic_confidence = other_topic_confidence
 
     @property
     def model_version(self) -> str:
@@ -114,13 +190,7 @@ class Assessor:
 
     def assess_batch(self, posts: Sequence[RawPost]) -> list[Assessment]:
         """Assess several posts; a topic model sees them in one batch."""
-        model_out: list[dict[str, float] | None] = [None] * len(posts)
-        if self.topic_model is not None and posts:
-            model_out = list(self.topic_model.predict([f"{p.title}\n{p.text}" for p in posts]))
-        return [
-            self._assess(p.title, p.text, p.source_region, p.engagement, model_scores=m)
-            for p, m in zip(posts, model_out, strict=True)
-        ]
+        return self.assess_texts([(p.title, p.text, p.source_region, p.engagement) for p in posts])
 
     def assess_text(
         self,
@@ -130,27 +200,56 @@ class Assessor:
         source_region: str | None = None,
         engagement: Engagement | None = None,
     ) -> Assessment:
-        """Assess free text (the batch CLI and evaluation scripts use this)."""
-        model_scores = self.topic_model.predict([f"{title}\n{text}"])[0] if self.topic_model is not None else None
-        return self._assess(title, text, source_region, engagement, model_scores=model_scores)
+        """Assess free text."""
+        return self.assess_texts([(title, text, source_region, engagement)])[0]
+
+    def assess_texts(
+        self, items: Sequence[tuple[str, str, str | None, Engagement | None]]
+    ) -> list[Assessment]:
+        """Assess (title, text, source_region, engagement) tuples; the topic model sees them in one batch.
+
+        Traditional characters are read as simplified ones (see :mod:`classifiers.hanzi`).
+        """
+        items = [(to_simplified(t), to_simplified(x), r, e) for t, x, r, e in items]
+        model_out: list[dict[str, float] | None] = [None] * len(items)
+        if self.topic_model is not None and items:
+            model_out = list(self.topic_model.predict([f"{t}\n{x}" if t else x for t, x, _, _ in items]))
+        return [
+            self._assess(t, x, r, e, model_scores=m) for (t, x, r, e), m in zip(items, model_out, strict=True)
+        ]
 
     # -- the assessment ---------------------------------------------------------------
 
     def _topic(self, title: str, text: str, model_scores: dict[str, float] | None) -> TopicResult:
+        """Rules first; the model decides among its own labels when confident.
+
+        A rule topic outside the model's labels (公共安全, 民政, ...) stays unless
+        the model is very sure (``other_topic_confidence``). The relevance
+        decision keeps the rules' raw keyword scores either way.
+        """
         rules = self.taxonomy.topic(title, text)
-        if model_scores is None:
+        if model_scores is None or self.topic_model is None:
             return rules
         known = {k: v for k, v in model_scores.items() if k in self.taxonomy.topic_names}
         if not known:
             return rules
+        version = self.topic_model.version
         scores = normalise(known)
         best = max(scores, key=lambda k: scores[k])
-        label_scores = LabelScores(scores, dict(known), rules.scores.words)
-        if scores[best] < self.min_confidence:
-            rules.reason += f"（模型{self.topic_model.version}最高为{best} {scores[best]:.2f}，低于{self.min_confidence}，按规则）"  # type: ignore[union-attr]
+        if rules.topic is not None and rules.topic not in known and scores[best] < self.other_topic_confidence:
+            rules.reason += (f"（{rules.topic}不在模型{version}的类别内，模型最高为{best} {scores[best]:.2f}，"
+                             f"低于{self.other_topic_confidence}，按规则）")
             return rules
+        if scores[best] < self.min_confidence:
+            rules.reason += f"（模型{version}最高为{best} {scores[best]:.2f}，低于{self.min_confidence}，按规则）"
+            return rules
+        label_scores = LabelScores(scores, rules.scores.raw, rules.scores.words)
         dept, why = self.taxonomy.department_for(best, title, text)
-        reason = f"模型{self.topic_model.version}判定为{best}（置信度{scores[best]:.2f}），主管部门{dept}{why}"  # type: ignore[union-attr]
+        reason = f"模型{version}判定为{best}（置信度{scores[best]:.2f}），主管部门{dept}{why}"
+        if rules.topic == best:
+            reason += f"，与规则一致（命中{rules.scores.quoted(best)}）"
+        elif rules.topic:
+            reason += f"（规则命中{rules.scores.quoted(rules.topic)}倾向{rules.topic}）"
         return TopicResult(best, dept, [], reason, label_scores)
 
     def _assess(

@@ -95,15 +95,18 @@ def _num(name: str) -> str:
 
 _UNIT = r"(?:人|名|位|个人|个)"
 # Between the count and the verb: a few Chinese characters, none that start a
-# casualty verb or a numeral (so "三人受伤两人死亡" is not read as 3 deaths).
-_FILL = r"(?:(?![死亡伤失被困埋遇难重危轻不])[\u4e00-\u9fff]){0,8}?"
+# casualty verb or a numeral (so "三人受伤两人死亡" and "137人食物中毒两人死亡"
+# are not read as 3 / 137 deaths).
+_FILL = r"(?:(?![死亡伤失被困埋遇难重危轻不零〇一二两三四五六七八九十百千万])[\u4e00-\u9fff]){0,8}?"
+# After a verb-first count: not an age, a date, a distance or a sum ("死亡者是40多岁")
+_NOT_COUNT = r"(?![\d.零〇一二两三四五六七八九十百千万]|(?:余|多|几|来)?(?:岁|周岁|年|月|日|号|辆|部|米|公里|分|小时|时|天|次|起|%|％|级|元|万元|亿|例))"
 _DEATH = r"(?:不幸)?(?:死亡|遇难|身亡|罹难|丧生|殒命|丧命|不治身亡|遇害|溺亡|死了)"
 _SERIOUS = r"(?:受重伤|重伤|严重受伤|伤势严重|伤势较重|伤势危重|危重|伤重)"
 _TOTAL = r"(?:不同程度受伤|受伤|轻伤|负伤|轻重伤|受轻伤)"
 _MISSING = r"(?:失踪|失联)"
 _TRAPPED = r"(?:被困|受困|被埋|被掩埋)"
 _COUNT_VERB = (
-    r"(?:人数|人员|者|的)?(?:已经|已|目前|现|共)?"
+    r"(?:人数|人员|者|的)?(?:已经|已|目前|现|共|后|又|再|随后)?"
     r"(?:上升至|上升到|增加至|增加到|增至|升至|攀升至|达到|已达|为|达|是|有)?"
 )
 
@@ -112,8 +115,10 @@ def _pair(kind: str, verb: str) -> list[re.Pattern[str]]:
     return [
         # 12人死亡, 12名矿工遇难, 一名男子身亡
         re.compile(_num("n") + _UNIT + _FILL + verb),
-        # 死亡12人, 遇难人数升至15人, 死亡人数已达32
-        re.compile(verb + r"(?P<cnt>" + _COUNT_VERB + r")" + _num("n") + rf"(?P<unit>{_UNIT})?"),
+        # 死亡12人, 遇难人数升至15人, 死亡人数已达32 -- but not the "死亡23" of
+        # "7人死亡23人受伤": a verb right after a count+unit already has its figure
+        re.compile(r"(?<![人名位])" + verb + r"(?P<cnt>" + _COUNT_VERB + r")" + _num("n") + _NOT_COUNT
+                   + rf"(?P<unit>{_UNIT})?"),
     ]
 
 

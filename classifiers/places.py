@@ -24,6 +24,7 @@ places). :meth:`Gazetteer.resolve` finds mentions in the text and picks:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class LongestMatcher:
         for k in self._lengths:
             self._lengths[k] = sorted(set(self._lengths[k]), reverse=True)
         self._words = {w for w in words if w}
+        # positions where some word could start, found in C rather than char by char
+        self._first = re.compile("[" + "".join(re.escape(c) for c in sorted(self._lengths)) + "]") if self._lengths else None
 
     def candidates(self, text: str, i: int) -> Iterable[str]:
         """Words starting at ``i``, longest first."""
@@ -69,9 +72,18 @@ class LongestMatcher:
                 yield w
 
     def finditer(self, text: str) -> Iterable[tuple[int, int, str]]:
-        i, n = 0, len(text)
-        while i < n:
-            hit = next(iter(self.candidates(text, i)), None)
+        if self._first is None:
+            return
+        search, lengths, words = self._first.search, self._lengths, self._words
+        i = 0
+        while (m := search(text, i)) is not None:
+            i = m.start()
+            hit = None
+            for n in lengths[text[i]]:
+                w = text[i : i + n]
+                if len(w) == n and w in words:
+                    hit = w
+                    break
             if hit is None:
                 i += 1
                 continue

@@ -132,3 +132,23 @@ def test_evidence_spans_point_into_the_text() -> None:
 def test_qualifier_notes_explain_the_reading() -> None:
     assert "按下限计10" in extract_casualties("至少10人死亡").describe()
     assert "按不足30计29" in extract_casualties("近30人死亡").describe()
+
+
+def test_a_verb_after_a_count_does_not_take_the_next_count() -> None:
+    # "7人死亡23人受伤": 死亡 already has its 7; the 23 belongs to 受伤
+    c = extract_casualties("合阳发生交通事故 7人死亡23人受伤").casualties
+    assert (c.deaths, c.injured) == (7, 23)
+    c = extract_casualties("地震造成6人死亡42人失踪").casualties
+    assert (c.deaths, c.missing) == (6, 42)
+    # but the verb-first form still works
+    assert extract_casualties("事故造成死亡3人、重伤2人").casualties.deaths == 3
+
+
+def test_a_count_is_not_carried_over_a_numeral() -> None:
+    c = extract_casualties("新加坡137人食物中毒两人死亡").casualties
+    assert c.deaths == 2
+
+
+@pytest.mark.parametrize("text", ["死亡者是40岁的司机", "遇难者为32岁男子", "死亡时间为3时许"])
+def test_ages_and_times_are_not_counts(text: str) -> None:
+    assert extract_casualties(text).casualties.deaths is None

@@ -143,3 +143,41 @@ def test_bad_value_names_file_and_line(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         SeverityRules.load(p)
     assert f"{p}:{_line_of(p, 'max_level: 很大')}: spread.max_level:" in str(ei.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("两人死亡", "一般"), ("三人死亡", "较大"), ("九人死亡", "较大"), ("十人死亡", "重大"), ("二十九人死亡", "重大"),
+     ("三十人死亡", "特别重大"), ("死亡三十二人", "特别重大")],
+)
+def test_death_boundaries_in_chinese_numerals(rules: SeverityRules, text: str, expected: str) -> None:
+    assert level(rules, f"事故造成{text}") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("九人重伤", "一般"), ("十人重伤", "较大"), ("四十九人重伤", "较大"), ("五十人重伤", "重大"),
+     ("九十九人重伤", "重大"), ("一百人重伤", "特别重大"), ("重伤一百零五人", "特别重大")],
+)
+def test_serious_injury_boundaries_in_chinese_numerals(rules: SeverityRules, text: str, expected: str) -> None:
+    assert level(rules, f"事故造成{text}") == expected
+
+
+@pytest.mark.parametrize(
+    ("loss", "expected"),
+    [("九百九十九万元", "一般"), ("一千万元", "较大"), ("四千九百九十九万元", "较大"), ("五千万元", "重大"),
+     ("九千九百万元", "重大"), ("一亿元", "特别重大"), ("两亿元", "特别重大")],
+)
+def test_loss_boundaries_in_chinese_numerals(rules: SeverityRules, loss: str, expected: str) -> None:
+    assert level(rules, f"造成直接经济损失{loss}") == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("事故已造成2人死亡。截至今晨，死亡人数上升至3人", "较大"),
+     ("初步统计8人遇难。随后遇难人数增至12人", "重大"),
+     ("已有二十八人死亡，目前死亡人数已达三十人", "特别重大"),
+     ("造成9人重伤，重伤人数后升至10人", "较大")],
+)
+def test_running_totals_raise_the_level(rules: SeverityRules, text: str, expected: str) -> None:
+    assert level(rules, text) == expected
