@@ -22,6 +22,9 @@
   states: new → acknowledged → closed (new → closed allowed).
 * ``POST /api/events/{id}/merge`` ``{"officer", "into"}`` — a duty officer
   merges two open events (audited; see :func:`create_app`).
+* ``POST /api/events/{id}/split`` ``{"post_ids", "officer", "reason"}`` — a
+  duty officer moves wrongly grouped posts into a new event with its own
+  ticket (audited; :mod:`responder.split`).
 * ``GET /tickets/{id}`` — one ticket on the board's layout (notification links).
 * ``GET /api/reports/timeliness?from=&to=&by=department|region[&as_of=]`` —
   the timeliness figures of SPEC §6 (:mod:`responder.report`).
@@ -100,6 +103,19 @@ class CloseIn(AckIn):
 
 class MergeIn(AckIn):
     into: int = Field(ge=1)
+
+
+class SplitIn(AckIn):
+    post_ids: list[str] = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=2000)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_not_blank(cls, v: str) -> str:
+        v = v.strip()
+        if not v:
+            raise ValueError("拆分理由不能为空")
+        return v
 
 
 class MilestoneIn(AckIn):
@@ -665,6 +681,50 @@ def create_app(
                 remote_addr=addr,
             )
             return JSONResponse({"ticket": ticket_view(s, dt_ticket, n), "closed_ticket": st_ticket.id})
+
+    @app.post("/api/events/{eid}/split")
+    def split(eid: int, body: SplitIn, request: Request) -> JSONResponse:
+        """A duty officer splits ``post_ids`` off event ``eid`` into a new event (audited).
+
+        The posts must all belong to the event and may not be all of them
+        (422); unknown event → 404, closed or merged event → 409. The new
+        event's ticket is opened as the grouper opens one (T0, severity, place,
+        rule and deadlines from the moved posts); the original event's T0,
+        severity and post count are recomputed from the remaining posts and its
+        open deadlines follow a later T0 (met milestones stay met). Both
+        tickets get an ``event_split`` audit row and a ticket event.
+        """
+        from responder.service import clocks_for
+        from responder.split import SplitError, split_event
+
+        n = now()
+        addr = request.client.host if request.client else None
+        with st.transaction() as s:
+            st.lock_events(s)
+            ev = s.get(Event, eid, with_for_update=True)
+            if ev is None:
+                raise HTTPException(status_code=404, detail=f"事件 {eid} 不存在")
+            try:
+                res = split_event(
+                    s,
+                    clocks_for(settings),
+                    ev,
+                    body.post_ids,
+                    officer=body.officer,
+                    reason=body.reason,
+                    now=n,
+                    remote_addr=addr,
+                )
+            except SplitError as e:
+                raise HTTPException(status_code=e.status, detail=e.message) from None
+            return JSONResponse(
+                {
+                    "ticket": ticket_view(s, res.original, n),
+                    "new_ticket": ticket_view(s, res.new, n),
+                    "moved_post_ids": res.moved_post_ids,
+                    "deadlines_moved": res.deadlines_moved,
+                }
+            )
 
     @app.post("/api/tickets/{tid}/milestones")
     def milestone(tid: int, body: MilestoneIn, request: Request) -> JSONResponse:

@@ -154,6 +154,7 @@ TicketEventKind = Literal[
     "deadline_fired",
     "severity_changed",
     "t0_moved",
+    "event_split",
     "closed",
 ]
 

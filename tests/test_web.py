@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.service import handle_batch
-from responder.store import Audit, Store, Ticket
+from responder.store import Audit, DeadlineWarning, Store, Ticket
 from responder.web import create_app
 from tests.fixtures.databases import assessed, sh
 
@@ -314,3 +314,205 @@ def test_duty_officer_merges_two_events(board) -> None:
         == 422
     )
     assert client.post("/api/events/999/merge", json={"officer": "王五", "into": dst.id}).status_code == 404
+
+
+# --------------------------------------------------------------------------- split
+
+
+def _split_board(store_url, settings, posts, at):
+    store = Store(store_url)
+    handle_batch(store, settings, posts, now=at)
+    clock = Clock(at + timedelta(minutes=5))
+    return store, TestClient(create_app(settings, store=store, now=clock)), clock
+
+
+def _fire(post_id, at, **kw):
+    kw.setdefault("title", "包河区居民楼火灾致12人死亡")
+    kw.setdefault("text", "合肥市包河区一居民楼发生火灾，已造成12人死亡。")
+    return assessed(
+        post_id,
+        published_at=at,
+        severity="重大",
+        is_emergency=True,
+        event_type="事故灾难",
+        event_subtype="火灾",
+        place="包河区",
+        department="应急管理局",
+        **kw,
+    )
+
+
+def test_split_moves_wrongly_grouped_posts_to_a_new_ticket(store_url, settings) -> None:
+    from responder.service import clocks_for
+    from responder.store import Deadline, Event, Post, TicketEventRow
+
+    posts = [
+        _fire("fire-1", T0),
+        _fire("fire-2", T0 + timedelta(minutes=30), parent_id="fire-1"),
+        # Replies in the thread about something else: the elevator of another district.
+        assessed(
+            "lift-1",
+            title="小区电梯频繁故障",
+            text="我们小区电梯又坏了，业主被困。",
+            published_at=T0 + timedelta(hours=1),
+            parent_id="fire-1",
+            place="合肥市",
+        ),
+        assessed(
+            "lift-2",
+            title="蜀山区小区电梯故障多名业主被困",
+            text="蜀山区一小区电梯故障，多名业主被困一小时。",
+            published_at=T0 + timedelta(hours=3),
+            parent_id="fire-1",
+            place="蜀山区",
+            severity="较大",
+        ),
+    ]
+    store, client, clock = _split_board(store_url, settings, posts, T0 + timedelta(hours=3))
+    try:
+        with store.reader() as s:
+            (ev,) = s.scalars(select(Event)).all()
+            (tid,) = s.scalars(select(Ticket.id)).all()
+            before = {
+                d.milestone: d.due_at for d in s.scalars(select(Deadline).where(Deadline.ticket_id == tid))
+            }
+        assert ev.post_count == 4
+
+        url = f"/api/events/{ev.id}/split"
+        body = {"post_ids": ["lift-2", "lift-1"], "officer": "赵六", "reason": "电梯故障与火灾无关"}
+        # 422: all posts, posts of no / another event, blank reason; 404: unknown event.
+        every = {**body, "post_ids": ["fire-1", "fire-2", "lift-1", "lift-2"]}
+        r = client.post(url, json=every)
+        assert r.status_code == 422 and "全部帖子" in r.json()["detail"]
+        r = client.post(url, json={**body, "post_ids": ["lift-1", "nope"]})
+        assert r.status_code == 422 and "nope" in r.json()["detail"] and "不属于" in r.json()["detail"]
+        assert client.post(url, json={**body, "reason": "  "}).status_code == 422
+        assert client.post(url, json={**body, "post_ids": []}).status_code == 422
+        assert client.post("/api/events/999/split", json=body).status_code == 404
+
+        r = client.post(url, json=body)
+        assert r.status_code == 200, r.text
+        out = r.json()
+        old, new = out["ticket"], out["new_ticket"]
+        assert out["moved_post_ids"] == ["lift-1", "lift-2"]
+        # The new ticket: T0 from its earliest post, the highest severity, the most
+        # specific place, the title of the earliest post, deadlines of its rule.
+        assert new["id"] != tid and new["status"] == "new"
+        assert new["event"]["t0"] == "2026-11-02T10:00:00+08:00" and new["event"]["t0_post_id"] == "lift-1"
+        assert new["event"]["title"] == "小区电梯频繁故障" and new["event"]["post_count"] == 2
+        assert (
+            new["severity"] == "较大"
+            and new["place"]["code"] == "340104"
+            and new["place"]["county"] == "蜀山区"
+        )
+        assert new["rule"] == "response_48h"
+        want = clocks_for(settings).deadlines_for("response_48h", T0 + timedelta(hours=1))
+        assert [(d["milestone"], d["due_at"]) for d in new["deadlines"]] == [
+            (m, due.astimezone(T0.tzinfo).isoformat()) for m, due in want
+        ]
+        assert new["deadlines"][0]["due_at"] == "2026-11-04T10:00:00+08:00"
+        # The original: same T0 (its earliest post stayed), fewer posts, clocks untouched.
+        assert old["id"] == tid and old["event"]["t0"] == "2026-11-02T09:00:00+08:00"
+        assert old["event"]["post_count"] == 2 and old["severity"] == "重大"
+        assert old["event"]["title"] == "包河区居民楼火灾致12人死亡"
+        with store.reader() as s:
+            assert {
+                d.milestone: d.due_at for d in s.scalars(select(Deadline).where(Deadline.ticket_id == tid))
+            } == before
+            assert sorted(s.scalars(select(Post.post_id).where(Post.event_id == ev.id))) == [
+                "fire-1",
+                "fire-2",
+            ]
+            audit = s.scalars(select(Audit).where(Audit.action == "event_split").order_by(Audit.id)).all()
+            facts = {
+                f.ticket_id: f.kind
+                for f in s.scalars(select(TicketEventRow).where(TicketEventRow.actor == "赵六"))
+            }
+        assert sorted(a.ticket_id for a in audit) == sorted([tid, new["id"]])
+        for a in audit:
+            assert a.actor == "赵六" and a.remote_addr == "testclient" and a.at == clock.at
+            assert a.detail["reason"] == "电梯故障与火灾无关" and a.detail["post_ids"] == ["lift-1", "lift-2"]
+            assert a.detail["from_ticket"] == tid and a.detail["new_ticket"] == new["id"]
+        assert facts == {new["id"]: "opened", tid: "event_split"}
+        # The split-off ticket and its posts are visible through the API.
+        got = client.get(f"/api/tickets/{new['id']}").json()
+        assert [p["post_id"] for p in got["posts"]] == ["lift-1", "lift-2"]
+        assert [a["action"] for a in got["audit"]] == ["event_split"]
+    finally:
+        store.close()
+
+
+def test_split_of_the_earliest_post_moves_t0_and_keeps_met_milestones(store_url, settings) -> None:
+    from responder.store import Deadline, Event
+
+    posts = [
+        # An older fire report wrongly threaded into this one.
+        _fire("old-fire", T0, title="蜀山区仓库起火", text="蜀山区一仓库起火，造成12人死亡。"),
+        _fire("fire-1", T0 + timedelta(hours=2), parent_id="old-fire"),
+        _fire("fire-2", T0 + timedelta(hours=3), parent_id="old-fire"),
+    ]
+    store, client, clock = _split_board(store_url, settings, posts, T0 + timedelta(hours=3))
+    try:
+        with store.reader() as s:
+            (ev,) = s.scalars(select(Event)).all()
+            (tid,) = s.scalars(select(Ticket.id)).all()
+        r = client.post(
+            f"/api/tickets/{tid}/milestones",
+            json={"milestone": "权威信息发布", "officer": "张三", "evidence_url": "http://gov/1"},
+        )
+        assert r.status_code == 200, r.text
+        r = client.post(
+            f"/api/events/{ev.id}/split",
+            json={"post_ids": ["old-fire"], "officer": "李四", "reason": "另一起火灾"},
+        )
+        assert r.status_code == 200, r.text
+        old, new = r.json()["ticket"], r.json()["new_ticket"]
+        assert old["event"]["t0"] == "2026-11-02T11:00:00+08:00" and old["event"]["t0_post_id"] == "fire-1"
+        assert old["event"]["title"] == "包河区居民楼火灾致12人死亡" and old["event"]["post_count"] == 2
+        dl = {d["milestone"]: d for d in old["deadlines"]}
+        # Met stays met (its due time as it was); the open one follows the later T0.
+        assert (
+            dl["权威信息发布"]["met_by"] == "张三"
+            and dl["权威信息发布"]["due_at"] == "2026-11-02T14:00:00+08:00"
+        )
+        assert (
+            dl["新闻发布会"]["met_at"] is None and dl["新闻发布会"]["due_at"] == "2026-11-03T11:00:00+08:00"
+        )
+        assert r.json()["deadlines_moved"] == [
+            {
+                "milestone": "新闻发布会",
+                "from": "2026-11-03T09:00:00+08:00",
+                "to": "2026-11-03T11:00:00+08:00",
+            }
+        ]
+        # The split-off fire keeps the original T0 and gets its own emergency clocks.
+        assert new["event"]["t0"] == "2026-11-02T09:00:00+08:00" and new["rule"] == "major_emergency"
+        assert new["event"]["title"] == "蜀山区仓库起火" and new["severity"] == "重大"
+        assert [(d["milestone"], d["due_at"], d["met_at"]) for d in new["deadlines"]] == [
+            ("权威信息发布", "2026-11-02T14:00:00+08:00", None),
+            ("新闻发布会", "2026-11-03T09:00:00+08:00", None),
+        ]
+        with store.reader() as s:
+            audit = s.scalars(
+                select(Audit).where(Audit.ticket_id == tid, Audit.action == "event_split")
+            ).one()
+            warn_at = sorted(
+                w.at
+                for d in s.scalars(
+                    select(Deadline).where(Deadline.ticket_id == tid, Deadline.met_at.is_(None))
+                )
+                for w in s.scalars(select(DeadlineWarning).where(DeadlineWarning.deadline_id == d.id))
+            )
+        assert (
+            audit.actor == "李四"
+            and audit.detail["reason"] == "另一起火灾"
+            and audit.remote_addr == "testclient"
+        )
+        assert audit.detail["t0_change"] == {
+            "from": "2026-11-02T09:00:00+08:00",
+            "to": "2026-11-02T11:00:00+08:00",
+        }
+        # The open deadline's warnings moved with it (50 % and 80 % of 24 h after 11:00).
+        assert warn_at == [T0 + timedelta(hours=14), T0 + timedelta(hours=2 + 19.2)]
+    finally:
+        store.close()
