@@ -402,7 +402,7 @@ class EventGrouper:
                 ev.is_emergency = True
                 ev.event_type = ev.event_type or a.event_type
                 ev.event_subtype = ev.event_subtype or a.event_subtype
-            added = self._upgrade_rule(s, ev, ticket)
+            added = upgrade_rule(s, self.clocks, ev, ticket)
             if raised:
                 facts.append(
                     emit_fact(
@@ -467,18 +467,6 @@ class EventGrouper:
             )
         )
 
-    def _upgrade_rule(self, s: Session, ev: Event, ticket: Ticket) -> list:
-        """Switch to a higher-priority clock rule if the event now qualifies."""
-        new_rule = self.clocks.match(relevant=True, emergency=ev.is_emergency, severity=ev.severity)
-        if new_rule is None or new_rule == ticket.rule:
-            return []
-        order = list(self.clocks.config.rules)
-        cur = order.index(ticket.rule) if ticket.rule in order else len(order)
-        if order.index(new_rule) >= cur:
-            return []
-        ticket.rule = new_rule
-        return plan_deadlines(s, self.clocks, ticket, new_rule, ev.t0)
-
     def _refine_place(
         self, s: Session, ev: Event, ticket: Ticket, place: Place, post: Post, now: datetime
     ) -> None:
@@ -516,3 +504,17 @@ def _title_of(title: str, text: str) -> str:
         return t[:200]
     t = re.sub(r"\s+", " ", text or "").strip()
     return t[:40] + ("…" if len(t) > 40 else "")
+
+
+def upgrade_rule(s: Session, clocks: Clocks, ev: Event, ticket: Ticket) -> list:
+    """Switch to a higher-priority clock rule if the event now qualifies
+    (an emergency raised to 重大 gets the 5 h / 24 h deadlines from its T0)."""
+    new_rule = clocks.match(relevant=True, emergency=ev.is_emergency, severity=ev.severity)
+    if new_rule is None or new_rule == ticket.rule:
+        return []
+    order = list(clocks.config.rules)
+    cur = order.index(ticket.rule) if ticket.rule in order else len(order)
+    if order.index(new_rule) >= cur:
+        return []
+    ticket.rule = new_rule
+    return plan_deadlines(s, clocks, ticket, new_rule, ev.t0)

@@ -602,6 +602,7 @@ def create_app(
         deadlines are removed — the target's clocks cover the incident — and
         listed in the audit.
         """
+        from responder.events import upgrade_rule
         from responder.scheduler import recompute_deadlines
         from responder.service import clocks_for
 
@@ -634,9 +635,22 @@ def create_app(
                 dst.t0, dst.t0_post_id, dst.t0_precision = src.t0, src.t0_post_id, src.t0_precision
                 dst.t0_crawl_lag_s = src.t0_crawl_lag_s
                 moved = recompute_deadlines(s, clocks_for(settings), dt_ticket, dst.t0)
-            if SEVERITY_RANK.get(src.severity, 0) > SEVERITY_RANK.get(dst.severity, 0):
-                dst.severity, dst.severity_reason = src.severity, src.severity_reason
-                dt_ticket.severity, dt_ticket.severity_reason = src.severity, src.severity_reason
+            added: list[dict[str, Any]] = []
+            if SEVERITY_RANK.get(src.severity, 0) > SEVERITY_RANK.get(dst.severity, 0) or (
+                src.is_emergency and not dst.is_emergency
+            ):
+                if SEVERITY_RANK.get(src.severity, 0) > SEVERITY_RANK.get(dst.severity, 0):
+                    dst.severity, dst.severity_reason = src.severity, src.severity_reason
+                    dt_ticket.severity, dt_ticket.severity_reason = src.severity, src.severity_reason
+                if src.is_emergency and not dst.is_emergency:
+                    dst.is_emergency = True
+                    dst.event_type = dst.event_type or src.event_type
+                    dst.event_subtype = dst.event_subtype or src.event_subtype
+                # The stricter clock (e.g. 5 h / 24 h) applies from the merged T0.
+                added = [
+                    {"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)}
+                    for d in upgrade_rule(s, clocks_for(settings), dst, dt_ticket)
+                ]
             removed = []
             for d in s.scalars(
                 select(Deadline).where(Deadline.ticket_id == st_ticket.id, Deadline.met_at.is_(None))
@@ -656,6 +670,8 @@ def create_app(
                 "officer": body.officer,
                 "deadlines_removed": removed,
                 "deadlines_moved": moved,
+                "deadlines_added": added,
+                "rule": dt_ticket.rule,
             }
             s.add(
                 Audit(

@@ -316,6 +316,29 @@ def test_duty_officer_merges_two_events(board) -> None:
     assert client.post("/api/events/999/merge", json={"officer": "王五", "into": dst.id}).status_code == 404
 
 
+def test_merging_an_emergency_in_applies_the_stricter_clock_from_the_merged_t0(board) -> None:
+    """A 重大 fire merged into an ordinary complaint gets the 5 h / 24 h deadlines,
+    counted from the merged event's T0 (the complaint's earlier post)."""
+    from responder.store import Event
+
+    store, app, _clock, _ids = board
+    client = TestClient(app)
+    with store.reader() as s:
+        ev = {e.title: e for e in s.scalars(select(Event))}
+        src, dst = ev["居民楼火灾致12人死亡"], ev["翡翠湖畔小区物业费上涨"]
+    r = client.post(f"/api/events/{src.id}/merge", json={"officer": "王五", "into": dst.id})
+    assert r.status_code == 200, r.text
+    view = r.json()["ticket"]
+    assert view["severity"] == "重大" and view["rule"] == "major_emergency"
+    assert view["event"]["t0"] == "2026-11-02T09:00:00+08:00"
+    due = {d["milestone"]: d["due_at"] for d in view["deadlines"]}
+    assert due["权威信息发布"] == "2026-11-02T14:00:00+08:00"
+    assert due["新闻发布会"] == "2026-11-03T09:00:00+08:00"
+    with store.reader() as s:
+        audit = s.scalars(select(Audit).where(Audit.action == "event_merged", Audit.actor == "王五")).first()
+    assert [d["milestone"] for d in audit.detail["deadlines_added"]] == ["权威信息发布", "新闻发布会"]
+
+
 # --------------------------------------------------------------------------- split
 
 
