@@ -113,8 +113,8 @@ def main() -> None:
     print(f"posts: {n}  batch: {args.batch}  relevant: {relevant}  events: {n_events}  tickets: {n_tickets}")
     print(f"embedded log produce+flush : {n / produce_s:8.0f} posts/s")
     print(f"embedded log consume+commit: {n / consume_s:8.0f} posts/s")
-    print(f"classifier (rules) load    : {load_s:8.2f} s once per process")
-    print(f"classifier (rules)         : {n / classify_s:8.0f} posts/s")
+    print(f"classifier load            : {load_s:8.2f} s once per process")
+    print(f"classifier (rules + model): {n / classify_s:8.0f} posts/s")
     print(f"responder (SQLite + FTS5)  : {n / respond_s:8.0f} posts/s")
     print(f"classifier + responder     : {n / (classify_s + respond_s):8.0f} posts/s")
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import scrapy
+from scrapy.http import TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawlers.dates import Parsed
-from crawlers.extract import decode_html
+from crawlers.extract import decode_html, sel_text
 from crawlers.items import PostItem
 from crawlers.sources import Source
 from stream.contracts import SHANGHAI, content_hash, make_post_id
@@ -143,3 +144,27 @@ class SourceSpider(scrapy.Spider):
             engagement={k: v for k, v in (engagement or {}).items() if v is not None},
             content_hash=content_hash(title.strip(), text.strip().rstrip("\ufffd").strip()),
         )
+
+
+    def list_links(self, response: TextResponse, fallback: Callable[[TextResponse], list[str]]) -> list[str]:
+        """Links of a list page: the source's ``list_links`` selector, else ``fallback``."""
+        css = self.source.selectors.list_links
+        if css:
+            return [response.urljoin(h) for h in response.css(css).getall() if h.strip()]
+        return fallback(response)
+
+    def follow_list(
+        self, response: TextResponse, page: int, links: list[str], callback: Callable[..., Any], what: str
+    ) -> Iterator[scrapy.Request]:
+        """Request each linked item once, then the next list page (up to ``max_pages``)."""
+        if not links:
+            self.logger.warning("列表页 %s 没有找到%s链接", response.url, what)
+            self.count("empty_lists")
+        for url in dict.fromkeys(links):
+            yield scrapy.Request(url, callback=callback, errback=self.on_error)
+        css = self.source.selectors.next_page
+        if css and page < self.source.max_pages:
+            nxt = sel_text(response.selector, css)
+            if nxt:
+                yield scrapy.Request(response.urljoin(nxt.split()[0]), callback=self.parse, errback=self.on_error,
+                                     cb_kwargs={"page": page + 1})

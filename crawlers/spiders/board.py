@@ -43,6 +43,12 @@ def _first(sel: Selector, css_list: tuple[str, ...]) -> Selector | None:
     return None
 
 
+def _message_links(response: TextResponse) -> list[str]:
+    links = [response.urljoin(h) for h in response.css("a::attr(href)").getall()
+             if re.search(r"(?:msg|message|detail|content|view|liuyan|tid=)\D{0,3}\d{3,}", h)]
+    return links or generic_list_links(response.selector, response.url)
+
+
 class GovBoardSpider(SourceSpider):
     name = "gov_board"
 
@@ -50,23 +56,8 @@ class GovBoardSpider(SourceSpider):
         if not isinstance(response, TextResponse):
             self.reject(response.url, "列表页不是文本页面")
             return
-        sels = self.source.selectors
-        if sels.list_links:
-            links = [response.urljoin(h) for h in response.css(sels.list_links).getall() if h.strip()]
-        else:
-            links = [response.urljoin(h) for h in response.css("a::attr(href)").getall()
-                     if re.search(r"(?:msg|message|detail|content|view|liuyan|tid=)\D{0,3}\d{3,}", h)]
-            links = links or generic_list_links(response.selector, response.url)
-        if not links:
-            self.logger.warning("留言列表页 %s 没有找到留言链接", response.url)
-            self.count("empty_lists")
-        for url in dict.fromkeys(links):
-            yield scrapy.Request(url, callback=self.parse_message, errback=self.on_error)
-        if sels.next_page and page < self.source.max_pages:
-            nxt = sel_text(response.selector, sels.next_page)
-            if nxt:
-                yield scrapy.Request(response.urljoin(nxt.split()[0]), callback=self.parse, errback=self.on_error,
-                                     cb_kwargs={"page": page + 1})
+        links = self.list_links(response, _message_links)
+        yield from self.follow_list(response, page, links, self.parse_message, "留言")
 
     def parse_message(self, response: scrapy.http.Response) -> Any:
         fetched_at = self.fetch_time()

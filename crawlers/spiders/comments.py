@@ -43,14 +43,9 @@ class CommentsSpider(SourceSpider):
         if not isinstance(response, TextResponse):
             self.reject(response.url, "列表页不是文本页面")
             return
-        sels = self.source.selectors
-        if sels.list_links:
-            links = [response.urljoin(h) for h in response.css(sels.list_links).getall() if h.strip()]
-        else:
-            links = generic_list_links(response.selector, response.url) or [
-                response.urljoin(h) for h in response.css("li a::attr(href)").getall()]
-        for url in dict.fromkeys(links):
-            yield scrapy.Request(url, callback=self.parse_article, errback=self.on_error)
+        links = self.list_links(response, lambda r: generic_list_links(r.selector, r.url) or [
+            r.urljoin(h) for h in r.css("li a::attr(href)").getall()])
+        yield from self.follow_list(response, page, links, self.parse_article, "文章")
 
     def parse_article(self, response: scrapy.http.Response) -> Any:
         if not isinstance(response, TextResponse):

@@ -15,7 +15,7 @@ import scrapy
 from scrapy.http import TextResponse
 
 from crawlers.dates import parse_date
-from crawlers.extract import extract_article, generic_list_links, sel_text
+from crawlers.extract import extract_article, generic_list_links
 from crawlers.spiders.base import SourceSpider, canonical_url
 
 
@@ -29,21 +29,8 @@ class NewsSpider(SourceSpider):
         if is_feed(response):
             yield from self.parse_feed(response)
             return
-        sels = self.source.selectors
-        if sels.list_links:
-            links = [response.urljoin(h) for h in response.css(sels.list_links).getall() if h.strip()]
-        else:
-            links = generic_list_links(response.selector, response.url)
-        if not links:
-            self.logger.warning("列表页 %s 没有找到文章链接", response.url)
-            self.count("empty_lists")
-        for url in dict.fromkeys(links):
-            yield scrapy.Request(url, callback=self.parse_article, errback=self.on_error)
-        if sels.next_page and page < self.source.max_pages:
-            nxt = sel_text(response.selector, sels.next_page)
-            if nxt:
-                yield scrapy.Request(response.urljoin(nxt.split()[0]), callback=self.parse, errback=self.on_error,
-                                     cb_kwargs={"page": page + 1})
+        links = self.list_links(response, lambda r: generic_list_links(r.selector, r.url))
+        yield from self.follow_list(response, page, links, self.parse_article, "文章")
 
     def parse_feed(self, response: TextResponse) -> Any:
         sel = response.selector
