@@ -30,10 +30,10 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -90,6 +90,52 @@ def plan_deadlines(
     return added
 
 
+FOLLOWUP = "持续发布"
+
+
+def plan_followup(session: Session, clocks: Clocks, ticket: Ticket, met: Deadline) -> Deadline | None:
+    """持续发布: once the rule's first release (or the previous follow-up) is met,
+    the next follow-up falls due one ``followup_interval_hours`` after it, for as
+    long as the ticket is open. Counted from the release, not from T0."""
+    rule = clocks.config.rules.get(ticket.rule)
+    if rule is None or not rule.followup_interval_hours or ticket.status == "closed" or met.met_at is None:
+        return None
+    if met.milestone != rule.milestones[0].name and not met.milestone.startswith(FOLLOWUP):
+        return None
+    done = session.scalars(
+        select(Deadline.milestone).where(Deadline.ticket_id == ticket.id, Deadline.milestone.startswith(FOLLOWUP))
+    ).all()
+    d = Deadline(
+        ticket_id=ticket.id,
+        milestone=f"{FOLLOWUP}（第{len(done) + 1}次）",
+        rule=ticket.rule,
+        starts_at=met.met_at,
+        due_at=met.met_at + timedelta(hours=rule.followup_interval_hours),
+    )
+    session.add(d)
+    session.flush()
+    session.add_all(_warnings_for(d, clocks.warnings))
+    session.flush()
+    return d
+
+
+def drop_open_followups(session: Session, ticket: Ticket) -> list[str]:
+    """A closed ticket needs no further follow-up releases: remove the pending one."""
+    rows = session.scalars(
+        select(Deadline).where(
+            Deadline.ticket_id == ticket.id,
+            Deadline.milestone.startswith(FOLLOWUP),
+            Deadline.met_at.is_(None),
+            Deadline.fired_at.is_(None),
+        )
+    ).all()
+    for d in rows:
+        session.execute(delete(DeadlineWarning).where(DeadlineWarning.deadline_id == d.id))
+        session.delete(d)
+    session.flush()
+    return [d.milestone for d in rows]
+
+
 def recompute_deadlines(
     session: Session, clocks: Clocks, ticket: Ticket, new_t0: datetime
 ) -> list[dict[str, Any]]:
@@ -101,7 +147,8 @@ def recompute_deadlines(
     changes: list[dict[str, Any]] = []
     rows = session.scalars(select(Deadline).where(Deadline.ticket_id == ticket.id).order_by(Deadline.id))
     for d in rows:
-        if d.met_at is not None or d.fired_at is not None:
+        # Follow-ups count from the release they follow, not from T0.
+        if d.met_at is not None or d.fired_at is not None or d.milestone.startswith(FOLLOWUP):
             continue
         try:
             spec = clocks.milestone(d.rule, d.milestone)

@@ -559,7 +559,10 @@ def create_app(
     @app.post("/api/tickets/{tid}/close")
     def close(tid: int, body: CloseIn, request: Request) -> JSONResponse:
         """Close with a handling outcome (办结). Unmet statutory milestones keep their
-        clocks (only a milestone stops one) and count as breaches in the reports."""
+        clocks (only a milestone stops one) and count as breaches in the reports.
+        A pending 持续发布 follow-up is dropped: the event is over."""
+        from responder.scheduler import drop_open_followups
+
         n = now()
         addr = request.client.host if request.client else None
         with st.transaction() as s:
@@ -571,6 +574,7 @@ def create_app(
             ev = s.get(Event, t.event_id)
             if ev is not None:
                 ev.status = "closed"
+            dropped = drop_open_followups(s, t)
             open_ms = s.scalars(
                 select(Deadline.milestone).where(Deadline.ticket_id == tid, Deadline.met_at.is_(None))
             ).all()
@@ -586,6 +590,7 @@ def create_app(
                     "outcome": body.outcome.strip(),
                     "at": iso_shanghai(n),
                     "open_milestones": list(open_ms),
+                    "followups_dropped": dropped,
                 },
                 outbox=True,
                 remote_addr=addr,
@@ -744,6 +749,9 @@ def create_app(
 
     @app.post("/api/tickets/{tid}/milestones")
     def milestone(tid: int, body: MilestoneIn, request: Request) -> JSONResponse:
+        from responder.scheduler import plan_followup
+        from responder.service import clocks_for
+
         n = now()
         addr = request.client.host if request.client else None
         with st.transaction() as s:
@@ -770,6 +778,7 @@ def create_app(
                 .execution_options(synchronize_session=False)
             )
             on_time = n <= d.due_at
+            nxt = plan_followup(s, clocks_for(settings), t, d)
             emit_fact(
                 s,
                 ticket=t,
@@ -784,6 +793,9 @@ def create_app(
                     "on_time": on_time,
                     "evidence_url": body.evidence_url,
                     "officer": body.officer,
+                    "next_followup": {"milestone": nxt.milestone, "due_at": iso_shanghai(nxt.due_at)}
+                    if nxt
+                    else None,
                 },
                 outbox=True,
                 remote_addr=addr,

@@ -339,6 +339,36 @@ def test_merging_an_emergency_in_applies_the_stricter_clock_from_the_merged_t0(b
     assert [d["milestone"] for d in audit.detail["deadlines_added"]] == ["权威信息发布", "新闻发布会"]
 
 
+def test_followup_releases_fall_due_one_interval_after_each_release(board) -> None:
+    """持续发布: the 24 h interval of config/clocks.yaml counts from each release,
+    not from T0, and a closed ticket owes no further follow-up."""
+    store, app, clock, ids = board
+    c = TestClient(app)
+    tid = ids["重大"]
+
+    def due(view: dict) -> dict[str, str]:
+        return {d["milestone"]: d["due_at"] for d in view["deadlines"]}
+
+    r = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布", "officer": "赵六"})
+    assert r.status_code == 200, r.text
+    assert due(r.json()["ticket"])["持续发布（第1次）"] == "2026-11-03T12:00:00+08:00"  # met 11-02 12:00 + 24 h
+
+    clock.at = clock.at + timedelta(hours=20)
+    view = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "持续发布（第1次）", "officer": "赵六"}).json()
+    assert due(view["ticket"])["持续发布（第2次）"] == "2026-11-04T08:00:00+08:00"
+    # The press conference is no release in the chain: no third follow-up.
+    view = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "新闻发布会", "officer": "赵六"}).json()
+    assert sorted(m for m in due(view["ticket"]) if m.startswith("持续发布")) == ["持续发布（第1次）", "持续发布（第2次）"]
+
+    closed = c.post(f"/api/tickets/{tid}/close", json={"officer": "赵六", "outcome": "已妥善处置"})
+    assert closed.status_code == 200, closed.text
+    assert "持续发布（第2次）" not in due(closed.json()["ticket"])
+    # An ordinary 48 h item has no follow-up interval.
+    other = ids["一般"]
+    view = c.post(f"/api/tickets/{other}/milestones", json={"milestone": "回应", "officer": "赵六"}).json()
+    assert not [m for m in due(view["ticket"]) if m.startswith("持续发布")]
+
+
 # --------------------------------------------------------------------------- split
 
 
