@@ -552,7 +552,7 @@ def test_split_of_the_earliest_post_moves_t0_and_keeps_met_milestones(store_url,
             warn_at = sorted(
                 w.at
                 for d in s.scalars(
-                    select(Deadline).where(Deadline.ticket_id == tid, Deadline.met_at.is_(None))
+                    select(Deadline).where(Deadline.ticket_id == tid, Deadline.milestone == "新闻发布会")
                 )
                 for w in s.scalars(select(DeadlineWarning).where(DeadlineWarning.deadline_id == d.id))
             )
@@ -567,5 +567,8 @@ def test_split_of_the_earliest_post_moves_t0_and_keeps_met_milestones(store_url,
         }
         # The open deadline's warnings moved with it (50 % and 80 % of 24 h after 11:00).
         assert warn_at == [T0 + timedelta(hours=14), T0 + timedelta(hours=2 + 19.2)]
+        # The 持续发布 follow-up counts from the release it follows, so T0 moving leaves it.
+        # (released at 12:05, so due 24 h later; it is not in deadlines_moved above).
+        assert dl["持续发布（第1次）"]["due_at"] == "2026-11-03T12:05:00+08:00"
     finally:
         store.close()
