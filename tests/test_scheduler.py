@@ -300,6 +300,10 @@ def test_run_sleeps_until_next_due_time(tmp_path, settings) -> None:
     with store.transaction() as s:
         d = s.scalars(select(Deadline).where(Deadline.milestone == "权威信息发布")).one()
         d.starts_at, d.due_at = due - timedelta(hours=5), due
+        # T0 is a fixed date: move the 24 h deadline past the test, or it is
+        # already breached on the first tick and the count races the one under test.
+        later = s.scalars(select(Deadline).where(Deadline.milestone == "新闻发布会")).one()
+        later.starts_at, later.due_at = due - timedelta(hours=5), due + timedelta(hours=19)
         for w in s.scalars(select(DeadlineWarning)):
             w.fired_at, w.outcome = due, "superseded"
     sch = Scheduler(store)
@@ -316,5 +320,6 @@ def test_run_sleeps_until_next_due_time(tmp_path, settings) -> None:
     finally:
         stop.set()
         t.join(5)
-    assert store.count(Outbox) == 1 and took < 5.0, took  # not the 30 s tick
+    assert _keys(store) == ["1:权威信息发布:breach"], _keys(store)
+    assert took < 5.0, took  # not the 30 s tick
     store.close()
