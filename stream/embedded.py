@@ -15,6 +15,13 @@ Made for one machine where several processes (the stages) share the file:
   a stage restarted after ``kill -9`` resumes immediately from its committed
   offset. Nothing that matters lives only in memory: a consumer's position is
   re-read from the committed offset whenever it (re)acquires a partition.
+* Retention (``retention_hours``, 0 = keep forever): like Kafka's
+  ``retention.ms``, messages older than that are deleted — but, unlike
+  Kafka, only once every consumer group that has committed on the partition
+  is past them, so a stage that was down for a week still gets its backlog.
+  A topic no group reads (the dead-letter topic) is pruned by age alone.
+  The newest message of a partition is always kept: offsets continue from it.
+  The heartbeat thread prunes every ``prune_every_s``; :meth:`prune` does it now.
 """
 
 from __future__ import annotations
@@ -156,8 +163,13 @@ class EmbeddedTransport:
         lease_ttl_s: float = 10.0,
         topic_prefix: str | None = None,
         busy_timeout_ms: int = 30000,
+        retention_hours: float = 0.0,
+        prune_every_s: float = 600.0,
     ) -> None:
         self.path = Path(path)
+        self.retention_hours = retention_hours
+        self.prune_every_s = prune_every_s
+        self._last_prune = time.monotonic()
         self.poll_interval_s = poll_interval_s
         self.lease_ttl_s = lease_ttl_s
         self.topic_prefix = topic_prefix
@@ -287,9 +299,43 @@ class EmbeddedTransport:
             )
             self._hb_thread.start()
 
+    def prune(self, now_ms: int | None = None) -> int:
+        """Delete messages past retention that every committed group has consumed; the count deleted."""
+        if self.retention_hours <= 0:
+            return 0
+        cutoff = (now_ms if now_ms is not None else int(time.time() * 1000)) - int(self.retention_hours * 3_600_000)
+        n = 0
+        with self._write() as c:
+            # Per partition, so that each DELETE is a range scan of the primary key.
+            parts = c.execute('SELECT topic, partition, MAX("offset") FROM messages GROUP BY topic, partition').fetchall()
+            for topic, part, newest in parts:
+                row = c.execute(
+                    "SELECT MIN(next_offset) FROM group_offsets WHERE topic=? AND partition=?", (topic, part)
+                ).fetchone()
+                bound = newest if row[0] is None else min(newest, int(row[0]))
+                n += c.execute(
+                    'DELETE FROM messages WHERE topic=? AND partition=? AND "offset" < ? AND ts_ms < ?',
+                    (topic, part, bound, cutoff),
+                ).rowcount
+        if n:
+            log.info("embedded log: pruned %d messages older than %s h", n, self.retention_hours)
+        return n
+
+    def _maybe_prune(self) -> None:
+        if self.retention_hours <= 0 or time.monotonic() - self._last_prune < self.prune_every_s:
+            return
+        self._last_prune = time.monotonic()
+        self.prune()
+
     def _heartbeat_loop(self) -> None:
         interval = max(self.lease_ttl_s / 3, 0.05)
         while not self._hb_stop.wait(interval):
+            try:
+                self._maybe_prune()
+            except sqlite3.Error:
+                if self._closed:
+                    return
+                log.exception("embedded log pruning failed")
             with self._lock:
                 owners = [(cons.group, cons.owner) for cons in self._consumers]
             if not owners:

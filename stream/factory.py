@@ -43,7 +43,8 @@ def open_transport(settings: Settings) -> Transport:
     if ts.kind == "embedded":
         from stream.embedded import EmbeddedTransport
 
-        return EmbeddedTransport(settings.data_path(ts.embedded_path), topic_prefix=ts.topic_prefix)
+        return EmbeddedTransport(settings.data_path(ts.embedded_path), topic_prefix=ts.topic_prefix,
+                                 retention_hours=ts.embedded_retention_hours)
     if ts.kind == "kafka":
         from stream.kafka import KafkaTransport
 

@@ -32,6 +32,8 @@ class TransportSettings(_Section):
     kind: Literal["embedded", "kafka"] = "embedded"
     topic_prefix: str = "yuqing."
     embedded_path: str = "stream.db"
+    # Embedded log retention (hours; 0 = forever). Unconsumed messages are kept regardless.
+    embedded_retention_hours: float = Field(168.0, ge=0)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
 
 
