@@ -33,8 +33,9 @@ class ConfigError(Exception):
         super().__init__("\n".join(lines))
 
 
-class _LineLoader(yaml.SafeLoader):
-    """SafeLoader that remembers the line of every mapping key and sequence item."""
+# libyaml's loader when present (the gazetteer's regions and taxonomy files are
+# large enough for the pure-Python one to cost most of a second per load).
+_Loader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def _compose_lines(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
@@ -60,8 +61,13 @@ def read_yaml(path: Path | str) -> tuple[Any, dict[tuple[Any, ...], int]]:
     except UnicodeDecodeError as e:
         raise ConfigError(p, [(None, "", f"not UTF-8: {e}")]) from None
     try:
-        node = yaml.compose(text, Loader=_LineLoader)
-        data = yaml.load(text, Loader=yaml.SafeLoader)
+        # One parse: compose the node tree (it keeps every line), then build the data from it.
+        loader = _Loader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else None
         raise ConfigError(p, [(line, "", f"YAML syntax error: {e.problem}")]) from None
