@@ -13,7 +13,13 @@ Metrics
   over all pages — "micro").
 * date accuracy over pages whose gt date is known: the extracted date has the
   same calendar date; where the gt has a time, the same minute too; where the
-  gt has only a year and month ("1998-3"), the same year and month.
+  gt has only a year and month ("1998-3"), the same year and month. The gt is the
+  wall-clock time the page displays, so the comparison is made in the UTC offset
+  ``published_at`` carries: Asia/Shanghai for a page that gives no zone, and for an
+  overseas page that prints its own zone's clock next to a machine-readable instant
+  (``<time datetime="…T12:48:06+00:00">06/02/2022 - 13:48</time>``) the offset of that
+  clock, which the extractor keeps (``crawlers.extract._display_zone``). The instant is
+  the same either way; an instant off by hours still fails.
   ``date_acc_all`` also counts a page with UNKNOWN/empty gt as correct when
   nothing was extracted.
 * author accuracy (two definitions, both printed):
@@ -67,7 +73,9 @@ def date_ok(pred_iso: str | None, gt: str) -> bool:
     m = _GT_DATE.search(gt)
     if not m or not pred_iso:
         return False
-    p = datetime.fromisoformat(pred_iso).astimezone(SHANGHAI)
+    p = datetime.fromisoformat(pred_iso)
+    if p.tzinfo is None:
+        p = p.replace(tzinfo=SHANGHAI)
     y, mo, d, h, mi = (int(x) if x else None for x in m.groups())
     if (p.year, p.month) != (y, mo):
         return False

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urljoin, urlsplit
 
 import lxml.html
@@ -136,6 +136,58 @@ def _meta_time(sel: Selector, now: datetime) -> Parsed | None:
     return None
 
 
+# Publication times that pages hand to scripts rather than to <meta>: schema.org
+# JSON-LD ("datePublished"), and the page-config objects of Chinese portals
+# (Tencent "pubtime", Toutiao/Sohu "publish_time", "publishTime", "pubDate").
+_SCRIPT_TIME = re.compile(
+    r"""["']?(?:datePublished|pubtime|pubTime|publish_time|publishTime|publishDate|pubDate|pub_date)["']?"""
+    r"""\s*[:=]\s*["']((?:19|20)\d\d[^"'<>]{4,30})["']"""
+)
+
+
+def _script_time(sel: Selector, now: datetime) -> Parsed | None:
+    """The first publication time a <script> on the page declares (see ``_SCRIPT_TIME``); only full
+    dates with a year count, and never one after the fetch time."""
+    for text in sel.css("script::text").getall():
+        for m in _SCRIPT_TIME.finditer(text):
+            got = parse_date(m.group(1), now)
+            if got and got[0] <= now + timedelta(days=1):
+                return got
+    return None
+
+
+_CLOCK = re.compile(r"(?<!\d)(\d{1,2})\s*[:：]\s*(\d{2})(?!\d)")
+
+
+def _display_zone(sel: Selector, published: Parsed) -> Parsed:
+    """Keep the instant, show it in the zone the page itself shows it in.
+
+    Overseas Chinese-language sites print ``<time datetime="...T12:48:06+00:00">06/02/2022 -
+    13:48</time>``: the attribute is the instant, the text the wall-clock time in the site's own
+    zone (here UTC+1). When a ``<time>`` element's instant is the published instant and its text
+    shows a clock reading that differs from it by a whole offset, published_at carries that offset
+    (the same instant, the wall time the page displays). Pages without such an element stay in
+    Asia/Shanghai, the zone a page without an offset is read in.
+    """
+    dt, prec = published
+    for t in sel.css("time[datetime]"):
+        attr = parse_date(t.attrib.get("datetime"), dt)
+        if attr is None or abs((attr[0] - dt).total_seconds()) >= 60:
+            continue
+        text = clean_lines(" ".join(t.css("::text").getall()))
+        m = _CLOCK.search(text)
+        if not m or int(m.group(1)) > 23:
+            continue
+        utc = dt.astimezone(UTC)
+        shown = int(m.group(1)) * 60 + int(m.group(2))
+        delta = (shown - (utc.hour * 60 + utc.minute)) % 1440
+        if delta > 14 * 60:
+            delta -= 1440  # west of Greenwich
+        if delta % 15 == 0 and -12 * 60 <= delta <= 14 * 60:
+            return dt.astimezone(timezone(timedelta(minutes=delta))), prec
+    return published
+
+
 def extract_time(sel: Selector, now: datetime, selectors: Selectors | None = None) -> Parsed | None:
     if selectors and selectors.time:
         got = parse_date(sel_text(sel, selectors.time), now)
@@ -232,10 +284,12 @@ def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = 
         published = parse_date(sel_text(sel, selectors.time), now)
     title_idx = _title_index(blocks, title)
     if published is None and title_idx >= 0:
-        # The date printed between the title and the body is what readers see.
-        published = _date_in(blocks, title_idx, min(max(span[0], title_idx) + 4, span[1] + 1), now)
+        # The date printed between the title and the body is what readers see: a by-line, so
+        # a long paragraph in that window (the body's first lines) is not searched.
+        published = _date_in(blocks, title_idx, min(max(span[0], title_idx) + 4, span[1] + 1), now,
+                             max_len=_BYLINE_MAX, keep=title_idx)
     if published is None:
-        published = _meta_time(sel, now)
+        published = _meta_time(sel, now) or _script_time(sel, now)
         if published is not None and published[1] == "day":
             # <meta> with the date only: the page may print the same day with its time.
             near = time_near_title(blocks, title_idx, span, now)
@@ -249,6 +303,8 @@ def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = 
                 break
     if published is None:
         published = time_near_title(blocks, title_idx, span, now)
+    if published is not None and published[1] != "day":
+        published = _display_zone(sel, published)
     author = ""
     if selectors and selectors.author:
         author = _strip_label(sel_text(sel, selectors.author))
@@ -557,21 +613,59 @@ def _title_index(blocks: list[_Block], title: str) -> int:
     return fallback
 
 
-def _date_in(blocks: list[_Block], lo: int, hi: int, now: datetime) -> Parsed | None:
-    for b in blocks[max(0, lo):max(0, hi)]:
-        for m in _FULL_DATE.finditer(b.joined):
+# A by-line under a title ("2005-04-25 08:24:06 来源: 第一财经日报 网友评论 0 条") is short; a
+# longer block in that window is already body text, whose dates are what the text is about.
+_BYLINE_MAX = 80
+
+
+def _date_in(blocks: list[_Block], lo: int, hi: int, now: datetime, *, max_len: int | None = None,
+             keep: int = -1, stamp_only: bool = False) -> Parsed | None:
+    """The first full date (with year) in ``blocks[lo:hi]`` that is not after the fetch time.
+
+    ``max_len``: skip blocks longer than that (block ``keep``, the title, excepted);
+    ``stamp_only``: only a posting stamp counts (see ``_is_stamp``)."""
+    lo = max(0, lo)
+    written: Parsed | None = None
+    for i, b in enumerate(blocks[lo:max(0, hi)], start=lo):
+        text = b.joined
+        if max_len is not None and i != keep and len(text) > max_len:
+            continue
+        for m in _FULL_DATE.finditer(text):
+            if stamp_only and not _is_stamp(text, m):
+                continue
             got = parse_date(m.group(0), now)
             if got and got[0] <= now + timedelta(days=1):
+                label = text[:m.start()] or (blocks[i - 1].joined if i > 0 and len(blocks[i - 1].joined) <= 12 else "")
+                if _WRITTEN_LABEL.search(label[-12:]):
+                    written = written or got
+                    continue
                 return got
-    return None
+    return written
+
+
+# 政府信息公开 pages print the date a document was signed (成文日期) as well as the date it was
+# put online (发布日期), in either order; the release is when the public could read it, so a
+# date labelled as the written one only counts when no other date is there.
+_WRITTEN_LABEL = re.compile(r"(?:成文|印发|签发|发文|生成)(?:日期|时间)\s*[:：]?\s*$")
+
+
+_POST_LABEL = re.compile(r"发表|发布|发帖|发贴|贴于|帖于|posted|published|更新", re.I)
+
+
+def _is_stamp(text: str, m: re.Match[str]) -> bool:
+    """A date that stamps a post: it has a clock time ("2005-07-31 12:30"), or the line says it
+    was posted ("发表于 2006-12-27", "发布日期：2022-01-28") — not a date a fact sheet lists
+    ("发行日期：2001年12月14日" in a discography under a wiki article)."""
+    return bool(re.search(r"\d[:：时]\d", m.group(0)) or _POST_LABEL.search(text))
 
 
 def time_near_title(blocks: list[_Block], title_idx: int, span: tuple[int, int], now: datetime) -> Parsed | None:
-    """The first full date between the title and the start of the body; else just after the body
-    (blog and BBS footers: "发表于 2004年12月27日 12:40"); else anywhere on the page."""
+    """The first full date between the title and the start of the body; else a posting stamp just
+    after the body (blog and BBS footers: "发表于 2004年12月27日 12:40"); else the first full date
+    anywhere on the page."""
     lo, hi = span
     start = title_idx if 0 <= title_idx <= lo else max(0, lo - 8)
-    return (_date_in(blocks, start, lo + 2, now) or _date_in(blocks, hi + 1, hi + 16, now)
+    return (_date_in(blocks, start, lo + 2, now) or _date_in(blocks, hi + 1, hi + 16, now, stamp_only=True)
             or _date_in(blocks, 0, len(blocks), now) or _year_month_in(blocks, start, hi + 16))
 
 
@@ -593,7 +687,7 @@ def _year_month_in(blocks: list[_Block], lo: int, hi: int) -> Parsed | None:
 _NAME = r"[\u4e00-\u9fa5·]{2,4}"
 _NAMES = rf"{_NAME}(?:[ 　、,，]+{_NAME}){{0,5}}"
 _AUTHOR_LABELED = re.compile(
-    r"(?:(?:作\s*者|发布者|发表者|发帖人|楼\s*主|撰\s*稿|执笔人?|撰文)\s*[:：]|(?:^|\s)(?:文\s*/|文／|Posted by|posted by|By)"
+    r"(?:(?:作\s*者|发布者|发表者|发帖人|楼\s*主|撰\s*稿|执笔人?|撰文)\s*[:：]|(?:^|\s)(?:文\s*/|文／|[Pp]osted by|(?<!owered )(?<!esigned )[Bb]y)"
     r")\s*\[?\s*([^\s|｜:：\[\]()（）<>]{2,30}(?:[ 　][\u4e00-\u9fa5]{2,4}){0,5})")
 _AUTHOR_REPORTER = re.compile(
     rf"(?:本报|本刊|本台|特约|实习|总台|[\u4e00-\u9fa5]{{2,6}}报)?记者\s*[:：]?\s*({_NAMES})(?=$|\s|[）)，,/]|报道|发自|摄)")
