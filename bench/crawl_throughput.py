@@ -3,7 +3,7 @@
 The fixture site (``tests/fixtures/sites.py``, its ``/slow/`` part with no delay)
 serves a list page of N article pages on 127.0.0.1 in a thread; the crawl runs
 in the main thread with the real settings (robots.txt, AutoThrottle off so the
-number measures the crawler, JOBDIR frontier, per-post flush to the embedded
+number measures the crawler, the frontier journalled in crawl_state.db, per-post flush to the embedded
 transport, seen-state). Reported: pages/s and posts/s, first crawl (all new)
 and second crawl (all unchanged).
 

@@ -61,7 +61,7 @@ def cmd_crawl_health(args: argparse.Namespace) -> int:
     from yuqing.cli import settings_from
 
     settings = settings_from(args)
-    rows = source_health(settings, dark_after_s=args.dark_after_min * 60)
+    rows = source_health(settings, dark_after_s=args.dark_after_min * 60 if args.dark_after_min else None)
     if args.json:
         print(json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False, indent=2))
     else:
@@ -84,5 +84,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     ch = sub.add_parser("crawl-health", help="各信息源的采集健康状况")
     ch.add_argument("--json", action="store_true", help="输出 JSON")
-    ch.add_argument("--dark-after-min", type=float, default=60.0, help="多久没有成功抓取算失联（分钟，默认 60）")
+    ch.add_argument("--dark-after-min", type=float, default=None,
+                    help="多久没有成功抓取算失联（分钟；默认用各信息源的 dark_after_min）")
     ch.set_defaults(func=cmd_crawl_health)

@@ -11,7 +11,6 @@ from urllib.parse import urlsplit
 from scrapy import Request, Spider
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import RetryMiddleware
-from scrapy.dupefilters import RFPDupeFilter
 from scrapy.exceptions import IgnoreRequest
 from scrapy.http import Response, TextResponse
 
@@ -122,16 +121,3 @@ class BackoffRetryMiddleware(RetryMiddleware):
         delay = request.meta.pop("yuqing_retry_delay", None)
         if delay:
             await asyncio.sleep(float(delay))
-
-
-
-class DurableDupeFilter(RFPDupeFilter):
-    """Scrapy's fingerprint filter, with each fingerprint flushed to ``JOBDIR/requests.seen``
-    as it is added: Scrapy's own buffers them until a clean close, so a crawl killed with
-    SIGKILL would forget which requests it had already scheduled."""
-
-    def request_seen(self, request: Request) -> bool:
-        seen = super().request_seen(request)
-        if not seen and self.file:
-            self.file.flush()
-        return seen

@@ -208,7 +208,8 @@ class RawPostPipeline:
         """Newest publication time seen in this crawl (for the source's lag in crawl health)."""
         if post.published_precision == "unknown" or self.crawler is None or self.crawler.stats is None:
             return
-        at = post.published_at.astimezone(SHANGHAI).isoformat()
+        # Never later than the fetch: one item with a wrong future date must not hide a stall.
+        at = min(post.published_at, post.fetched_at).astimezone(SHANGHAI).isoformat()
         old = self.crawler.stats.get_value("yuqing/newest_item_at")
         if old is None or at > old:
             self.crawler.stats.set_value("yuqing/newest_item_at", at)

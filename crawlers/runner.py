@@ -20,7 +20,6 @@ import contextlib
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,7 +31,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crawlers.health import health_of, mark_dark_alerted, record_crawl
+from crawlers.health import clear_dark_alerted, health_of, mark_dark_alerted, record_crawl
 from crawlers.pipelines import STATE_FILE, SeenState
 from crawlers.sources import Source, get_source, load_sources
 from stream.contracts import SHANGHAI, CrawlHealth, encode
@@ -122,15 +121,13 @@ def _report(source: Source, crawler: Any, started: datetime, failure: Any = None
 
 def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) -> Deferred[CrawlReport]:
     """Start one crawl of ``source`` in the running reactor; fires with its report."""
-    from scrapy.crawler import Crawler
-
+    from crawlers.frontier import FrontierCrawler
     from crawlers.settings import scrapy_settings
     from crawlers.spiders import SPIDERS
 
     started = _now()
-    jobdir = job_dir(ctx.state_path, source.id)
-    repair_jobdir(jobdir)
-    crawler = Crawler(SPIDERS[source.kind], scrapy_settings(source, reactor=reactor_path, jobdir=str(jobdir)))
+    crawler = FrontierCrawler(SPIDERS[source.kind],
+                              scrapy_settings(source, reactor=reactor_path, state_path=str(ctx.state_path)))
     d = runner.crawl(crawler, source=source, ctx=ctx)
 
     def done(result: Any) -> CrawlReport:
@@ -139,11 +136,9 @@ def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) ->
         failure = result if isinstance(result, Failure) else None
         if failure is not None:
             log.error("信息源 %s 抓取异常：%s", source.id, failure.getTraceback())
+        # A crawl that did not finish left its frontier in crawl_state.db (the
+        # scheduler clears it on "finished"): the next crawl of this source resumes.
         report = _report(source, crawler, started, failure)
-        if report.finish_reason == "finished":
-            # Done: nothing pending. A crawl killed or stopped early keeps its
-            # JOBDIR, and the next crawl of this source resumes from it.
-            shutil.rmtree(jobdir, ignore_errors=True)
         try:
             state = SeenState(ctx.state_path)
             try:
@@ -160,8 +155,9 @@ def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) ->
         try:
             report.health = record_crawl(ctx.state_path, source.id, started=started, finished=_now(),
                                          pages=report.pages, errors=report.errors, failed=report.failed, stats=stats)
-            if report.health != "ok":
-                _send_health(ctx, health_of(ctx.state_path, source))
+            # Every crawl reports, ok included: the responder keeps the latest state
+            # per source (/api/sources, /metrics) and tells admins when a problem ends.
+            _send_health(ctx, health_of(ctx.state_path, source))
         except Exception:  # noqa: BLE001 - bookkeeping only
             log.exception("记录采集健康状况失败")
         return report
@@ -170,39 +166,10 @@ def _crawl(runner: Any, source: Source, ctx: CrawlContext, reactor_path: str) ->
     return d
 
 
-def job_dir(state_path: Path, source_id: str) -> Path:
-    """Scrapy JOBDIR of a source: its pending requests, next to ``crawl_state.db``."""
-    return Path(state_path).parent / "crawl_jobs" / source_id
-
-
-def repair_jobdir(jobdir: Path) -> int:
-    """After a hard kill, rebuild ``requests.queue/active.json`` (Scrapy writes it only on a
-    clean close) from the queue files on disk, so the pending requests are found again.
-    Returns how many (slot, priority) queues were found."""
-    qdir = jobdir / "requests.queue"
-    if not qdir.is_dir() or (qdir / "active.json").exists():
-        return 0
-    from scrapy.pqueues import _path_safe
-
-    state: dict[str, list[int]] = {}
-    for slot_dir in qdir.iterdir():
-        if not slot_dir.is_dir() or "-" not in slot_dir.name:
-            continue
-        slot = slot_dir.name.rsplit("-", 1)[0]
-        if _path_safe(slot) != slot_dir.name:
-            continue  # a slot name with unsafe characters: not recoverable from the path
-        prios = {int(f.name.rstrip("s")) for f in slot_dir.iterdir() if f.name.rstrip("s").lstrip("-").isdigit()}
-        if prios:
-            state[slot] = sorted(prios)
-    if state:
-        (qdir / "active.json").write_text(json.dumps(state), encoding="utf-8")
-        log.info("上次抓取未正常结束，从 %s 恢复待抓取队列", jobdir)
-    return sum(len(v) for v in state.values())
-
-
 def _send_health(ctx: CrawlContext, h: CrawlHealth) -> None:
-    """A source needing attention: log it loudly and put it on ``crawl.health``."""
-    log.error("采集告警：信息源 %s 状态 %s（%s）", h.source_id, h.state, h.reason)
+    """Put a source's health on ``crawl.health``; one needing attention is also logged loudly."""
+    if h.state != "ok":
+        log.error("采集告警：信息源 %s 状态 %s（%s）", h.source_id, h.state, h.reason)
     if ctx.health_topic is None:
         return
     try:
@@ -267,6 +234,10 @@ def _crawl_session(settings: Settings) -> Iterator[tuple[Any, str, Any, Any]]:
 
 def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None = None) -> None:
     """Crawl every enabled source (or just the ids in ``only``) on its schedule until ``stop`` is set."""
+    # First: importing APScheduler's Twisted scheduler imports twisted.internet.reactor, which
+    # would install Twisted's default reactor, not the asyncio one Scrapy's coroutines (the
+    # retry back-off's asyncio.sleep) need.
+    _install_reactor()
     from apscheduler.schedulers.twisted import TwistedScheduler
     from twisted.internet.task import LoopingCall
 
@@ -336,8 +307,11 @@ def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None
             for s in sources:
                 try:
                     h = health_of(ctx.state_path, s, now)
-                    if h.state == "dark" and mark_dark_alerted(ctx.state_path, s.id, now):
-                        _send_health(ctx, h)
+                    if h.state == "dark":
+                        if mark_dark_alerted(ctx.state_path, s.id, now):
+                            _send_health(ctx, h)
+                    elif h.state != "never":
+                        clear_dark_alerted(ctx.state_path, s.id)
                 except Exception:  # noqa: BLE001 - bookkeeping only
                     log.exception("检查信息源 %s 的健康状况失败", s.id)
 

@@ -35,15 +35,12 @@ BASE: dict[str, Any] = {
         "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
         "crawlers.middlewares.BackoffRetryMiddleware": 550,
     },
-    # The frontier of a crawl (pending requests and the fingerprints of the
-    # requests already scheduled) lives in JOBDIR, one per source; the runner
-    # removes it when a crawl finishes, so only a killed or stopped crawl
-    # resumes from it. Posts are flushed and marked seen one by one then, so a
-    # kill loses at most the pages in flight, which the next full crawl reads.
-    # SQLite queues commit every push and pop (Scrapy's file queues write their
-    # state only on a clean close, so SIGKILL would lose the whole frontier).
-    "SCHEDULER_DISK_QUEUE": "scrapy.squeues.PickleFifoSQLiteQueue",
-    "DUPEFILTER_CLASS": "crawlers.middlewares.DurableDupeFilter",
+    # The frontier of a crawl (requests scheduled and not finished, and the fingerprints
+    # of the requests already scheduled) is journalled in crawl_state.db, one commit per
+    # request scheduled and per request finished (crawlers.frontier): a crawl killed
+    # with SIGKILL resumes where it was, the pages in flight at the kill included. Posts
+    # are flushed and marked seen one by one then, before their request is finished.
+    "SCHEDULER": "crawlers.frontier.DurableScheduler",
     "SCHEDULER_MEMORY_QUEUE": "scrapy.squeues.FifoMemoryQueue",
     "AUTOTHROTTLE_START_DELAY": 0.5,
     "AUTOTHROTTLE_MAX_DELAY": 30.0,
@@ -56,9 +53,10 @@ BASE: dict[str, Any] = {
 }
 
 
-def scrapy_settings(source: Source, *, reactor: str | None = None, jobdir: str | None = None) -> dict[str, Any]:
+def scrapy_settings(source: Source, *, reactor: str | None = None, state_path: str | None = None) -> dict[str, Any]:
     """Settings for one crawl of ``source``; ``reactor`` is the installed reactor's class path,
-    ``jobdir`` where the pending requests are persisted (a killed crawl resumes from there)."""
+    ``state_path`` the crawl state DB where the frontier is journalled (a killed crawl resumes
+    from there; without it the frontier lives in memory only)."""
     pol = source.politeness
     s = dict(BASE)
     s.update({
@@ -75,8 +73,9 @@ def scrapy_settings(source: Source, *, reactor: str | None = None, jobdir: str |
         "YUQING_RETRY_BACKOFF_S": pol.retry_backoff_s,
         "YUQING_PROXY": pol.proxy,
     })
-    if jobdir is not None:
-        s["JOBDIR"] = jobdir
+    s["YUQING_SOURCE_ID"] = source.id
+    if state_path is not None:
+        s["YUQING_STATE_PATH"] = state_path
         s["YUQING_FLUSH_EVERY"] = 1
     if pol.user_agent:
         s["USER_AGENT"] = pol.user_agent

@@ -312,7 +312,8 @@ def test_run_loop_crawls_repeatedly_and_stops_cleanly(tmp_path: Path) -> None:
                 pytest.fail(f"the loop did not crawl repeatedly: {len(seen)} posts")
         finally:
             proc.send_signal(signal.SIGTERM)
-            out, _ = proc.communicate(timeout=20)
+            # A graceful stop lets in-flight downloads finish (DOWNLOAD_TIMEOUT: 20 s by default).
+            out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0, out
     assert "收到停止信号" in out
     con = sqlite3.connect(settings.data_path(STATE_FILE))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import scrapy
+from scrapy.exceptions import IgnoreRequest
 from scrapy.http import TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
@@ -98,6 +99,12 @@ class SourceSpider(scrapy.Spider):
         """A page that failed (HTTP error, timeout, refused): logged, counted, crawl goes on."""
         request = getattr(failure, "request", None)
         url = request.url if request is not None else "?"
+        if failure.check(IgnoreRequest) and "robots.txt" in (failure.getErrorMessage() or ""):
+            # The site's robots.txt forbids it and the source obeys robots.txt: a choice, not
+            # a failure (Scrapy counts it in robotstxt/forbidden).
+            self.logger.info("robots.txt 不允许抓取 %s，已跳过", url)
+            self.count("robots_forbidden")
+            return
         if failure.check(HttpError):
             status = failure.value.response.status
             self.logger.warning("抓取失败 %s：HTTP %s", url, status)
