@@ -7,8 +7,27 @@ the crawler stage sends the ones that need attention to ``crawl.health``.
 
 States: ``ok``; ``failing`` (the last crawl failed, not dark yet); ``blocked``
 (HTTP 418/403 or a captcha page in the last crawl); ``cookie_expired`` (the
-site asked for a login); ``dark`` (no successful crawl for longer than the
-source's ``dark_after_min``, default 60 minutes); ``never`` (never crawled).
+site asked for a login); ``dark`` (see below); ``never`` (never crawled).
+
+Two clocks per source: ``dark_s``, since the last successful crawl, and ``lag_s``,
+since the newest item the source showed (its publication time, whether the item was
+new or already seen; never later than the fetch). "Dark" means the office is blind to
+the source, which happens two ways:
+
+1. No successful crawl for longer than ``dark_after_min`` (default 60): the site is
+   down, blocks us, or the crawler is broken. Measured from the last success, not from
+   the newest item: a quiet source (a county message board posting twice a week) that
+   is crawled fine has a large lag and nothing wrong.
+2. Optional ``max_lag_min``: crawls succeed, yet the newest item is older than that — a
+   list page served from a stale cache, selectors that no longer match, an API that
+   answers "ok" with nothing. Only the operator knows which sources are busy enough for
+   silence to be a fault (a city's Weibo search, a portal's local news), so it is set
+   per source and off by default.
+
+Both thresholds should stay well under the 5 h clock: an item published at the start
+of a dark spell has used that much of its 5 hours when it is finally found. A dark
+spell is alerted once (``mark_dark_alerted``) and re-armed when the source is no longer
+dark (``clear_dark_alerted``).
 """
 
 from __future__ import annotations
@@ -92,8 +111,7 @@ def record_crawl(state_path: Path | str, source_id: str, *, started: datetime, f
                 " ON CONFLICT(source_id) DO UPDATE SET state=excluded.state, reason=excluded.reason,"
                 " last_attempt_at=excluded.last_attempt_at, last_success_at=excluded.last_success_at,"
                 " newest_item_at=excluded.newest_item_at, consecutive_failures=excluded.consecutive_failures,"
-                " pages=excluded.pages, errors=excluded.errors,"
-                " alerted_dark_at=CASE WHEN excluded.state='ok' THEN NULL ELSE health.alerted_dark_at END",
+                " pages=excluded.pages, errors=excluded.errors",
                 (source_id, state, reason, started.isoformat(), last_ok, old_newest, fails,
                  old_pages * _DECAY + pages, old_errors * _DECAY + errors),
             )
@@ -120,13 +138,20 @@ def health_of(state_path: Path | str, source: Source, now: datetime | None = Non
     dark_s = (now - last_ok).total_seconds() if last_ok else None
     since = last_ok or _dt(attempt)
     alert = False
+    lag_s = (now - newest_at).total_seconds() if newest_at else None
     if state != "ok" and since is not None and (now - since).total_seconds() > limit:
         state, alert = "dark", True
         reason = f"已 {int((now - since).total_seconds() // 60)} 分钟没有成功抓取（{reason or '原因不明'}）"
+    elif (state == "ok" and source.max_lag_min is not None and lag_s is not None
+          and lag_s > source.max_lag_min * 60):
+        state, alert = "dark", True
+        reason = (f"抓取正常，但已 {int(lag_s // 60)} 分钟没有新内容（最新一条发布于 "
+                  f"{newest_at.astimezone(SHANGHAI):%m-%d %H:%M}，超过 {source.max_lag_min:g} 分钟的上限），"  # type: ignore[union-attr]
+                  "请检查页面是否改版或被缓存")
     return CrawlHealth(
         source_id=source.id, source_name=source.name, state=state, checked_at=now,
         last_success_at=last_ok, last_attempt_at=_dt(attempt), newest_item_at=newest_at,
-        lag_s=(now - newest_at).total_seconds() if newest_at else None, dark_s=dark_s,
+        lag_s=lag_s, dark_s=dark_s,
         error_rate=round(errors / pages, 3) if pages else (1.0 if errors else 0.0),
         reason=reason, alert=alert or state in ("blocked", "cookie_expired"),
     )
@@ -147,6 +172,18 @@ def mark_dark_alerted(state_path: Path | str, source_id: str, now: datetime) -> 
         with conn:
             cur = conn.execute("UPDATE health SET alerted_dark_at=? WHERE source_id=? AND alerted_dark_at IS NULL",
                                (now.isoformat(), source_id))
+            return cur.rowcount > 0
+    finally:
+        conn.close()
+
+
+def clear_dark_alerted(state_path: Path | str, source_id: str) -> bool:
+    """The source is not dark (any more): the next dark spell is alerted again."""
+    conn = _connect(state_path)
+    try:
+        with conn:
+            cur = conn.execute("UPDATE health SET alerted_dark_at=NULL WHERE source_id=? AND alerted_dark_at IS NOT NULL",
+                               (source_id,))
             return cur.rowcount > 0
     finally:
         conn.close()

@@ -82,6 +82,10 @@ class Source(_Model):
     parent_source: str | None = None
     # Health: no successful crawl for this long → "dark", alerted.
     dark_after_min: float = Field(60.0, gt=0)
+    # Health, optional: crawls succeed but the newest item the source shows is older than
+    # this → "dark" too (content stalled: stale cache, selectors that no longer match, an
+    # API answering with nothing). Only for sources busy enough that silence is a fault.
+    max_lag_min: float | None = Field(None, gt=0)
 
     @field_validator("region", mode="before")
     @classmethod

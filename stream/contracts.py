@@ -177,7 +177,8 @@ class TicketEvent(_Contract):
 
 class CrawlHealth(_Contract):
     """Health of one crawled source. Topic: ``crawl.health`` (sent by the crawler stage
-    after each crawl whose state is not ok, and when a source has gone dark)."""
+    after each crawl, and when a source has gone dark; read by the responder,
+    :mod:`responder.sources`)."""
 
     schema_: Literal["crawl_health"] = Field("crawl_health", alias="schema")
     v: Literal[1] = 1
