@@ -319,6 +319,32 @@ def _dispatcher_or_none(settings: Settings, store: Store) -> Any | None:
     return Dispatcher(store, cfg, base_url=settings.web.base_url)
 
 
+def _health_stage(settings: Settings, store: Store, transport: Any, stop: threading.Event) -> None:
+    """Consume ``crawl.health``: keep each source's latest state, notify admins (:mod:`responder.sources`)."""
+    from responder.sources import record_health
+    from stream.contracts import CrawlHealth
+    from stream.stage import run_stage
+
+    def handle(msgs: list[Any]) -> list[Outgoing]:
+        record_health(store, msgs)
+        return []
+
+    try:
+        run_stage(
+            transport=transport,
+            stage=f"{STAGE}-health",
+            group=f"{GROUP}-health",
+            topics=[_topic(settings, T.CRAWL_HEALTH)],
+            expect=CrawlHealth,
+            handle=handle,
+            dead_letter_topic=_topic(settings, T.DEAD_LETTER),
+            stop=stop,
+            batch_size=50,
+        )
+    except Exception:  # noqa: BLE001 - the posts stage keeps running; the supervisor sees the log
+        log.exception("crawl-health stage stopped")
+
+
 def run(settings: Settings, stop: threading.Event) -> None:
     """Run the responder until ``stop`` is set: stage loop + scheduler + outbox relay + notifications."""
     from stream.factory import open_transport
@@ -354,6 +380,11 @@ def run(settings: Settings, stop: threading.Event) -> None:
                     target=dispatcher.run, args=(stop, tick_s), name="responder-notify", daemon=True
                 )
             )
+        threads.append(
+            threading.Thread(
+                target=_health_stage, args=(settings, store, transport, stop), name="responder-health", daemon=True
+            )
+        )
         for t in threads:
             t.start()
         log.info("responder started: store %s, search %s", store, type(search).__name__ if search else "none")

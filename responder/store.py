@@ -335,6 +335,30 @@ class TicketEventRow(Base):
     post_id: Mapped[str | None] = mapped_column(String(80), index=True, default=None)
 
 
+class SourceHealthRow(Base):
+    """The latest crawl health of each source (from ``crawl.health``), and the
+    current problem spell: ``problem_since`` is when the source last left
+    ``ok``; ``alerted`` lists the states already reported to admins in this
+    spell, so each one is notified once."""
+
+    __tablename__ = "source_health"
+
+    source_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    source_name: Mapped[str] = mapped_column(String(200), default="")
+    state: Mapped[str] = mapped_column(String(20))
+    checked_at: Mapped[datetime]
+    last_success_at: Mapped[datetime | None] = mapped_column(default=None)
+    newest_item_at: Mapped[datetime | None] = mapped_column(default=None)
+    lag_s: Mapped[float | None] = mapped_column(Float, default=None)
+    dark_s: Mapped[float | None] = mapped_column(Float, default=None)
+    error_rate: Mapped[float] = mapped_column(Float, default=0.0)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    alert: Mapped[bool] = mapped_column(Boolean, default=False)
+    problem_since: Mapped[datetime | None] = mapped_column(default=None)
+    alerted: Mapped[list[Any]] = mapped_column(default=list)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 def _json_dumps(obj: Any) -> str:
     return json.dumps(obj, ensure_ascii=False, default=str)
 

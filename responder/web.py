@@ -29,6 +29,9 @@
 * ``GET /api/reports/timeliness?from=&to=&by=department|region[&as_of=]`` —
   the timeliness figures of SPEC §6 (:mod:`responder.report`).
 * ``GET /api/healthz``.
+* ``GET /api/sources`` — every crawled source's latest health (problems
+  first); the page shows a warning strip while any source is dark or blocked.
+* ``GET /metrics`` — Prometheus text: source health, lag, error rate, tickets.
 
 The client address is the TCP peer (``request.client.host``); behind a
 reverse proxy run uvicorn with ``--proxy-headers`` so it is the real one.
@@ -43,12 +46,13 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.sources import banner_html, metrics_text, source_views
 from responder.store import (
     SEVERITY_RANK,
     Audit,
@@ -222,6 +226,7 @@ th{background:#eceff1}
 button{cursor:pointer;padding:4px 10px}
 .muted{color:#777;font-size:12px}
 .empty{padding:24px;text-align:center;color:#777;background:#fff}
+.source-alert{background:#fff3e0;border-left:4px solid #e65100;color:#bf360c;padding:8px 12px;margin-bottom:12px}
 """
 
 PAGE_JS = """
@@ -357,7 +362,7 @@ def tickets_fragment(tickets: list[dict[str, Any]], now: datetime) -> str:
     )
 
 
-def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True) -> str:
+def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True, banner: str = "") -> str:
     js = PAGE_JS if live else PAGE_JS.replace("setInterval(refresh, 5000);", "")
     return (
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
@@ -365,7 +370,7 @@ def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True) -> 
         f"<title>舆情监测与回应</title><style>{PAGE_CSS}</style></head><body>"
         f'<header><h1>舆情监测与回应 · 预警工单</h1><span id="updated" class="muted">'
         f"更新于 {_e(now.astimezone(SHANGHAI).strftime('%H:%M:%S'))}</span></header>"
-        f'<main><div id="tickets">{tickets_fragment(tickets, now)}</div>'
+        f'<main><div id="tickets">{banner}{tickets_fragment(tickets, now)}</div>'
         '<p class="muted">时限自事件首发时间（T0）起算；确认接收不停止法定时限，'
         "只有登记相应节点完成才停止计时。页面每 5 秒自动刷新。</p></main>"
         f"<script>{js}</script></body></html>"
@@ -396,13 +401,24 @@ def create_app(
     def index() -> str:
         n = now()
         with st.reader() as s:
-            return page(open_tickets(s, n), n)
+            return page(open_tickets(s, n), n, banner=banner_html(source_views(st)))
 
     @app.get("/fragment/tickets", response_class=HTMLResponse)
     def fragment() -> str:
         n = now()
         with st.reader() as s:
-            return tickets_fragment(open_tickets(s, n), n)
+            return banner_html(source_views(st)) + tickets_fragment(open_tickets(s, n), n)
+
+    @app.get("/api/sources")
+    def sources() -> dict[str, Any]:
+        """Every crawled source's latest health (from ``crawl.health``), problems first."""
+        items = source_views(st)
+        return {"now": iso_shanghai(now()), "alerts": sum(v["alert"] for v in items), "sources": items}
+
+    @app.get("/metrics", response_class=PlainTextResponse)
+    def metrics() -> str:
+        """Prometheus text: source health and ticket counts."""
+        return metrics_text(st)
 
     @app.get("/tickets/{tid}", response_class=HTMLResponse)
     def ticket_page(tid: int) -> str:

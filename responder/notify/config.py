@@ -18,13 +18,14 @@ if TYPE_CHECKING:
     from yuqing.settings import Settings
 
 ChannelKind = Literal["dingtalk", "wecom", "feishu", "email", "webhook", "sms"]
-Role = Literal["department", "office", "propaganda", "leader", "duty"]
+Role = Literal["department", "office", "propaganda", "leader", "duty", "admin"]
 ROLE_LABEL = {
     "department": "责任部门",
     "office": "本级政府办公厅（室）",
     "propaganda": "宣传部门",
     "leader": "政府主要负责同志",
     "duty": "值班室",
+    "admin": "系统管理员",
 }
 
 
@@ -102,6 +103,9 @@ class Escalation(_Model):
     deadline_breached: list[Step] = Field(default_factory=list)
     acknowledged: list[Step] = Field(default_factory=list)
     milestone: list[Step] = Field(default_factory=list)
+    # Crawl health (responder.sources): a source dark/blocked, and back to normal.
+    source_alert: list[Step] = Field(default_factory=list)
+    source_recovered: list[Step] = Field(default_factory=list)
 
 
 class QuietHours(_Model):

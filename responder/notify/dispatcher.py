@@ -52,6 +52,7 @@ from responder.clocks import SHANGHAI, iso_shanghai
 from responder.notify.channels import Channel, DeliveryError, Message, make_channel
 from responder.notify.config import ROLE_LABEL, NotifyConfig
 from responder.notify.router import route
+from responder.sources import SOURCE_KINDS, render_alert
 from responder.store import Deadline, Delivery, Event, Notice, Outbox, Store, Ticket, utcnow
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ KIND_LABEL = {
     "deadline_breached": "超时督办",
     "acknowledged": "工单已确认",
     "milestone": "节点已完成",
+    "source_alert": "信息源告警",
+    "source_recovered": "信息源已恢复",
 }
 RULE_LABEL = {
     "major_emergency": "重大突发事件",
@@ -157,17 +160,13 @@ class Dispatcher:
         outbox_id: int | None,
         now: datetime,
     ) -> Notice:
-        targets = (
-            route(
-                self.cfg,
-                kind,
-                place_code=ticket.place_code if ticket else None,
-                department=ticket.department if ticket else None,
-                severity=ticket.severity if ticket else "一般",
-            )
-            if ticket is not None
-            else []
-        )
+        if ticket is not None:
+            targets = route(self.cfg, kind, place_code=ticket.place_code, department=ticket.department,
+                            severity=ticket.severity)
+        elif kind in SOURCE_KINDS:  # crawl health: the admins at the top level
+            targets = route(self.cfg, kind, place_code=None, department=None, severity="一般")
+        else:
+            targets = []
         n = Notice(
             key=key,
             outbox_id=outbox_id,
@@ -180,8 +179,11 @@ class Dispatcher:
         s.add(n)
         s.flush()
         q = self.cfg.quiet_hours
+        # A dark source threatens every clock: like deadlines, never muted
+        # unless quiet_hours.applies_to names the kind.
         mutable = not kind.startswith("deadline_") and (
-            (q is not None and kind in q.applies_to) or ticket is None or ticket.rule in ("none", "")
+            (q is not None and kind in q.applies_to)
+            or (kind not in SOURCE_KINDS and (ticket is None or ticket.rule in ("none", "")))
         )
         start = (self._quiet_until(now) or now) if mutable else now
         for t in targets:
@@ -293,6 +295,13 @@ class Dispatcher:
     ) -> tuple[str, str]:
         detail = dict((notice.payload or {}).get("detail") or {})
         label = KIND_LABEL.get(notice.kind, notice.kind)
+        role = next((r.role for r in self.cfg.recipients if r.name == d.recipient), None)
+        if notice.kind in SOURCE_KINDS:
+            head = f"【{label}】{detail.get('source_name')}{detail.get('state_label')}"
+            lines = [f"### {head}", *render_alert(detail)]
+            lines.append(f"- 通知对象：{d.recipient}（{ROLE_LABEL.get(role or '', role or '')}）")
+            lines.append(f"- 查看：{self.base_url.rstrip('/')}/api/sources")
+            return head, "\n".join(lines)
         title = detail.get("title") or "舆情工单"
         head = f"【{label}】{title}"
         lines = [f"### {head}"]
@@ -322,7 +331,6 @@ class Dispatcher:
         dept = ticket.department if ticket else None
         if dept:
             lines.append(f"- 责任部门：{dept}")
-        role = next((r.role for r in self.cfg.recipients if r.name == d.recipient), None)
         lines.append(f"- 通知对象：{d.recipient}（{ROLE_LABEL.get(role or '', role or '')}）")
         lines.append(f"- 处理链接：{self.link(tid)}")
         return head, "\n".join(lines)
@@ -335,6 +343,10 @@ class Dispatcher:
         for i, (n, _t, _d) in enumerate(items, 1):
             detail = dict((n.payload or {}).get("detail") or {})
             label = KIND_LABEL.get(n.kind, n.kind)
+            if n.kind in SOURCE_KINDS:
+                lines.append(f"{i}. 【{label}】{detail.get('source_name')}{detail.get('state_label')}："
+                             f"{detail.get('reason') or ''}")
+                continue
             s = f"{i}. 【{label}】{detail.get('title') or '舆情工单'} #{n.ticket_id}"
             due = detail.get("due_at")
             if detail.get("milestone") and due:
