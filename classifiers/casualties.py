@@ -46,6 +46,7 @@ Field_ = Literal["deaths", "serious", "injured_total", "missing", "trapped", "lo
 
 # Full-width digits and the full-width dot map 1:1, so spans stay valid.
 _FW = str.maketrans("０１２３４５６７８９．", "0123456789.")
+_FW_ANY = re.compile("[０１２３４５６７８９．]")
 
 _CN_DIGIT = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNIT = {"十": 10, "百": 100, "千": 1000}
@@ -93,7 +94,6 @@ def _num(name: str) -> str:
     )
 
 
-_UNIT = r"(?:人|名|位|个人|个)"
 # Between the count and the verb: a few Chinese characters, none that start a
 # casualty verb or a numeral (so "三人受伤两人死亡" and "137人食物中毒两人死亡"
 # are not read as 3 / 137 deaths).
@@ -105,16 +105,29 @@ _SERIOUS = r"(?:受重伤|重伤|严重受伤|伤势严重|伤势较重|伤势�
 _TOTAL = r"(?:不同程度受伤|受伤|轻伤|负伤|轻重伤|受轻伤)"
 _MISSING = r"(?:失踪|失联)"
 _TRAPPED = r"(?:被困|受困|被埋|被掩埋)"
+# A bare 个 counts people only when a word for people, a casualty verb or a
+# punctuation mark follows ("3个村民被困", "5个受伤", "死了12个，"), not in
+# "多个水渠都被掩埋" (things buried, nobody trapped).
+_PEOPLE = (r"(?:人|村民|居民|市民|孩子|小孩|儿童|学生|工人|民工|矿工|乘客|游客|员工|船员|队员|男子|女子|老人"
+           r"|群众|家属|妇女|婴儿|司机|农民|孕妇|病人|患者|家庭)")
+_UNIT = (r"(?:人|名|位|个人|个(?=[\u4e00-\u9fff]{0,3}?" + _PEOPLE + r"|[^\u4e00-\u9fff]|$|"
+         + "|".join((_DEATH, _SERIOUS, _TOTAL, _MISSING, _TRAPPED, "死")) + r"))")
 _COUNT_VERB = (
     r"(?:人数|人员|者|的)?(?:已经|已|目前|现|共|后|又|再|随后)?"
     r"(?:上升至|上升到|增加至|增加到|增至|升至|攀升至|达到|已达|为|达|是|有)?"
 )
 
 
+# Every number expression starts with one of these (a qualifier or the count);
+# a pattern that starts with a number is led by this lookahead, so the regex
+# engine rejects the other positions at once instead of trying each qualifier.
+_NUM_START = r"(?=[\d至最不超逾将接近约大共合累多高已达数上几零〇一二两三四五六七八九十百千万])"
+
+
 def _pair(kind: str, verb: str) -> list[re.Pattern[str]]:
     return [
         # 12人死亡, 12名矿工遇难, 一名男子身亡
-        re.compile(_num("n") + _UNIT + _FILL + verb),
+        re.compile(_NUM_START + _num("n") + _UNIT + _FILL + verb),
         # 死亡12人, 遇难人数升至15人, 死亡人数已达32 -- but not the "死亡23" of
         # "7人死亡23人受伤": a verb right after a count+unit already has its figure
         re.compile(r"(?<![人名位])" + verb + r"(?P<cnt>" + _COUNT_VERB + r")" + _num("n") + _NOT_COUNT
@@ -122,23 +135,22 @@ def _pair(kind: str, verb: str) -> list[re.Pattern[str]]:
     ]
 
 
-_PATTERNS: dict[str, list[re.Pattern[str]]] = {
-    "deaths": _pair("deaths", _DEATH),
-    "serious": _pair("serious", _SERIOUS),
-    "injured_total": _pair("injured_total", _TOTAL),
-    "missing": _pair("missing", _MISSING),
-    "trapped": _pair("trapped", _TRAPPED),
-}
+_VERBS = {"deaths": _DEATH, "serious": _SERIOUS, "injured_total": _TOTAL, "missing": _MISSING, "trapped": _TRAPPED}
+_PATTERNS: dict[str, list[re.Pattern[str]]] = {name: _pair(name, verb) for name, verb in _VERBS.items()}
+# Both patterns of a kind contain its verb: a text without the verb skips them.
+_CUES: dict[str, re.Pattern[str]] = {name: re.compile(verb) for name, verb in _VERBS.items()}
 # 3死2伤, 造成3死, 1死3伤1失踪
-_COMPOUND = re.compile(_num("d") + r"人?死(?![亡者刑])(?:" + _num("i") + r"人?伤(?![害心感痕口残])" + r")?")
+_COMPOUND = re.compile(_NUM_START + _num("d") + r"人?死(?![亡者刑])(?:" + _num("i") + r"人?伤(?![害心感痕口残])" + r")?")
+_COMPOUND_CUE = "死"  # every _COMPOUND match has it
 _COMPOUND_LEAD = re.compile(r"(?:致|造成|已致|酿成|导致)$")
 _NONE = re.compile(r"(?:未|无|没有|暂无|暂未|并无|均无)(?:造成)?(?:人员)?(?:伤亡|死亡|受伤)")
 
 _AMOUNT = r"(?P<amt>\d+(?:\.\d+)?|[零〇一二两三四五六七八九十百千万亿]+)(?P<s1>余|多)?(?P<unit>千万|百万|十万|万|亿|千)?(?P<s2>余|多)?元"
 _LOSS = [
-    re.compile(r"(?:直接)?(?:经济|财产)?损失(?:[^，。；;,、\n\d零〇一二两三四五六七八九十]{0,8}?)(?P<pre>" + _PRE + r")?" + _AMOUNT),
-    re.compile(r"(?<![\d.])" + _AMOUNT + r"(?:的|之)?(?:直接)?(?:经济|财产)?损失"),
+    re.compile(r"(?=[直经财损])(?:直接)?(?:经济|财产)?损失(?:[^，。；;,、\n\d零〇一二两三四五六七八九十]{0,8}?)(?P<pre>" + _PRE + r")?" + _AMOUNT),
+    re.compile(r"(?=[\d零〇一二两三四五六七八九十百千万亿])(?<![\d.])" + _AMOUNT + r"(?:的|之)?(?:直接)?(?:经济|财产)?损失"),
 ]
+_LOSS_CUE = "损失"  # every _LOSS match has it
 _UNIT_VALUE = {"千万": 10_000_000, "百万": 1_000_000, "十万": 100_000, "万": 10_000, "亿": 100_000_000, "千": 1000}
 
 
@@ -239,7 +251,7 @@ def _value(m: re.Match[str], name: str) -> tuple[int, str] | None:
 
 
 def extract_casualties(text: str) -> CasualtyResult:
-    t = text.translate(_FW)
+    t = text.translate(_FW) if _FW_ANY.search(text) else text
     evidence: list[Evidence] = []
     taken: list[tuple[int, int]] = []
 
@@ -253,6 +265,8 @@ def extract_casualties(text: str) -> CasualtyResult:
         taken.append((s, m.end()))
 
     for name, pats in _PATTERNS.items():
+        if not _CUES[name].search(t):
+            continue
         for i, pat in enumerate(pats):
             for m in pat.finditer(t):
                 if i == 1 and not m.group("unit"):
@@ -260,7 +274,7 @@ def extract_casualties(text: str) -> CasualtyResult:
                     if "人数" not in cnt and not re.search(r"[至到达为是有]", cnt):
                         continue  # "死亡3" with neither a unit nor a count verb: not a figure
                 add(name, m, "n")  # type: ignore[arg-type]
-    for m in _COMPOUND.finditer(t):
+    for m in _COMPOUND.finditer(t) if _COMPOUND_CUE in t else ():
         if any(a <= m.start() < b for a, b in taken):
             continue
         lead = _COMPOUND_LEAD.search(t[max(0, m.start() - 3) : m.start()])
@@ -270,7 +284,7 @@ def extract_casualties(text: str) -> CasualtyResult:
         add("deaths", m, "d")
         if has_injured:
             add("injured_total", m, "i")
-    for pat in _LOSS:
+    for pat in _LOSS if _LOSS_CUE in t else ():
         for m in pat.finditer(t):
             amt = m.group("amt")
             base = float(amt) if amt[0].isdigit() else cn_to_number(amt)

@@ -26,7 +26,8 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from collections.abc import Iterable, Sequence
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -54,6 +55,7 @@ class LongestMatcher:
     """Leftmost-longest, non-overlapping matching of a fixed vocabulary."""
 
     def __init__(self, words: Iterable[str]):
+        words = list(words)
         self._lengths: dict[str, list[int]] = {}
         for w in set(words):
             if w:
@@ -63,6 +65,13 @@ class LongestMatcher:
         self._words = {w for w in words if w}
         # positions where some word could start, found in C rather than char by char
         self._first = re.compile("[" + "".join(re.escape(c) for c in sorted(self._lengths)) + "]") if self._lengths else None
+        # the first two characters of every word: most first-character positions stop here
+        self._heads = {w[:2] for w in self._words}
+        self._starts = self._first
+        if self._words and min(map(len, self._words)) >= 2:
+            seconds = "".join(re.escape(c) for c in sorted({w[1] for w in self._words}))
+            self._starts = re.compile(self._first.pattern + f"(?=[{seconds}])")  # type: ignore[union-attr]
+        self._regex: re.Pattern[str] | None = None
 
     def candidates(self, text: str, i: int) -> Iterable[str]:
         """Words starting at ``i``, longest first."""
@@ -71,28 +80,64 @@ class LongestMatcher:
             if len(w) == n and w in self._words:
                 yield w
 
-    def finditer(self, text: str) -> Iterable[tuple[int, int, str]]:
-        if self._first is None:
+    def starts(self, text: str) -> Iterator[int]:
+        """Every position where a word starts, in order (and a few where only a word's first two characters occur)."""
+        if self._starts is None:
             return
-        search, lengths, words = self._first.search, self._lengths, self._words
-        i = 0
-        while (m := search(text, i)) is not None:
+        heads = self._heads
+        for m in self._starts.finditer(text):
             i = m.start()
-            hit = None
-            for n in lengths[text[i]]:
-                w = text[i : i + n]
-                if len(w) == n and w in words:
-                    hit = w
-                    break
-            if hit is None:
-                i += 1
-                continue
-            yield i, i + len(hit), hit
-            i += len(hit)
+            if text[i : i + 2] in heads or text[i] in heads:
+                yield i
+
+    def regex(self) -> re.Pattern[str] | None:
+        """The compiled matcher (None for no words): ``finditer`` on it gives the matches."""
+        if self._regex is None and self._words:
+            self._regex = re.compile(_trie_pattern(self._words))
+        return self._regex
+
+    def finditer(self, text: str) -> Iterator[tuple[int, int, str]]:
+        """(start, end, word) of the leftmost-longest, non-overlapping matches."""
+        rx = self.regex()
+        if rx is None:
+            return
+        for m in rx.finditer(text):
+            yield m.start(), m.end(), m.group()
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching, at a position, the longest of ``words`` found there.
+
+    The words are laid out as a trie (一个|一起 → 一(?:个|起)), each word end an
+    optional group tried after the longer continuations, so a match is the
+    longest word at its start, and ``finditer`` gives the leftmost-longest,
+    non-overlapping matches entirely in C.
+    """
+    root: dict[str, dict] = {}
+    for w in words:
+        node = root
+        for c in w:
+            node = node.setdefault(c, {})
+        node[""] = {}
+
+    def build(node: dict[str, dict]) -> str:
+        kids = [re.escape(c) + build(sub) for c, sub in sorted(node.items()) if c]
+        if not kids:
+            return ""
+        body = kids[0] if len(kids) == 1 else "(?:" + "|".join(kids) + ")"
+        return f"(?:{body})?" if "" in node else body
+
+    return build(root)
 
 
 # --------------------------------------------------------------------------
 # Word boundaries
+
+
+# jieba's own split (its re_han_default): it segments each run of these
+# characters on its own, so the boundaries inside a run do not depend on the
+# rest of the text.
+_RUN = re.compile("[\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+")
 
 
 class _Segmenter:
@@ -107,6 +152,9 @@ class _Segmenter:
     _lock = threading.Lock()
     _tokenizer: object | None = None
     _added: set[str] = set()
+    # run text -> boundary offsets within it; emptied when the dictionary grows
+    _runs: dict[str, frozenset[int]] = {}
+    _RUNS_MAX = 4096
 
     @classmethod
     def boundaries(cls, text: str, words: Iterable[str] = ()) -> set[int] | None:
@@ -119,6 +167,22 @@ class _Segmenter:
             pos += len(tok)
             out.add(pos)
         return out
+
+    @classmethod
+    def run_boundaries(cls, tk: object, run: str) -> frozenset[int]:
+        """Boundary offsets in one run of :data:`_RUN` characters, cached."""
+        got = cls._runs.get(run)
+        if got is None:
+            out = {0}
+            pos = 0
+            for tok in tk.cut(run, HMM=False):  # type: ignore[attr-defined]
+                pos += len(tok)
+                out.add(pos)
+            got = frozenset(out)
+            if len(cls._runs) >= cls._RUNS_MAX:
+                cls._runs.clear()
+            cls._runs[run] = got
+        return got
 
     @classmethod
     def _get(cls, words: Iterable[str]) -> object | None:
@@ -137,7 +201,43 @@ class _Segmenter:
             for w in new:
                 tk.add_word(w)  # type: ignore[attr-defined]
             cls._added.update(new)
+            if new:
+                cls._runs = {}
             return tk
+
+
+class _TextBounds:
+    """The word boundaries of one text, segmenting only the runs asked about.
+
+    Equal to :meth:`_Segmenter.boundaries` of the whole text for any span
+    inside one run (jieba cuts runs independently); a span that is not inside
+    one run falls back to the whole text.
+    """
+
+    def __init__(self, text: str, tk: object | None):
+        self.text = text
+        self.tk = tk
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
+        self._whole: set[int] | None = None
+
+    def ok(self, start: int, end: int) -> bool:
+        """Whether ``start`` and ``end`` are both word boundaries."""
+        if self.tk is None:
+            return True
+        if self._starts is None:
+            self._starts, self._ends = [], []
+            for m in _RUN.finditer(self.text):
+                self._starts.append(m.start())
+                self._ends.append(m.end())
+        k = bisect_right(self._starts, start) - 1
+        if k >= 0 and end <= self._ends[k]:
+            rs = self._starts[k]
+            b = _Segmenter.run_boundaries(self.tk, self.text[rs : self._ends[k]])
+            return start - rs in b and end - rs in b
+        if self._whole is None:
+            self._whole = _Segmenter.boundaries(self.text) or set()
+        return start in self._whole and end in self._whole
 
 
 # --------------------------------------------------------------------------
@@ -232,6 +332,7 @@ class PlaceResolution:
 
 
 _KIND_RANK = {"full": 0, "former": 0, "alias": 0, "short": 1}
+_NO_FLAGS: frozenset[str] = frozenset()
 
 
 class Gazetteer:
@@ -261,6 +362,7 @@ class Gazetteer:
         weak = {d.name for d in self.by_code.values() if d.flags}
         self._segment_words = [w for w in self._names if len(w) >= 2 and w not in weak]
         self._segmenter_ready = False  # our names are in the shared tokenizer
+        self._name_flags: dict[str, frozenset[str]] = {}
 
     def _add(self, surface: str, kind: MentionKind, code: str) -> None:
         have = self._names.get(surface)
@@ -374,48 +476,58 @@ class Gazetteer:
 
     def mentions(self, text: str) -> list[Mention]:
         out: list[Mention] = []
-        i, n = 0, len(text)
         last_end = -1
-        bounds: set[int] | None = None
-        bounds_ready = False
-        while i < n:
+        bounds: _TextBounds | None = None
+        matcher, blocked, names, street = self._matcher, self._blocked, self._names, self._street
+        i = 0  # text before i is consumed
+        for j in matcher.starts(text):
+            if j < i:
+                continue
             found: Mention | None = None
-            for w in self._matcher.candidates(text, i):
-                if w in self._blocked:
-                    found = Mention(i, i + len(w), w, "full", ())  # consumed, not a place
+            for w in matcher.candidates(text, j):
+                if w in blocked:
+                    found = Mention(j, j + len(w), w, "full", ())  # consumed, not a place
                     break
-                kind, codes = self._names[w]
-                end = i + len(w)
-                if kind == "short" and self._street and text.startswith(self._street, end):
+                kind, codes = names[w]
+                end = j + len(w)
+                if kind == "short" and street and text.startswith(street, end):
                     continue
-                flags = {self.by_code[c].flags for c in codes} if kind == "full" else set()
-                # 六安霍山, 阳泉市城区: right after a mention of an ancestor.
-                prev = out[-1] if out and last_end == i else None
-                after_parent = prev is not None and any(
-                    a != c and a in self.by_code[c].chain for c in codes for a in prev.candidates
-                )
+                flags = self._flags(w) if kind == "full" else _NO_FLAGS
                 if "p" in flags:
-                    if not after_parent:
+                    if not self._after_parent(out, last_end, j, codes):
                         continue
                 elif kind == "short" or "w" in flags:
-                    if not after_parent:
-                        if not bounds_ready:
+                    if not self._after_parent(out, last_end, j, codes):
+                        if bounds is None:
                             words: Iterable[str] = () if self._segmenter_ready else self._segment_words
-                            bounds = _Segmenter.boundaries(text, words)
+                            bounds = _TextBounds(text, _Segmenter._get(words))
                             self._segmenter_ready = True
-                            bounds_ready = True
-                        if bounds is not None and (i not in bounds or end not in bounds):
+                        if not bounds.ok(j, end):
                             continue
-                found = Mention(i, end, w, kind, tuple(codes))
+                found = Mention(j, end, w, kind, tuple(codes))
                 break
             if found is None:
-                i += 1
                 continue
             if found.candidates:
                 out.append(found)
                 last_end = found.end
             i = found.end
         return out
+
+    def _flags(self, name: str) -> frozenset[str]:
+        """The flags of the divisions a full name can mean ({"p"}, {"w"}, {""} ...)."""
+        got = self._name_flags.get(name)
+        if got is None:
+            got = frozenset(self.by_code[c].flags for c in self._names[name][1])
+            self._name_flags[name] = got
+        return got
+
+    def _after_parent(self, out: list[Mention], last_end: int, i: int, codes: Sequence[str]) -> bool:
+        """六安霍山, 阳泉市城区: right after a mention of an ancestor."""
+        prev = out[-1] if out and last_end == i else None
+        return prev is not None and any(
+            a != c and a in self.by_code[c].chain for c in codes for a in prev.candidates
+        )
 
     def resolve(self, text: str, source_region: str | None = None) -> PlaceResolution:
         mentions = self.mentions(text)

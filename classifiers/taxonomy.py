@@ -6,10 +6,16 @@ matched) and the words that produced them, so each decision carries a reason
 naming the matched words. Matching is leftmost-longest over each section's
 vocabulary (交通事故 is one hit, not also 交通); a hit in the title counts
 twice and one word counts at most three times.
+
+An emergency keyword counts only where the text reports an event that
+happened (see ``events`` in ``config/taxonomy.yaml`` and :meth:`Taxonomy.event`):
+not a prevention notice, worry, hypothesis, risk, habit, past reference,
+negation or comparison, and only in a sentence that says something happened.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +35,13 @@ HANDLING_TYPES = ("建设性意见建议", "实际困难", "重大问题", "模�
 
 TITLE_WEIGHT = 2.0
 MAX_PER_WORD = 3
+_CLAUSE_STOPS = "，,。；;！!？?\n：:、（）()"
+_SENTENCE_STOPS = "。；;！!？?\n"
+_CONNECTIVES = " 后并而又随即"
+# "8人", "91名", "三十二人", "40余人", "40例": a report counts the people an event struck
+_PEOPLE_COUNT = re.compile(r"[0-9０-９一二两三四五六七八九十百千]+(?:余|多)?(?:个|位)?(?:人|名|例)(?!民|员|士|大|家|口|如)")
+# a post without a title may open with its headline: "【…】", after #tags#
+_HEADLINE = re.compile(r"\n\s*(?:#[^#\n]{1,40}#\s*)*【([^】\n]{2,80})】")
 
 
 def _str(v: object) -> object:
@@ -95,6 +108,9 @@ class Subtype(_Cfg):
     keywords: list[Keyword] = Field(min_length=1)
     departments: list[Name] = Field(default_factory=list)
     topic: Name | None = None  # default: the type's topic
+    # subtypes that are part of this one when both are reported (the collapses
+    # of an earthquake, the explosion of a bomb attack): their hits count here
+    absorbs: list[Name] = Field(default_factory=list)
 
 
 class EventType(_Cfg):
@@ -108,12 +124,38 @@ class EventsCfg(_Cfg):
     guard_words: list[Keyword] = Field(default_factory=list)
     guard_window: int = Field(6, ge=0, le=50)
     not_events: list[Keyword] = Field(default_factory=list)
+    # A hit whose clause (between commas, full stops ...) holds one of these is
+    # not an event that happened: a worry, a hypothesis, a risk, a habit, a
+    # past reference or a comparison ("一旦发生火灾", "经常发生交通事故").
+    irrealis_words: list[Keyword] = Field(default_factory=list)
+    # ... and the same for these when they come before the hit ("不是交通事故").
+    negation_words: list[Keyword] = Field(default_factory=list)
+    # A condition rules its whole sentence: one of these before the hit in the
+    # same sentence voids it ("如果…直接排入下水道，…或导致传染病暴发").
+    conditional_words: list[Keyword] = Field(default_factory=list)
+    # A hit counts only when its sentence says something happened (发生, 造成,
+    # a casualty, a rescue, a time of day, a count of people ...) or it is in
+    # the title (a headline that names an event reports it); empty: no such
+    # requirement.
+    occurred_words: list[Keyword] = Field(default_factory=list)
+    # Words matched with the cue lists above only so that a cue inside them is
+    # not read (可怕 is not 怕, 录像 is not 像, 夜总会发生 is not 会发生, 一致 is not 致).
+    cue_blocked: list[Keyword] = Field(default_factory=list)
+    # "A 引发 B" in one sentence: B is a consequence, A's subtype takes its hits.
+    causal_words: list[Keyword] = Field(default_factory=list)
+    causal_gap: int = Field(6, ge=0, le=30)
     types: list[EventType] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _check(self) -> EventsCfg:
         _unique((t.name for t in self.types), "event type")
         _unique((s.name for t in self.types for s in t.subtypes), "event subtype")
+        names = {s.name for t in self.types for s in t.subtypes}
+        for t in self.types:
+            for s in t.subtypes:
+                for a in s.absorbs:
+                    if a not in names or a == s.name:
+                        raise ValueError(f"subtype {s.name}: absorbs {a!r}, which is not another subtype")
         return self
 
 
@@ -209,38 +251,59 @@ class KeywordScorer:
                     ls.append(label)
         self._blocked = set(blocked) - set(self._word_labels)
         self._matcher = LongestMatcher(list(self._word_labels) + list(self._blocked))
+        self._uniform = round(1.0 / len(self.labels), 6) if self.labels else 0.0
 
     def hits(self, title: str, text: str) -> list[Hit]:
-        out = [Hit(s, e, w, True) for s, e, w in self._matcher.finditer(title)]
+        rx = self._matcher.regex()
+        if rx is None:
+            return []
+        blocked = self._blocked
+        out = [Hit(m.start(), m.end(), w, True) for m in rx.finditer(title) if (w := m.group()) not in blocked]
         off = len(title) + 1
-        out += [Hit(s + off, e + off, w, False) for s, e, w in self._matcher.finditer(text)]
-        return [h for h in out if h.word not in self._blocked]
+        out += [Hit(m.start() + off, m.end() + off, w, False) for m in rx.finditer(text) if (w := m.group()) not in blocked]
+        return out
 
     def score_hits(self, hits: Iterable[Hit]) -> LabelScores:
-        raw = {label: 0.0 for label in self.labels}
-        words: dict[str, list[str]] = {label: [] for label in self.labels}
-        per_word: dict[str, float] = {}
-        for h in hits:
-            w = TITLE_WEIGHT if h.in_title else 1.0
-            used = per_word.get(h.word, 0.0)
-            add = min(w, MAX_PER_WORD - used)
-            if add <= 0:
-                continue
-            per_word[h.word] = used + add
-            for label in self._word_labels.get(h.word, ()):
-                raw[label] += add
-                if h.word not in words[label]:
-                    words[label].append(h.word)
-        return LabelScores(normalise(raw), raw, words)
+        if isinstance(hits, list | tuple) and not hits:
+            # nothing matched (most scorers on most posts): what normalise gives for all zeros
+            return LabelScores(dict.fromkeys(self.labels, self._uniform), dict.fromkeys(self.labels, 0.0),
+                               {label: [] for label in self.labels})
+        return weigh_hits(((h, self._word_labels.get(h.word, ())) for h in hits), self.labels)
 
     def score(self, title: str, text: str) -> LabelScores:
         return self.score_hits(self.hits(title, text))
+
+
+def weigh_hits(hits: Iterable[tuple[Hit, Iterable[str]]], labels: Iterable[str]) -> LabelScores:
+    """Scores from (hit, labels it counts for): a title hit weighs ``TITLE_WEIGHT``,
+    and one word adds at most ``MAX_PER_WORD`` however often it occurs."""
+    raw = dict.fromkeys(labels, 0.0)
+    words: dict[str, list[str]] = {label: [] for label in raw}
+    per_word: dict[str, float] = {}
+    for h, owners in hits:
+        w = TITLE_WEIGHT if h.in_title else 1.0
+        used = per_word.get(h.word, 0.0)
+        add = min(w, MAX_PER_WORD - used)
+        if add <= 0:
+            continue
+        per_word[h.word] = used + add
+        for label in owners:
+            raw[label] += add
+            if h.word not in words[label]:
+                words[label].append(h.word)
+    return LabelScores(normalise(raw), raw, words)
 
 
 def normalise(raw: Mapping[str, float]) -> dict[str, float]:
     """Scores that sum to 1; uniform when every raw score is 0."""
     if not raw:
         return {}
+    if min(raw.values()) >= 0:  # the usual case: max(v, 0.0) is v (a NaN minimum takes the general path)
+        total = sum(raw.values())
+        if total <= 0:
+            u = round(1.0 / len(raw), 6)
+            return {k: u for k in raw}
+        return {k: round(v / total, 6) if v else v / total for k, v in raw.items()}
     total = sum(max(v, 0.0) for v in raw.values())
     if total <= 0:
         u = round(1.0 / len(raw), 6)
@@ -255,6 +318,7 @@ class TopicResult:
     co_departments: list[str]
     reason: str
     scores: LabelScores
+    model_confidence: float | None = None  # set when a topic model chose the topic
 
 
 @dataclass
@@ -267,6 +331,7 @@ class EventResult:
     type_scores: LabelScores
     subtype_scores: LabelScores
     hits: list[Hit] = field(default_factory=list)
+    headline: bool = False  # the title (or a post's 【headline】) names the event: the item is about it
 
 
 @dataclass
@@ -294,6 +359,26 @@ class Taxonomy:
             {name: st.keywords for name, (_et, st) in self._subtype.items()}, blocked=cfg.events.not_events
         )
         self._guards = LongestMatcher(cfg.events.guard_words)
+        ev = cfg.events
+        self._irrealis = set(ev.irrealis_words)
+        self._negation = set(ev.negation_words) - self._irrealis
+        blocked = set(ev.cue_blocked)
+        self._mood = LongestMatcher([*ev.irrealis_words, *ev.negation_words, *blocked])
+        self._conditional = LongestMatcher([*ev.conditional_words, *blocked])
+        self._conditional_set = set(ev.conditional_words) - blocked
+        self._occurred_set = set(ev.occurred_words) - blocked
+        self._occurred = LongestMatcher([*ev.occurred_words, *blocked])
+        self._causal = LongestMatcher(ev.causal_words)
+        self._absorbers: dict[str, list[str]] = {}  # subtype -> the subtypes that absorb it, config order
+        for et in ev.types:
+            for st in et.subtypes:
+                for a in st.absorbs:
+                    self._absorbers.setdefault(a, []).append(st.name)
+        self._subtype_of: dict[str, str] = {}  # keyword -> the first subtype listing it
+        for et in ev.types:
+            for st in et.subtypes:
+                for w in st.keywords:
+                    self._subtype_of.setdefault(w, st.name)
         self.handling_scorer = KeywordScorer({h.name: h.keywords for h in cfg.handling.types})
 
     @classmethod
@@ -359,10 +444,87 @@ class Taxonomy:
         window = full[max(0, h.start - w) : h.end + w]
         return any(True for _ in self._guards.finditer(window))
 
+    @staticmethod
+    def _span(full: str, h: Hit, stops: str) -> tuple[int, int]:
+        """The clause or sentence around ``h``: from the stop before it to the stop after it."""
+        start = max(full.rfind(c, 0, h.start) for c in stops) + 1
+        ends = [i for c in stops if (i := full.find(c, h.end)) >= 0]
+        return start, min(ends) if ends else len(full)
+
+    def _mood_of(self, full: str, h: Hit) -> str | None:
+        """The irrealis or negation word that voids ``h`` in its clause, if any."""
+        a, b = self._span(full, h, _CLAUSE_STOPS)
+        for s, _e, w in self._mood.finditer(full[a:b]):
+            if w in self._irrealis or (w in self._negation and a + s < h.start):  # blocked words are neither
+                return w
+        a, _b = self._span(full, h, _SENTENCE_STOPS)
+        for _s, _e, w in self._conditional.finditer(full[a : h.start]):
+            if w in self._conditional_set:
+                return w
+        return None
+
+    def _occurred_in(self, full: str, h: Hit, headline: tuple[int, int] = (0, 0)) -> bool:
+        if not self.cfg.events.occurred_words or h.in_title or headline[0] <= h.start < headline[1]:
+            return True
+        a, b = self._span(full, h, _SENTENCE_STOPS)
+        sentence = full[a:b]
+        if _PEOPLE_COUNT.search(sentence):
+            return True
+        return any(w in self._occurred_set for _s, _e, w in self._occurred.finditer(sentence))
+
+    def _causes(self, full: str, hits: Sequence[Hit], subtype_of: Mapping[str, str]) -> dict[int, str]:
+        """Hit index → the subtype of the event that caused it ("追尾引发大火": 大火 → 交通事故)."""
+        out: dict[int, str] = {}
+        gap = self.cfg.events.causal_gap
+        for j, b in enumerate(hits):
+            for a in hits[:j]:
+                sa, sb = subtype_of[a.word], subtype_of[b.word]
+                if sa == sb or b.start - a.end > gap + 4:
+                    continue
+                between = full[a.end : b.start]
+                if any(c in between for c in _SENTENCE_STOPS):
+                    continue
+                # "追尾引发大火", or "相撞失火" / "追尾后起火" with nothing but a connective between
+                if not between.strip(_CONNECTIVES) or any(s <= gap for s, _e, _w in self._causal.finditer(between)):
+                    out[j] = sa
+        return out
+
     def event(self, title: str, text: str) -> EventResult:
+        """The emergency an item reports, from subtype keywords that describe an
+        event that happened: not a prevention notice (guard words next to the
+        hit), a worry, hypothesis, risk, habit, past reference or negation in
+        the hit's clause, and only where its sentence says something happened."""
         full = f"{title}\n{text}"
-        hits = [h for h in self.subtypes.hits(title, text) if not self._guarded(full, h)]
-        sub = self.subtypes.score_hits(hits)
+        subtype_of = self._subtype_of
+        m = None if title.strip() else _HEADLINE.match(full)
+        headline = m.span(1) if m else (0, 0)
+        hits: list[Hit] = []
+        voided: list[tuple[str, str]] = []
+        described: set[str] = set()  # subtypes the text calls something, happened or not
+        for h in self.subtypes.hits(title, text):
+            if self._guarded(full, h):
+                voided.append((h.word, "防范"))
+            elif (w := self._mood_of(full, h)) is not None:
+                voided.append((h.word, w))
+            else:
+                described.add(subtype_of[h.word])
+                if self._occurred_in(full, h, headline):
+                    hits.append(h)
+                else:
+                    voided.append((h.word, ""))
+        # consequences count for their cause; an absorbed subtype for its absorber,
+        # which may be named in a sentence of its own ("这次爆炸事件是…恐怖袭击事件")
+        caused = self._causes(full, hits, subtype_of)
+        present = described
+        owner: list[str] = []
+        for j, h in enumerate(hits):
+            name = caused.get(j, subtype_of[h.word])
+            seen = {name}
+            while (up := next((a for a in self._absorbers.get(name, ()) if a in present), None)) and up not in seen:
+                seen.add(up)
+                name = up
+            owner.append(name)
+        sub = self._score_owned(hits, owner)
         type_raw = {et.name: 0.0 for et in self.cfg.events.types}
         type_words: dict[str, list[str]] = {et.name: [] for et in self.cfg.events.types}
         for name, v in sub.raw.items():
@@ -372,11 +534,20 @@ class Taxonomy:
         types = LabelScores(normalise(type_raw), type_raw, type_words)
         best_sub = sub.top()
         if best_sub is None:
-            return EventResult(None, None, [], "未命中突发事件类型词", None, types, sub, hits)
+            reason = "未命中突发事件类型词"
+            if voided:
+                words = "".join(f"“{w}”" for w in dict.fromkeys(w for w, _ in voided))
+                reason = f"命中{words}，但属防范、假设、担忧、隐患、往事或否定表述，或未述及事件发生，不计为突发事件"
+            return EventResult(None, None, [], reason, None, types, sub, hits)
         et, st = self._subtype[best_sub]
         depts = list(dict.fromkeys(st.departments or et.departments))
         reason = f"命中{sub.quoted(best_sub)}，属{et.name}（{st.name}）"
-        return EventResult(et.name, st.name, depts, reason, st.topic or et.topic, types, sub, hits)
+        in_headline = any(h.in_title or headline[0] <= h.start < headline[1] for h in hits)
+        return EventResult(et.name, st.name, depts, reason, st.topic or et.topic, types, sub, hits, in_headline)
+
+    def _score_owned(self, hits: Sequence[Hit], owner: Sequence[str]) -> LabelScores:
+        """Score hits like :class:`KeywordScorer`, each for the subtype that owns it."""
+        return weigh_hits(((h, (name,)) for h, name in zip(hits, owner, strict=True)), self.subtypes.labels)
 
     def default_event_departments(self) -> list[str]:
         return list(self.cfg.events.types[0].departments)

@@ -50,6 +50,7 @@ def test_not_a_numeral() -> None:
         ("造成2死", {"deaths": 2}),
         # colloquial
         ("县里通报说死了12个，还有5个受伤的", {"deaths": 12, "injured": 5}),
+        ("塌方致3个村民被掩埋", {"trapped": 3}),
         ("现在官方说遇难的有三十二人", {"deaths": 32}),
     ],
 )
@@ -104,6 +105,8 @@ def test_loss(text: str, yuan: float) -> None:
         "项目总投资5000万元",  # an amount, but not a loss
         "死亡3",  # no unit, no count word
         "三人受伤两人死亡",  # must not read 3 deaths
+        "暴雨过后，多个水渠都被掩埋，村民出行困难",  # things buried, nobody trapped
+        "十几个摊位被掩埋在泥里",
     ],
 )
 def test_no_false_positives(text: str) -> None:
@@ -152,3 +155,65 @@ def test_a_count_is_not_carried_over_a_numeral() -> None:
 @pytest.mark.parametrize("text", ["死亡者是40岁的司机", "遇难者为32岁男子", "死亡时间为3时许"])
 def test_ages_and_times_are_not_counts(text: str) -> None:
     assert extract_casualties(text).casualties.deaths is None
+
+
+# -- the quick checks that let most texts skip the patterns change no result ---------------------
+
+
+def _casualty_texts(seed: int, n: int) -> list[str]:
+    import random
+
+    rng = random.Random(seed)
+    nums = ["3", "１２", "12.5", "三十二", "两", "十几", "数十", "上百", "3至5", "几", "多", "一百零五", "1万"]
+    pre = ["", "", "至少", "近", "超过", "约", "共"]
+    unit = ["人", "名", "位", "个", "名矿工", ""]
+    verbs = ["死亡", "遇难", "不幸身亡", "受伤", "重伤", "受轻伤", "伤势严重", "失踪", "失联", "被困", "被埋", "死了"]
+    bits = ["造成", "事故", "，", "。", "目前", "人数升至", "已致", "3死2伤", "致1死", "12月", "死亡率3%",
+            "直接经济损失约1.2亿元", "损失5000万元", "3000万元的直接经济损失", "无人员伤亡", "未造成人员伤亡",
+            "40多岁", "小区停车费", "村民", "伤心", "死者", "Ｆ", "\n"]
+    out = []
+    for _ in range(n):
+        parts = []
+        for _ in range(rng.randint(1, 8)):
+            r = rng.random()
+            if r < 0.4:
+                parts.append(rng.choice(pre) + rng.choice(nums) + rng.choice(unit) + rng.choice(["", "村民", "游客"])
+                             + rng.choice(verbs))
+            elif r < 0.6:
+                parts.append(rng.choice(verbs) + rng.choice(["", "人数", "人数已达", "者为"]) + rng.choice(nums)
+                             + rng.choice(unit + ["岁", "日"]))
+            else:
+                parts.append(rng.choice(bits))
+        out.append("".join(parts))
+    return out
+
+
+def _plain_result(text: str, monkeypatch: pytest.MonkeyPatch):
+    """extract_casualties with every quick check and lookahead taken out."""
+    import re
+
+    from classifiers import casualties as c
+
+    with monkeypatch.context() as mp:
+        always = re.compile("")
+        mp.setattr(c, "_CUES", {k: always for k in c._CUES})
+        mp.setattr(c, "_FW_ANY", always)
+        mp.setattr(c, "_COMPOUND_CUE", "")
+        mp.setattr(c, "_LOSS_CUE", "")
+        strip = lambda p: re.compile(p.pattern.replace(c._NUM_START, "", 1))  # noqa: E731
+        mp.setattr(c, "_PATTERNS", {k: [strip(p) for p in ps] for k, ps in c._PATTERNS.items()})
+        mp.setattr(c, "_COMPOUND", strip(c._COMPOUND))
+        mp.setattr(c, "_LOSS", [re.compile(re.sub(r"^\(\?=\[[^\]]*\]\)", "", p.pattern)) for p in c._LOSS])
+        assert all(not p.pattern.startswith("(?=") for p in c._LOSS)
+        return c.extract_casualties(text)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_quick_checks_change_no_result(seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    texts = _casualty_texts(seed, 150)
+    found = 0
+    for text in texts:
+        fast, plain = extract_casualties(text), _plain_result(text, monkeypatch)
+        assert fast == plain, text
+        found += bool(fast.evidence)
+    assert found > 50  # the generated texts do state figures

@@ -300,3 +300,102 @@ def test_extra_region_may_not_reuse_a_code(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         Gazetteer.load(p)
     assert f"{p}:2: extra_regions.0.code: 341525 is already 霍山县" in str(ei.value)
+
+
+# ---------------------------------------------------------------- fast paths agree with the plain ones
+
+
+def _naive_longest(words: set[str], text: str) -> list[tuple[int, int, str]]:
+    """Leftmost-longest, non-overlapping matching, position by position."""
+    out, i = [], 0
+    longest = max(map(len, words))
+    while i < len(text):
+        hit = next((text[i:i + n] for n in range(longest, 0, -1) if text[i:i + n] in words), None)
+        if hit is None:
+            i += 1
+        else:
+            out.append((i, i + len(hit), hit))
+            i += len(hit)
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_longest_matcher_equals_naive_scan(seed: int) -> None:
+    import random
+
+    from classifiers.places import LongestMatcher
+
+    rng = random.Random(seed)
+    alphabet = "交通事故火灾安全生产区县市.*+?()[]\\|^$"
+    words = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(1, 40))}
+    m = LongestMatcher(words)
+    for _ in range(50):
+        text = "".join(rng.choice(alphabet + "，。 \n") for _ in range(rng.randint(0, 80)))
+        if rng.random() < 0.5:
+            w = rng.choice(sorted(words))
+            k = rng.randint(0, len(text))
+            text = text[:k] + w + text[k:]
+        want = _naive_longest(words, text)
+        assert list(m.finditer(text)) == want, (words, text)
+        starts = list(m.starts(text))
+        assert {s for s, _e, _w in want} <= set(starts)
+        assert all(any(True for _ in m.candidates(text, i)) or text[i:i + 2] in m._heads for i in starts)
+    assert list(LongestMatcher([]).finditer("交通事故")) == []
+
+
+def test_word_boundaries_of_a_run_equal_those_of_the_whole_text(gaz: Gazetteer) -> None:
+    from classifiers.places import _Segmenter, _TextBounds
+
+    texts = [
+        "领导和政府部门，请关注搬迁安置问题；高铁西站附近提高县级公路标准。",
+        "ABC和政府123，和政县城区 alias—迁安市 铁西区，2024年高县。",
+        "我们村在和政县\n城关镇，路况很差！！请迁安领导尽快处理（谢谢）",
+    ]
+    gaz.mentions(texts[0])  # the gazetteer's names are in the shared tokenizer
+    tk = _Segmenter._get(())
+    for text in texts:
+        whole = _Segmenter.boundaries(text)
+        assert whole is not None
+        bounds = _TextBounds(text, tk)
+        for i in range(len(text)):
+            for j in range(i + 1, min(len(text), i + 6) + 1):
+                assert bounds.ok(i, j) == (i in whole and j in whole), (text, i, j)
+
+
+def test_normalise_fast_path_equals_the_general_formula() -> None:
+    import math
+    import random
+
+    from classifiers.taxonomy import normalise
+
+    def general(raw: dict[str, float]) -> dict[str, float]:
+        total = sum(max(v, 0.0) for v in raw.values())
+        if total <= 0:
+            return {k: round(1.0 / len(raw), 6) for k in raw}
+        return {k: round(max(v, 0.0) / total, 6) for k, v in raw.items()}
+
+    rng = random.Random(3)
+    pool = [0.0, -0.0, 1.0, 2.0, 3.0, 0.5, -1.0, 7.25, 1e-9, math.nan]
+    for _ in range(500):
+        raw = {f"k{i}": rng.choice(pool) for i in range(rng.randint(1, 6))}
+        got, want = normalise(raw), general(raw)
+        assert list(got) == list(want)
+        for k in raw:
+            a, b = got[k], want[k]
+            assert (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b)), raw
+    assert normalise({}) == {}
+
+
+def test_keyword_scorer_with_no_hit_is_uniform_and_fresh() -> None:
+    from classifiers.taxonomy import KeywordScorer
+
+    s = KeywordScorer({"甲": ["火灾"], "乙": ["交通事故"], "丙": ["噪音"]}, blocked=["森林火灾险"])
+    empty = s.score("标题", "没有关键词")
+    assert empty.scores == {"甲": 0.333333, "乙": 0.333333, "丙": 0.333333}
+    assert empty.raw == {"甲": 0.0, "乙": 0.0, "丙": 0.0} and empty.words == {"甲": [], "乙": [], "丙": []}
+    empty.words["甲"].append("x")
+    assert s.score("", "").words["甲"] == []  # each result has its own lists
+    hit = s.score("火灾", "交通事故，森林火灾险，火灾")
+    assert [(h.word, h.in_title) for h in s.hits("火灾", "交通事故，森林火灾险，火灾")] == [
+        ("火灾", True), ("交通事故", False), ("火灾", False)]
+    assert hit.raw == {"甲": 3.0, "乙": 1.0, "丙": 0.0}
