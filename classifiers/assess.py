@@ -11,17 +11,21 @@ topic_model=...)``, or set ``classifier.model_dir`` to a HuggingFace
 sequence-classification model whose labels are topic names; with
 ``model_dir`` empty the committed model in ``classifiers/model/`` is used when
 present ("none" or ``use_model=False``: rules only). The model then decides
-among its labels when it is confident (``min_confidence``) and the rules do not
-point to a topic outside them; relevance, emergencies, departments, places,
-severity and responders stay rule-based and explained.
+among its labels when it is confident (``min_confidence``); when it is unsure
+its probabilities and the rules' keyword shares decide together (see
+:meth:`Assessor._topic`); a topic outside its labels stays when the rules find
+it clearly and the model is not sure. An emergency files under its event's
+topic, except one without casualties and not named in the title that a
+confident model files elsewhere (``emergency_topic_confidence``: a leak
+reported in a pollution complaint).
+Relevance, emergencies, departments, places, severity and responders stay
+rule-based and explained.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 from classifiers.casualties import CasualtyResult, extract_casualties
 from classifiers.hanzi import to_simplified
@@ -29,127 +33,11 @@ from classifiers.places import Gazetteer, PlaceResolution
 from classifiers.responders import ResponderRules, check_departments
 from classifiers.severity import SeverityRules
 from classifiers.taxonomy import EventResult, LabelScores, Taxonomy, TopicResult, normalise
+from classifiers.topic_model import TopicModel, load_topic_model
 from stream.contracts import Assessment, Engagement, RawPost
-from yuqing.configfile import ConfigError
 from yuqing.settings import Settings
 
 log = logging.getLogger("yuqing.classifier")
-
-
-@runtime_checkable
-class TopicModel(Protocol):
-    """A topic classifier: per-label probabilities for each text."""
-
-    version: str  # e.g. "bert-topic-2025-03"; goes into model_version
-
-    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]: ...
-
-
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent / "model"
-RULES_ONLY = {"none", "rules", "off", "-"}
-
-
-class HFTopicModel:
-    """A HuggingFace sequence-classification model whose labels are topic names.
-
-    Texts are cut to a few times ``max_length`` characters before tokenising (a
-    100k-character post costs no more than a short one) and run in length-sorted
-    batches of ``batch_size`` so that little time goes into padding.
-    """
-
-    def __init__(self, model_dir: Path | str, max_length: int | None = None, batch_size: int = 32):
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        self.model_dir = Path(model_dir)
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir))
-        self.model = AutoModelForSequenceClassification.from_pretrained(str(self.model_dir))
-        self.model.eval()
-        self.labels = [self.model.config.id2label[i] for i in range(self.model.config.num_labels)]
-        limit = min(getattr(self.tokenizer, "model_max_length", 512) or 512, 512,
-                    getattr(self.model.config, "max_position_embeddings", 512))
-        self.max_length = min(max_length, limit) if max_length else limit
-        self.batch_size = max(1, batch_size)
-        self.version = f"hf:{self.model_dir.name}"
-
-    def proba(self, texts: Sequence[str]):
-        import numpy as np
-        import torch
-
-        cut = [t[: self.max_length * 4] for t in texts]
-        order = sorted(range(len(cut)), key=lambda i: len(cut[i]))
-        out = np.zeros((len(cut), len(self.labels)), dtype=np.float64)
-        with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                enc = self.tokenizer([cut[i] for i in idx], truncation=True, max_length=self.max_length,
-                                     padding=True, return_tensors="pt")
-                out[idx] = torch.softmax(self.model(**enc).logits, dim=-1).double().numpy()
-        return out
-
-    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        if not texts:
-            return []
-        return [{label: float(p[i]) for i, label in enumerate(self.labels)} for p in self.proba(texts)]
-
-
-class EnsembleTopicModel:
-    """The average of the BERT model's and the TF-IDF model's probabilities."""
-
-    def __init__(self, bert: HFTopicModel, tfidf, bert_weight: float = 0.5):
-        self.bert = bert
-        self.tfidf = tfidf
-        self.w = bert_weight
-        self.labels = bert.labels
-        self.version = f"ens:{bert.model_dir.name}"
-        if sorted(tfidf.labels) != sorted(bert.labels):
-            raise ValueError("TF-IDF 与 BERT 模型的标签不一致")
-        self._perm = [tfidf.labels.index(label) for label in bert.labels]
-
-    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        if not texts:
-            return []
-        p = self.w * self.bert.proba(texts) + (1 - self.w) * self.tfidf.proba([t[:20000] for t in texts])[:, self._perm]
-        return [{label: float(row[i]) for i, label in enumerate(self.labels)} for row in p]
-
-
-def load_model_dir(path: Path, batch_size: int = 32) -> TopicModel:
-    """A HuggingFace model directory; with the TF-IDF part and ``ensemble.json``
-    saying so (``mode``: bert / tfidf / ensemble, see :mod:`classifiers.train`),
-    the TF-IDF model alone or the ensemble of both."""
-    import json
-
-    ens = path / "ensemble.json"
-    cfg = json.loads(ens.read_text(encoding="utf-8")) if ens.is_file() else {}
-    mode = cfg.get("mode") or ("ensemble" if cfg.get("use_ensemble") else "bert")
-    if mode in ("ensemble", "tfidf") and (path / "tfidf.npz").is_file():
-        from classifiers.train import TfidfTopicModel
-
-        tfidf = TfidfTopicModel(path)
-        if mode == "tfidf":
-            return tfidf
-        return EnsembleTopicModel(HFTopicModel(path, batch_size=batch_size), tfidf, float(cfg.get("bert_weight", 0.5)))
-    return HFTopicModel(path, batch_size=batch_size)
-
-
-def load_topic_model(settings: Settings) -> TopicModel | None:
-    """The model named by ``classifier.model_dir``; when that is empty, the
-    committed model in ``classifiers/model/`` if present; "none"/"rules" → rules only."""
-    model_dir = settings.classifier.model_dir.strip()
-    if model_dir.lower() in RULES_ONLY:
-        return None
-    if not model_dir:
-        if not (DEFAULT_MODEL_DIR / "config.json").is_file():
-            return None
-        return load_model_dir(DEFAULT_MODEL_DIR, settings.classifier.batch_size)
-    path = Path(model_dir)
-    if not path.is_absolute():
-        path = settings.data_path(model_dir)
-    if not (path / "config.json").is_file():
-        raise ConfigError(
-            settings.config_path("settings.yaml"),
-            [(None, "classifier.model_dir", f"{path} is not a HuggingFace model directory (no config.json)")],
-        )
-    return load_model_dir(path, settings.classifier.batch_size)
 
 
 class Assessor:
@@ -163,6 +51,11 @@ class Assessor:
         gazetteer: Gazetteer | None = None,
         min_confidence: float = 0.4,
         other_topic_confidence: float = 0.7,
+        contested_confidence: float = 0.5,
+        other_topic_min_score: float = 2.0,
+        no_rule_topic_confidence: float = 0.3,
+        emergency_topic_confidence: float = 0.5,
+        rule_weight: float = 0.1,
         use_model: bool = True,
     ):
         self.settings = settings
@@ -177,6 +70,11 @@ class Assessor:
             self.topic_model = load_topic_model(settings) if use_model else None
         self.min_confidence = min_confidence
         self.other_topic_confidence = other_topic_confidence
+        self.contested_confidence = contested_confidence
+        self.other_topic_min_score = other_topic_min_score
+        self.no_rule_topic_confidence = no_rule_topic_confidence
+        self.emergency_topic_confidence = emergency_topic_confidence
+        self.rule_weight = rule_weight
 
     @property
     def model_version(self) -> str:
@@ -223,9 +121,15 @@ class Assessor:
     def _topic(self, title: str, text: str, model_scores: dict[str, float] | None) -> TopicResult:
         """Rules first; the model decides among its own labels when confident.
 
-        A rule topic outside the model's labels (公共安全, 民政, ...) stays unless
-        the model is very sure (``other_topic_confidence``). The relevance
-        decision keeps the rules' raw keyword scores either way.
+        A rule topic outside the model's labels (公共安全, 民政, ...) stays when
+        its keywords are strong enough (``other_topic_min_score``: two hits, or
+        one in the title) and the model is not very sure
+        (``other_topic_confidence``; only ``contested_confidence`` when the
+        keywords also point to the model's label). Below ``min_confidence`` the model's
+        probabilities plus ``rule_weight`` times the rules' share of keyword
+        hits decide among the model's labels; when the rules find no topic the
+        model's best still stands down to ``no_rule_topic_confidence``. The
+        relevance decision keeps the rules' raw keyword scores either way.
         """
         rules = self.taxonomy.topic(title, text)
         if model_scores is None or self.topic_model is None:
@@ -236,21 +140,39 @@ class Assessor:
         version = self.topic_model.version
         scores = normalise(known)
         best = max(scores, key=lambda k: scores[k])
-        if rules.topic is not None and rules.topic not in known and scores[best] < self.other_topic_confidence:
-            rules.reason += (f"（{rules.topic}不在模型{version}的类别内，模型最高为{best} {scores[best]:.2f}，"
-                             f"低于{self.other_topic_confidence}，按规则）")
+        conf = scores[best]
+        if rules.topic is not None and rules.topic not in known:
+            strong = rules.scores.raw[rules.topic] >= self.other_topic_min_score
+            # the keywords also for the model's label: a contest the model wins at a lower bar
+            bar = self.contested_confidence if rules.scores.raw.get(best, 0.0) > 0 else self.other_topic_confidence
+            if strong and conf < bar:
+                rules.reason += (f"（{rules.topic}不在模型{version}的类别内，模型最高为{best} {conf:.2f}，"
+                                 f"低于{bar}，按规则）")
+                return rules
+        how = f"模型{version}判定为{best}（置信度{conf:.2f}）"
+        if rules.topic is None and conf < self.no_rule_topic_confidence:
+            rules.reason += f"（模型{version}最高为{best} {conf:.2f}，低于{self.no_rule_topic_confidence}）"
             return rules
-        if scores[best] < self.min_confidence:
-            rules.reason += f"（模型{version}最高为{best} {scores[best]:.2f}，低于{self.min_confidence}，按规则）"
-            return rules
+        if rules.topic is not None and conf < self.min_confidence:
+            if rules.topic not in known:
+                rules.reason += f"（模型{version}最高为{best} {conf:.2f}，低于{self.min_confidence}，按规则）"
+                return rules
+            # an unsure model: its probabilities plus the rules' share of the
+            # keyword hits (weighted by rule_weight) decide among its labels
+            total = rules.scores.total
+            blend = {k: v + self.rule_weight * rules.scores.raw.get(k, 0.0) / total for k, v in scores.items()}
+            best = max(blend, key=lambda k: blend[k])
+            conf = scores[best]
+            how = (f"模型{version}把握不足（最高{max(scores.values()):.2f}，低于{self.min_confidence}），"
+                   f"结合关键词判定为{best}（模型{conf:.2f}，关键词占比{rules.scores.raw.get(best, 0.0) / total:.2f}）")
         label_scores = LabelScores(scores, rules.scores.raw, rules.scores.words)
         dept, why = self.taxonomy.department_for(best, title, text)
-        reason = f"模型{version}判定为{best}（置信度{scores[best]:.2f}），主管部门{dept}{why}"
+        reason = f"{how}，主管部门{dept}{why}"
         if rules.topic == best:
             reason += f"，与规则一致（命中{rules.scores.quoted(best)}）"
         elif rules.topic:
             reason += f"（规则命中{rules.scores.quoted(rules.topic)}倾向{rules.topic}）"
-        return TopicResult(best, dept, [], reason, label_scores)
+        return TopicResult(best, dept, [], reason, label_scores, model_confidence=conf)
 
     def _assess(
         self,
@@ -267,6 +189,7 @@ class Assessor:
         event: EventResult = tax.event(title, text)
         c = cas.casualties
         loss_of_life = bool(c.deaths or c.missing or c.trapped)
+        casualties = loss_of_life or bool(c.injured)
         is_emergency = event.subtype is not None or loss_of_life
         topic = self._topic(title, text, model_scores)
         gov = tax.government.score(title, text)
@@ -343,7 +266,19 @@ class Assessor:
             depts = event.departments or tax.default_event_departments()
             if event.subtype:
                 dept_reason = f"突发事件{event.event_type}（{event.subtype}），由{'、'.join(depts)}负责"
-                if event.topic:
+                # An emergency without casualties, not named in the title, that
+                # a confident topic model files elsewhere (a leak reported in a
+                # pollution complaint) keeps the model's topic; its event
+                # departments still respond.
+                conf = topic.model_confidence
+                keeps_topic = (not casualties and not event.headline and topic.topic is not None
+                               and conf is not None and conf >= self.emergency_topic_confidence)
+                if keeps_topic:
+                    if topic.department and topic.department not in depts:
+                        depts = [*depts, topic.department]
+                    dept_reason = (f"；{dept_reason}（未述及人员伤亡，主题按模型置信度{conf:.2f}"
+                                   f"不低于{self.emergency_topic_confidence}保留为{topic.topic}）")
+                elif event.topic:
                     topic = TopicResult(event.topic, depts[0], depts[1:],
                                         f"{event.reason}，归入{event.topic}；{dept_reason}", topic.scores)
                     dept_reason = ""

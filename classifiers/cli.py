@@ -1,15 +1,30 @@
-"""Commands this package adds to the `yuqing` CLI: ``classify`` (batch) and ``train``."""
+"""Commands this package adds to the `yuqing` CLI: ``classify`` (batch) and ``train``.
+
+``classify`` reads the input in chunks of a few model batches; with
+``--workers N`` (default: one per CPU) N processes each load the Assessor
+once and assess whole chunks, and the results are written in input order, so
+the output is the same as with ``--workers 1``. A bad line gets an error
+record and never stops the run; a worker that dies is replaced and its chunk
+retried once.
+"""
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import multiprocessing
+import os
 import re
+import signal
 import sys
+import threading
 import time
-from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,6 +73,13 @@ def _field(obj: dict[str, Any], name: str) -> str:
     return v
 
 
+def _printable(s: str) -> str:
+    """``s`` without its non-printable characters but for newline and tab."""
+    if s.isprintable() or s.replace("\n", "").replace("\t", "").isprintable():
+        return s  # the usual case, checked in C
+    return "".join(c for c in s if c.isprintable() or c in "\n\t")
+
+
 def parse_line(raw: bytes, line_no: int, gazetteer: Any = None) -> Item:
     """One input line → an :class:`Item`, or :class:`InputError` saying why not."""
     if len(raw) > MAX_LINE_BYTES:
@@ -95,8 +117,7 @@ def _item(obj: dict[str, Any], rid: str, line_no: int, notes: list[str], gazette
             notes.append(f"{name} 共 {len(value)} 字，仅研判前 {MAX_CHARS} 字")
     title, text = title[:MAX_CHARS], text[:MAX_CHARS]
     # NUL and other control characters (except newline/tab) carry nothing
-    title = "".join(c for c in title if c.isprintable() or c in "\n\t")
-    text = "".join(c for c in text if c.isprintable() or c in "\n\t")
+    title, text = _printable(title), _printable(text)
     region = obj.get("region")
     if region is not None and not isinstance(region, str | int):
         raise InputError(f"region 应为行政区划代码或名称，实为 {type(region).__name__}")
@@ -154,23 +175,51 @@ def _lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
             yield n, raw
 
 
-def classify_file(assessor: Any, fin: IO[bytes], fout: IO[str], batch_size: int = 32) -> dict[str, Any]:
-    """Assess every line of ``fin`` into ``fout``; returns the summary counts."""
-    stats: Counter[str] = Counter()
-    topics: Counter[str] = Counter()
-    errors: list[str] = []
+def chunk_lines(batch_size: int) -> int:
+    """Non-blank input lines per chunk: a few model batches (enough work to be worth a process hop)."""
+    return max(1, batch_size) * 4
+
+
+def _chunks(fh: IO[bytes], size: int) -> Iterator[list[tuple[int, bytes]]]:
+    chunk: list[tuple[int, bytes]] = []
+    for n, raw in _lines(fh):
+        chunk.append((n, raw))
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+@dataclass
+class ChunkResult:
+    """The output of one chunk of input lines: JSON lines in input order, and counts."""
+
+    out: list[str] = field(default_factory=list)
+    lines: int = 0
+    ok: int = 0
+    relevant: int = 0
+    emergency: int = 0
+    topics: Counter[str] = field(default_factory=Counter)
+    errors: list[str] = field(default_factory=list)
+    model_version: str = ""
+    fatal: str | None = None  # the worker could not load the rules: nothing was assessed
+
+
+def assess_lines(assessor: Any, lines: Sequence[tuple[int, bytes]], batch_size: int = 32) -> ChunkResult:
+    """Parse and assess ``(line number, raw line)`` pairs; a bad line gets an error record, never stops the rest."""
+    res = ChunkResult(model_version=assessor.model_version)
     pending: list[Item] = []
 
     def write(rec: dict[str, Any]) -> None:
-        fout.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        res.out.append(json.dumps(rec, ensure_ascii=False))
 
     def error(line: int, reason: str, rid: str | None = None) -> None:
-        stats["errors"] += 1
+        res.errors.append(f"第 {line} 行：{reason}")
         rec: dict[str, Any] = {"line": line, "error": reason}
         if rid is not None:
             rec["id"] = rid
         write(rec)
-        errors.append(f"第 {line} 行：{reason}")
 
     def flush() -> None:
         if not pending:
@@ -188,15 +237,15 @@ def classify_file(assessor: Any, fin: IO[bytes], fout: IO[str], batch_size: int 
             if isinstance(a, Exception):
                 error(item.line, f"研判失败：{type(a).__name__}: {a}", item.id)
                 continue
-            stats["ok"] += 1
-            stats["relevant"] += int(a.relevant)
-            stats["emergency"] += int(a.is_emergency)
-            topics[a.topic or "（无）"] += 1
+            res.ok += 1
+            res.relevant += int(a.relevant)
+            res.emergency += int(a.is_emergency)
+            res.topics[a.topic or "（无）"] += 1
             write(result_record(item, a))
         pending.clear()
 
-    for n, raw in _lines(fin):
-        stats["lines"] += 1
+    for n, raw in lines:
+        res.lines += 1
         try:
             pending.append(parse_line(raw, n, assessor.gazetteer))
         except InputError as e:
@@ -206,8 +255,219 @@ def classify_file(assessor: Any, fin: IO[bytes], fout: IO[str], batch_size: int 
         if len(pending) >= batch_size:
             flush()
     flush()
-    return {"lines": stats["lines"], "ok": stats["ok"], "errors": stats["errors"], "relevant": stats["relevant"],
-            "emergency": stats["emergency"], "topics": dict(topics.most_common()), "error_lines": errors}
+    return res
+
+
+class _Summary:
+    def __init__(self, fout: IO[str]):
+        self.fout = fout
+        self.total = ChunkResult()
+
+    def add(self, res: ChunkResult) -> None:
+        t = self.total
+        if res.out:
+            self.fout.write("\n".join(res.out) + "\n")
+        t.lines += res.lines
+        t.ok += res.ok
+        t.relevant += res.relevant
+        t.emergency += res.emergency
+        t.topics.update(res.topics)
+        t.errors += res.errors
+        t.model_version = t.model_version or res.model_version
+
+    def result(self) -> dict[str, Any]:
+        t = self.total
+        return {"lines": t.lines, "ok": t.ok, "errors": len(t.errors), "relevant": t.relevant,
+                "emergency": t.emergency, "topics": dict(t.topics.most_common()), "error_lines": t.errors,
+                "model_version": t.model_version}
+
+
+def classify_file(assessor: Any, fin: IO[bytes], fout: IO[str], batch_size: int = 32) -> dict[str, Any]:
+    """Assess every line of ``fin`` into ``fout`` in this process; returns the summary counts."""
+    summary = _Summary(fout)
+    for chunk in _chunks(fin, chunk_lines(batch_size)):
+        summary.add(assess_lines(assessor, chunk, batch_size))
+    return summary.result()
+
+
+# ---------------------------------------------------------------------------
+# Several processes: each loads the Assessor once and assesses whole chunks;
+# the parent reads the input, hands out chunks and writes results in input order.
+
+MAX_WORKERS = 8
+_worker_assessor: Any = None
+_worker_error: str | None = None
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """One process per usable CPU, at most :data:`MAX_WORKERS`."""
+    return min(usable_cpus(), MAX_WORKERS)
+
+
+def _watch_parent(parent: int) -> None:
+    """End this worker when its parent is gone (killed outright, it cannot shut the pool down)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(settings: Any, use_model: bool, threads: int) -> None:
+    """Load the Assessor once in a worker process (an error is kept and reported per chunk)."""
+    global _worker_assessor, _worker_error
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops handing out chunks
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(var, str(threads))
+    try:
+        from classifiers.assess import Assessor
+
+        _worker_assessor = Assessor(settings, use_model=use_model)
+        if "torch" in sys.modules:
+            sys.modules["torch"].set_num_threads(threads)
+    except Exception as e:  # noqa: BLE001 - reported to the parent, which stops
+        from yuqing.configfile import ConfigError
+
+        _worker_error = f"配置错误，无法启动：\n{e}" if isinstance(e, ConfigError) else f"加载研判规则失败：{type(e).__name__}: {e}"
+
+
+def _work(lines: list[tuple[int, bytes]], batch_size: int) -> ChunkResult:
+    if _worker_assessor is None:
+        return ChunkResult(fatal=_worker_error or "研判进程未能加载规则")
+    return assess_lines(_worker_assessor, lines, batch_size)
+
+
+class FatalError(RuntimeError):
+    """Workers cannot load the rules, or keep dying: nothing more can be assessed."""
+
+
+class WorkerPool:
+    """Processes that each hold an Assessor; :meth:`map` keeps the input order."""
+
+    max_restarts = 3
+
+    def __init__(self, settings: Any, workers: int, *, use_model: bool = True):
+        self.settings = settings
+        self.workers = workers
+        self.use_model = use_model
+        self.restarts = 0
+        self._ex: ProcessPoolExecutor | None = None
+        self._start()
+
+    def _start(self) -> None:
+        threads = max(1, usable_cpus() // self.workers)
+        self._ex = ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker, initargs=(self.settings, self.use_model, threads),
+        )
+
+    def _restart(self, broken: ProcessPoolExecutor | None) -> None:
+        if broken is not self._ex:
+            return  # already replaced
+        self.restarts += 1
+        if self.restarts > self.max_restarts:
+            raise FatalError(f"研判进程已异常退出 {self.restarts} 次，停止运行")
+        if self._ex is not None:
+            self._ex.shutdown(wait=False, cancel_futures=True)
+        self._start()
+
+    def _submit(self, chunk: list[tuple[int, bytes]], batch_size: int) -> tuple[Any, Future[ChunkResult]]:
+        ex = self._ex
+        assert ex is not None
+        try:
+            return ex, ex.submit(_work, chunk, batch_size)
+        except BrokenProcessPool:
+            self._restart(ex)
+            assert self._ex is not None
+            return self._ex, self._ex.submit(_work, chunk, batch_size)
+
+    def map(self, chunks: Iterable[list[tuple[int, bytes]]], batch_size: int) -> Iterator[ChunkResult]:
+        """Results of ``chunks`` in order, at most two chunks per worker in flight.
+
+        A worker that dies (killed, out of memory) breaks the pool: the pool is
+        restarted (at most :attr:`max_restarts` times, then :class:`FatalError`)
+        and each affected chunk retried once; a chunk that fails again gets an
+        error record per line, and the run goes on.
+        """
+        inflight: deque[tuple[list[tuple[int, bytes]], Any, Future[ChunkResult]]] = deque()
+
+        def settle() -> ChunkResult:
+            chunk, ex, fut = inflight.popleft()
+            try:
+                return fut.result()
+            except BrokenProcessPool:
+                self._restart(ex)
+                ex, fut = self._submit(chunk, batch_size)
+                try:
+                    return fut.result()
+                except BrokenProcessPool as e:
+                    self._restart(ex)
+                    return _failed(chunk, e)
+                except Exception as e:  # noqa: BLE001 - the run goes on
+                    return _failed(chunk, e)
+            except Exception as e:  # noqa: BLE001 - e.g. a result that could not be pickled
+                return _failed(chunk, e)
+
+        for chunk in chunks:
+            inflight.append((chunk, *self._submit(chunk, batch_size)))
+            if len(inflight) >= 2 * self.workers:
+                yield settle()
+        while inflight:
+            yield settle()
+
+    def close(self) -> None:
+        if self._ex is not None:
+            self._ex.shutdown(wait=True, cancel_futures=True)
+            self._ex = None
+
+    def __enter__(self) -> WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _failed(chunk: Sequence[tuple[int, bytes]], e: BaseException) -> ChunkResult:
+    res = ChunkResult()
+    for n, _raw in chunk:
+        res.lines += 1
+        reason = f"研判进程失败：{type(e).__name__}: {e}"
+        res.errors.append(f"第 {n} 行：{reason}")
+        res.out.append(json.dumps({"line": n, "error": reason}, ensure_ascii=False))
+    return res
+
+
+def classify_parallel(
+    settings: Any, fin: IO[bytes], fout: IO[str], batch_size: int = 32, workers: int = 2, *, use_model: bool = True
+) -> dict[str, Any]:
+    """:func:`classify_file` in ``workers`` processes; the output is the same, line for line."""
+    summary = _Summary(fout)
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        # `kill` as well as Ctrl-C: leave through the pool's shutdown, not around it
+        old_term = signal.signal(signal.SIGTERM, _terminated)
+    try:
+        with WorkerPool(settings, workers, use_model=use_model) as pool:
+            for res in pool.map(_chunks(fin, chunk_lines(batch_size)), batch_size):
+                if res.fatal:
+                    raise FatalError(res.fatal)
+                summary.add(res)
+    finally:
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+    return summary.result()
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
@@ -218,25 +478,44 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if not in_path.is_file():
         print(f"输入文件不存在：{in_path}", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 1:
+        print(f"--workers 应为正整数，实为 {args.workers}", file=sys.stderr)
+        return 2
     settings = settings_from(args)
-    from classifiers.assess import Assessor
-
-    assessor = Assessor(settings, use_model=not args.rules_only)
     batch = args.batch_size or settings.classifier.batch_size
+    workers = args.workers or default_workers()
+    if workers > 1:
+        # one chunk of input is not worth starting processes for
+        with open(in_path, "rb") as fh:
+            if sum(1 for _ in itertools.islice(_lines(fh), chunk_lines(batch) + 1)) <= chunk_lines(batch):
+                workers = 1
     t0 = time.monotonic()
+    assessor = None
+    if workers == 1:
+        from classifiers.assess import Assessor
+
+        assessor = Assessor(settings, use_model=not args.rules_only)
     out_ctx = open(args.output, "w", encoding="utf-8") if args.output != "-" else None
     try:
         with open(in_path, "rb") as fin:
-            summary = classify_file(assessor, fin, out_ctx or sys.stdout, batch)
+            if assessor is not None:
+                summary = classify_file(assessor, fin, out_ctx or sys.stdout, batch)
+                summary["model_version"] = assessor.model_version
+            else:
+                summary = classify_parallel(settings, fin, out_ctx or sys.stdout, batch, workers,
+                                            use_model=not args.rules_only)
+    except FatalError as e:
+        print(str(e), file=sys.stderr)
+        return 2
     finally:
         if out_ctx is not None:
             out_ctx.close()
     secs = time.monotonic() - t0
     rate = summary["ok"] / secs if secs > 0 else 0.0
     report = sys.stderr if args.output == "-" else sys.stdout
-    print(f"研判完成（{assessor.model_version}）：共 {summary['lines']} 行，成功 {summary['ok']}，"
+    print(f"研判完成（{summary['model_version']}）：共 {summary['lines']} 行，成功 {summary['ok']}，"
           f"错误 {summary['errors']}；政务相关 {summary['relevant']}，突发事件 {summary['emergency']}；"
-          f"用时 {secs:.1f} 秒（{rate:.1f} 条/秒）", file=report)
+          f"{workers} 个进程，用时 {secs:.1f} 秒（含加载规则与模型，{rate:.1f} 条/秒）", file=report)
     if summary["topics"]:
         print("主题分布：" + "，".join(f"{k} {v}" for k, v in summary["topics"].items()), file=report)
     for e in summary["error_lines"][:20]:
@@ -259,6 +538,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cl.add_argument("--output", "-o", required=True, help="输出 JSONL（- 为标准输出）")
     cl.add_argument("--batch-size", type=int, default=0, help="模型批大小（默认取 classifier.batch_size）")
     cl.add_argument("--rules-only", action="store_true", help="只用规则，不加载主题模型")
+    cl.add_argument("--workers", type=int, default=None,
+                    help=f"研判进程数（默认为可用 CPU 核数，至多 {MAX_WORKERS}；1 为单进程；"
+                         "输入不足一块（4 个批）时只用单进程；输出与进程数无关）")
     cl.set_defaults(func=cmd_classify)
 
     from classifiers.train import add_arguments

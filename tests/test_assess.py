@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from classifiers.assess import Assessor, TopicModel
+from classifiers.assess import Assessor
+from classifiers.topic_model import TopicModel
 from stream.contracts import SHANGHAI, AssessedPost, Assessment, Engagement, RawPost, decode, encode
 from yuqing.configfile import ConfigError
 from yuqing.settings import Settings
@@ -341,3 +342,174 @@ def test_no_department_found_goes_to_the_government_office(assessor: Assessor) -
     assert a.relevant and a.topic is None and a.focus == "政府形象公信力"
     assert roles(a)["primary"] == ["霍山县人民政府办公室"]
     assert "未识别主管部门" in rule_of(a, "primary")
+
+
+# ---------------------------------------------------------------- what counts as an emergency
+
+# Complaints that name an event without reporting one that happened: a worry, a
+# hypothesis, a habit, a past reference, prevention, a negation, a comparison,
+# the writer's own mishap. Each keeps the topic its keywords give.
+NOT_EMERGENCIES = [
+    ("学校门口车辆乱停乱放，家长们都担心发生交通事故，希望交警部门加强疏导。", "交通运输"),
+    ("小区楼道堆满杂物，电动车也在楼道充电，一旦发生火灾后果不堪设想，请物业清理。", "城乡建设"),
+    ("这个路口没有红绿灯，经常发生交通事故，建议尽快安装信号灯。", "交通运输"),
+    ("我们小区去年曾发生过火灾，物业至今没有整改，业主很不满意。", "城乡建设"),
+    ("县教育局组织全县学校开展消防安全检查和应急演练，预防火灾事故。", "教育文体"),
+    ("交警说这不是交通事故，让我们自己去找物业协商停车位的赔偿。", "交通运输"),
+    ("化工厂的锅炉天天超负荷运行，就像一颗定时炸弹，附近居民都睡不着，环保部门管不管？", "环境保护"),
+    ("我老婆遭遇车祸后住院三个月，医保报销比例太低，请问如何申请大病医疗保险？", "劳动和社会保障"),
+]
+
+
+@pytest.mark.parametrize(("text", "topic"), NOT_EMERGENCIES)
+def test_hazards_worries_and_past_references_are_not_emergencies(assessor: Assessor, text: str, topic: str) -> None:
+    a = assessor.assess_text(text)
+    assert a.relevant
+    assert not a.is_emergency and a.event_type is None and a.event_subtype is None
+    assert a.focus != "突发事件与自然灾害"
+    assert a.topic == topic
+    assert a.severity == "一般" and "非突发事件" in a.severity_reason
+
+
+REPORTS = [
+    ("今天上午，某县一居民楼发生火灾，消防人员正在全力扑救。", "事故灾难", "火灾"),
+    ("包河区一仓库起火，无人员伤亡。", "事故灾难", "火灾"),
+    ("某县发生4.5级地震，暂无人员伤亡报告。", "自然灾害", "地震"),
+    ("昨晚县城一路口两车相撞，造成3人受伤，伤者已送医救治。", "事故灾难", "交通事故"),
+    ("某小学30多名学生午餐后出现呕吐腹泻症状，疑似食物中毒，均已送医治疗。", "公共卫生事件", "食物中毒"),
+]
+
+
+@pytest.mark.parametrize(("text", "event_type", "subtype"), REPORTS)
+def test_reports_of_events_that_happened_are_emergencies(
+    assessor: Assessor, text: str, event_type: str, subtype: str
+) -> None:
+    a = assessor.assess_text(text)
+    assert a.relevant and a.is_emergency
+    assert (a.event_type, a.event_subtype) == (event_type, subtype)
+    assert a.focus == "突发事件与自然灾害"
+
+
+def test_a_headline_reports_the_event(assessor: Assessor) -> None:
+    a = assessor.assess_text("现场已拉起警戒线。", title="某化工园区一仓库爆炸")
+    assert a.is_emergency and a.event_subtype == "爆炸"
+    # the same words as a post's own 【headline】
+    b = assessor.assess_text("【某化工园区一仓库爆炸】现场已拉起警戒线。")
+    assert b.is_emergency and b.event_subtype == "爆炸"
+    # and not without it: the sentence says nothing happened
+    assert not assessor.assess_text("某化工园区一仓库爆炸品管理混乱。").is_emergency
+
+
+def test_chemical_plant_explosion_with_twelve_deaths(assessor: Assessor) -> None:
+    a = assessor.assess_text(
+        "11月22日，安徽省黄山市歙县经济开发区一化工厂车间发生爆炸事故，造成12人死亡、3人受伤。"
+        "事故发生后，当地立即启动应急预案，组织力量开展救援，事故原因正在调查中。",
+        title="黄山市歙县一化工厂发生爆炸事故",
+    )
+    assert (a.event_type, a.event_subtype) == ("事故灾难", "爆炸")
+    assert a.severity == "重大" and a.casualties.deaths == 12
+    assert a.topic == "公共安全" and a.department == "歙县应急管理局"
+
+
+def test_a_bomb_attack_is_terrorism_a_gas_explosion_an_accident(assessor: Assessor) -> None:
+    attack = assessor.assess_text("当地时间3日上午，某国首都一集市发生自杀式炸弹袭击，爆炸造成20人死亡、30多人受伤。")
+    assert (attack.event_type, attack.event_subtype) == ("社会安全事件", "恐怖袭击")
+    assert attack.topic == "政法"
+    gas = assessor.assess_text("今天中午，某县一餐馆发生燃气爆炸，造成2人死亡、5人受伤，伤者已送医。")
+    assert (gas.event_type, gas.event_subtype) == ("事故灾难", "爆炸")
+
+
+def test_the_cause_is_the_event(assessor: Assessor) -> None:
+    crash = assessor.assess_text("今天凌晨，高速公路上6车追尾引发大火，事故造成3人死亡。")
+    assert crash.event_subtype == "交通事故"
+    quake = assessor.assess_text("今天下午，某县发生5.1级地震，多处房屋倒塌，倒塌房屋30间，暂无人员伤亡报告。")
+    assert quake.event_subtype == "地震"
+
+
+def test_event_absorbs_must_name_another_subtype(tmp_path: Path) -> None:
+    d = _config_copy(tmp_path)
+    f = d / "taxonomy.yaml"
+    _edit(f, "          absorbs: [坍塌, 地质灾害]", "          absorbs: [坍塌, 山崩]")
+    with pytest.raises(ConfigError) as ei:
+        Assessor(settings_for(d, tmp_path), use_model=False)
+    assert "absorbs '山崩'" in str(ei.value)
+
+
+def test_citizen_questions_to_an_office_are_relevant(assessor: Assessor) -> None:
+    a = assessor.assess_text("尊敬的厅长：去年考的职业资格证书到现在还没有发放，请问什么时候能拿到？")
+    assert a.relevant and a.topic == "劳动和社会保障"
+
+
+# ---------------------------------------------------------------- the model and the rules together
+
+
+class TableModel:
+    """A topic model that gives the same probabilities to every text."""
+
+    version = "table-1"
+
+    def __init__(self, probs: dict[str, float]):
+        self.probs = probs
+
+    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
+        return [dict(self.probs) for _ in texts]
+
+
+SEVEN = ["城乡建设", "环境保护", "交通运输", "教育文体", "劳动和社会保障", "商贸旅游", "卫生计生"]
+
+
+def table(best: str, p: float) -> dict[str, float]:
+    rest = (1 - p) / (len(SEVEN) - 1)
+    return {t: (p if t == best else rest) for t in SEVEN}
+
+
+LEAK = ("F市F2区一化工厂，27号下午3点左右在转移原料时发生泄漏，三公里内的居民区都是刺鼻的化学气味，"
+        "工厂照样生产，环保部门管不管？")
+
+
+def test_an_emergency_without_casualties_keeps_a_confident_model_topic(tmp_path: Path) -> None:
+    a = Assessor(settings_for(ROOT / "config", tmp_path), topic_model=TableModel(table("环境保护", 0.8)))
+    got = a.assess_text(LEAK)
+    assert got.is_emergency and got.event_subtype == "危化品泄漏"
+    assert got.topic == "环境保护"
+    assert "未述及人员伤亡" in got.topic_reason and "环境保护" in got.topic_reason
+    # with casualties the event decides the topic
+    hurt = a.assess_text(LEAK.replace("三公里内", "造成2人死亡，三公里内"))
+    assert hurt.is_emergency and hurt.topic == "公共安全"
+    # and so it does for a report about the event: its title names it
+    titled = a.assess_text(LEAK, title="F2区一化工厂发生泄漏")
+    assert titled.is_emergency and titled.topic == "公共安全"
+    # and an unsure model does not keep it either
+    unsure = Assessor(settings_for(ROOT / "config", tmp_path), topic_model=TableModel(table("环境保护", 0.45)))
+    assert unsure.assess_text(LEAK).topic == "公共安全"
+
+
+def test_an_unsure_model_is_helped_by_the_keywords(tmp_path: Path) -> None:
+    probs = {t: 0.076 for t in SEVEN}
+    probs.update({"城乡建设": 0.32, "环境保护": 0.30})
+    a = Assessor(settings_for(ROOT / "config", tmp_path), topic_model=TableModel(probs))
+    got = a.assess_text("楼下饭店油烟污染严重，还有噪音扰民，希望有关部门处理。")
+    assert got.topic == "环境保护"
+    assert "把握不足" in got.topic_reason and "关键词" in got.topic_reason
+    # no keyword at all: the model's best stands when it is not too weak
+    assert a.assess_text("请问这个事情到底归哪个部门管？我打了好几次电话了。").topic == "城乡建设"
+
+
+def test_a_topic_outside_the_model_needs_strong_keywords(tmp_path: Path) -> None:
+    a = Assessor(settings_for(ROOT / "config", tmp_path), topic_model=TableModel(table("商贸旅游", 0.45)))
+    # one 低保 hit: the model's label
+    assert a.assess_text("我想问一下低保怎么申请，需要什么材料？").topic == "商贸旅游"
+    # two different 民政 words: the rules' topic outside the model's labels
+    strong = a.assess_text("我想问一下低保和临时救助怎么申请，需要什么材料？")
+    assert strong.topic == "民政" and "不在模型table-1的类别内" in strong.topic_reason
+    sure = Assessor(settings_for(ROOT / "config", tmp_path), topic_model=TableModel(table("商贸旅游", 0.8)))
+    assert sure.assess_text("我想问一下低保和临时救助怎么申请，需要什么材料？").topic == "商贸旅游"
+
+
+def test_a_contested_topic_outside_the_model_yields_sooner(tmp_path: Path) -> None:
+    a = Assessor(settings_for(ROOT / "config", tmp_path), topic_model=TableModel(table("商贸旅游", 0.6)))
+    # nothing in the keywords for 商贸旅游: the rules' 民政 stands below 0.7
+    assert a.assess_text("我想问一下低保和临时救助怎么申请，需要什么材料？").topic == "民政"
+    # the keywords also point to 商贸旅游 (超市): the model wins from 0.5
+    got = a.assess_text("我在超市打工，想问一下低保和临时救助怎么申请，需要什么材料？")
+    assert got.topic == "商贸旅游"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -142,3 +143,96 @@ def test_missing_input_file_is_a_clear_error(tmp_path: Path):
     )
     assert proc.returncode == 2
     assert "不存在" in proc.stderr
+
+
+# -- --workers: several processes, same output ----------------------------------------------------
+
+MANY = [
+    "湖南省长沙市雨花区一居民楼发生火灾，造成3人死亡、12人重伤。",
+    "小区物业擅自提高停车费，请住建部门查处。",
+    "安徽省六安市霍山县一在建厂房坍塌，造成12人死亡、3人受伤。",
+    "今天天气真好，去吃了火锅，推荐大家来。",
+    "學校食堂衛生差，孩子吃了拉肚子，請教育局管一管。",
+    "北京市朝阳区一工地夜间施工噪音扰民，多次投诉无果。",
+    "某县发生4.5级地震，暂无人员伤亡报告。",
+    "工厂向河道排放废水，河里的鱼都死了，环保部门不管。",
+]
+
+
+def _many_lines() -> list[bytes]:
+    """Enough lines for several chunks (batch size 2 → 8 lines a chunk), bad ones in between."""
+    out: list[bytes] = []
+    for n in range(36):
+        if n % 11 == 5:
+            out.append(b"{broken json\n")
+        elif n % 13 == 7:
+            out.append(json.dumps({"id": f"x{n}", "text": 5}).encode() + b"\n")
+        else:
+            row = {"id": f"m{n}", "title": f"第{n}条", "text": MANY[n % len(MANY)] + "。" * (n % 3)}
+            out.append(json.dumps(row, ensure_ascii=False).encode() + b"\n")
+    return out
+
+
+def _classify(src: Path, out: Path, *extra: str, config: Path = ROOT / "config") -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "yuqing.cli", "--config", str(config), "classify", "--input", str(src),
+         "--output", str(out), "--batch-size", "2", "--rules-only", *extra],
+        cwd=ROOT, capture_output=True, text=True, timeout=180,
+    )
+
+
+@pytest.fixture(scope="module")
+def parallel(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[subprocess.CompletedProcess[str], str]]:
+    d = tmp_path_factory.mktemp("workers")
+    src = d / "in.jsonl"
+    src.write_bytes(b"".join(_many_lines()))
+    got = {}
+    for w in ("1", "2"):
+        out = d / f"out{w}.jsonl"
+        proc = _classify(src, out, "--workers", w)
+        got[w] = (proc, out.read_text(encoding="utf-8"))
+    return got
+
+
+def test_workers_output_identical_to_one_process(parallel):
+    (p1, out1), (p2, out2) = parallel["1"], parallel["2"]
+    assert p1.returncode == 0, p1.stderr
+    assert p2.returncode == 0, p2.stderr
+    assert "1 个进程" in p1.stdout and "2 个进程" in p2.stdout
+    assert out2 == out1
+    # the summary lines agree too (but for the timing)
+    assert p2.stdout.split("；")[:2] == p1.stdout.split("；")[:2]
+
+
+def test_workers_keep_input_order_and_report_bad_lines(parallel):
+    _, out = parallel["2"]
+    rows = [json.loads(line) for line in out.splitlines()]
+    sent = _many_lines()
+    assert [r["line"] for r in rows] == list(range(1, len(sent) + 1))
+    for r, raw in zip(rows, sent, strict=True):
+        if raw.startswith(b"{broken"):
+            assert "JSON" in r["error"]
+        elif b'"text": 5' in raw:
+            assert "字符串" in r["error"] and r["id"] == json.loads(raw)["id"]
+        else:
+            assert "error" not in r and r["id"] == json.loads(raw)["id"]
+    # lines after every bad one were assessed
+    assert rows[-1]["id"] == "m35" and "topic" in rows[-1]
+
+
+def test_workers_config_error_stops_with_reason(tmp_path: Path):
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    (cfg / "taxonomy.yaml").write_text("focus: [\n", encoding="utf-8")
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(_many_lines()))
+    proc = _classify(src, tmp_path / "out.jsonl", "--workers", "2", config=cfg)
+    assert proc.returncode == 2
+    assert "taxonomy.yaml" in proc.stderr
+
+
+def test_workers_must_be_positive(tmp_path: Path):
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(_many_lines()))
+    proc = _classify(src, tmp_path / "out.jsonl", "--workers", "0")
+    assert proc.returncode == 2 and "--workers" in proc.stderr
