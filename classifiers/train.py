@@ -477,10 +477,21 @@ MEASURED_ELSEWHERE = '''## Measured outside `yuqing train`
   texts removed), then fine-tuned on the training part. Held-out macro-F1:
   from scratch 0.779–0.793 (3 seeds), pre-trained 0.811–0.841 (3 seeds; their
   average 0.831). Averaged with svc_c12 (BERT weight 0.2): 0.886 vs. 0.872
-  for svc_c12 alone (the weight was picked on the held-out part, so this is
-  optimistic). It is not deployed: on two CPU cores such a BERT runs at a small
-  fraction of the linear model's speed, far below the 800 posts/s target, and
-  `yuqing train` on a CPU cannot reproduce it in reasonable time.
+  for svc_c12 alone — but the weight was picked on the held-out part, and the
+  5-fold check below does not confirm the gain.
+* **The same in 5-fold CV** (`bench/bert_pretrain.py prepare-cv / train-cv /
+  cv`, the folds of the table above; 2026-11-22): pre-trained 270 s (9,766
+  steps) on 4.85 M characters with every labelled message and its near
+  duplicates kept out, then fine-tuned per fold (one seed). CV macro-F1:
+  BERT 0.8158 (folds 0.784–0.848), svc_c12 0.8755. Averages of the two
+  (BERT weight 0.05–0.3, probabilities or log-probabilities, linear scale
+  2.05 / 4.87 / 10): 0.8594–0.8774, none more than 0.002 above svc_c12 alone.
+  Distillation — svc_c12 retrained on the labelled folds plus the 8,254
+  unlabelled 附件3 / 测试数据 / 附件4 messages labelled by that fold's teacher
+  (BERT, svc_c12 or their average; all or only confident labels; weight 0.5
+  or 1): 0.8386–0.8741, never above svc_c12 alone. So nothing from the BERT
+  is deployed: it adds no accuracy here, and on two CPU cores it would run at
+  a small fraction of the linear model's speed.
 
 '''
 
@@ -606,9 +617,11 @@ Directory size {size / 1e6:.1f} MB.
 * The held-out part is small ({m['n_heldout']}); ±2 points is noise.
 * The issue's target (macro-F1 ≥ 0.92 on unseen data) is **not** reached:
   bag-of-n-gram models plateau near 0.87–0.88 on these 1.8k messages; the weak
-  labels (≈ 72% agreement) and self-training did not help in the measurements
-  above. A pre-trained Chinese encoder (not available offline) is the known way
-  past this.
+  labels (≈ 72% agreement), self-training, a BERT pre-trained on the 4.9 M
+  characters of shared text, its ensembles and distillation did not help in
+  the measurements above. A Chinese encoder pre-trained on far more text (not
+  available offline; any HF directory can be configured) or more labelled
+  messages (the full 附件2 has 9,210) is the known way past this.
 * The labels themselves are noisy (城乡建设 vs 交通运输/环境保护/商贸旅游 overlap:
   公交 and 物业 are 城乡建设 in the official tree, 食品安全 is 卫生计生).
 """
