@@ -235,12 +235,28 @@ def extract_author(sel: Selector, selectors: Selectors | None = None) -> str:
     return ""
 
 
+_COMMENT_BOX = re.compile(r"comment|reply|cmt|remark|discuss|tie", re.I)
+
+
+def _not_this_articles(el: etree._Element, text: str) -> bool:
+    """A commenter (inside a comment list) or another article's author (inside a
+    link whose text goes on: "<a><span class=author>X：</span>Other title</a>")."""
+    for anc in el.iterancestors():
+        if _COMMENT_BOX.search(f"{anc.get('class') or ''} {anc.get('id') or ''}"):
+            return True
+        if anc.tag == "a" and len("".join(anc.itertext()).strip()) > len(text) + 4:
+            return True
+    return False
+
+
 def _author_element(sel: Selector) -> str:
-    """An element marked as the author (class="author"), label stripped."""
+    """An element marked as the author (class="author"), label stripped; not a commenter."""
     for s in sel.css("[class*=author]"):
-        t = element_text(s.root) if isinstance(s.root, etree._Element) else ""
-        if t and len(t) <= 40 and "\n" not in t:
-            a = _strip_label(t)
+        if not isinstance(s.root, etree._Element):
+            continue
+        t = element_text(s.root)
+        if t and len(t) <= 40 and "\n" not in t and not _not_this_articles(s.root, t):
+            a = _clean_author(_strip_label(t))
             if 2 <= len(a) <= 30:
                 return a
     return ""
@@ -248,7 +264,9 @@ def _author_element(sel: Selector) -> str:
 
 def _strip_label(t: str) -> str:
     t = t.split("\n")[0].strip()
-    return re.sub(r"^(?:作者|来源|编辑|责任编辑)\s*[:：]\s*", "", t).strip()
+    t = re.sub(r"^(?:作者|来源|编辑|责任编辑)\s*[:：]\s*", "", t).strip()
+    # A role before the name ("本报记者 汪建国"): the author is the person.
+    return re.sub(r"^(?:本报|本台|特约|实习)?(?:记者|通讯员)\s*[:：]?\s*", "", t).strip()
 
 
 def _link_text_len(el: etree._Element) -> int:
@@ -694,11 +712,16 @@ _AUTHOR_REPORTER = re.compile(
 _AUTHOR_PAREN = re.compile(rf"[（(]\s*(?:记者|文|编辑|通讯员)?\s*[:：/]?\s*({_NAMES})\s*(?:[\u4e00-\u9fa5]{{2,6}}报道)?\s*[)）]\s*$")
 _AUTHOR_BBS = re.compile(r"本贴由\s*(\S{2,20}?)\s*于")
 _AUTHOR_EDITOR = re.compile(r"(?:责任编辑|编辑|责编)\s*[:：]\s*([^\s|｜)）]{2,20})")
-_NOT_NAME = re.compile(r"^(?:报道|发自|摄影|摄|通讯员|本报|记者|来源|编辑|时间|日期|点击|阅读|评论)")
+# Words that follow 记者/作者 in running text but are not names ("记者表示", "记者了解到").
+_NOT_NAME = re.compile(r"^(?:报道|发自|摄影|摄|通讯员|本报|记者|来源|编辑|时间|日期|点击|阅读|评论|表示|获悉|了解|"
+                       r"介绍|指出|看到|注意到|发现|采访|调查|证实|确认|现场|近日|日前|昨日|今日|昨天|今天)")
+# A by-line's next label ("作者：某某 时间：…") is not part of the name.
+_TRAILING_LABEL = re.compile(r"[ 　]+(?:时间|日期|发表|发布|来源|点击|阅读|评论|回复|浏览).*$")
 
 
 def _clean_author(a: str) -> str:
-    a = re.sub(r"(?:发自\S*|报道|摄)$", "", a.strip()).strip(" ：:，,")
+    a = _TRAILING_LABEL.sub("", a.strip())
+    a = re.sub(r"(?:发自\S*|报道|摄)$", "", a).strip(" ：:，,")
     return "" if (not a or _NOT_NAME.match(a)) else a
 
 
