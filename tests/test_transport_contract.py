@@ -145,3 +145,95 @@ def test_factory_names_topics_and_picks_the_transport(tmp_path: Path) -> None:
         assert {r.partition for r in drain(c, 9)} == {0, 1, 2}
     finally:
         t.close()
+
+
+def test_member_joining_mid_stream_loses_nothing(transport: Transport) -> None:
+    """A second member joins a busy group (a rebalance while the first one polls
+    and commits): every message is handled at least once, the newcomer takes
+    over partitions, and once both have committed nothing is left for the group."""
+    import threading
+    import time
+
+    raw = topic_name(transport, T.RAW_POSTS)  # 3 partitions
+    transport.ensure_topics([raw])
+    producer = transport.producer()
+    sent: list[bytes] = []
+    lock = threading.Lock()
+    seen: dict[str, list[bytes]] = {"a": [], "b": []}
+    pending = {"a": 0, "b": 0}  # handled but not (yet) committed
+    failed_commits = {"a": 0, "b": 0}
+    stop = threading.Event()
+    slow_once = threading.Event()  # set when the newcomer joins: the next batch of "a" is slow
+
+    def send(n: int) -> None:
+        for _ in range(n):
+            v = f"m{len(sent)}".encode()
+            producer.send(raw, v, key=f"k{len(sent) % 11}".encode())
+            sent.append(v)
+        producer.flush()
+
+    def worker(name: str, consumer) -> None:
+        while not stop.is_set():
+            recs = consumer.poll(max_records=4, timeout_s=0.2)
+            if not recs:
+                continue
+            with lock:
+                seen[name].extend(r.value for r in recs)
+                pending[name] = len(recs)
+            if name == "a" and slow_once.is_set():
+                slow_once.clear()
+                time.sleep(1.5)  # a slow handler: the group rebalances before this batch is committed
+            try:
+                consumer.commit(recs)
+                with lock:
+                    pending[name] = 0
+            except Exception:  # as the stage does: redelivered to whoever owns the partition next
+                with lock:
+                    failed_commits[name] += 1
+
+    def wait_for(cond, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with lock:
+                if cond():
+                    return
+            time.sleep(0.05)
+        raise AssertionError(f"timed out: sent {len(sent)}, seen {({k: len(v) for k, v in seen.items()})}")
+
+    send(30)
+    a = transport.consumer("shared", [raw])
+    ta = threading.Thread(target=worker, args=("a", a))
+    ta.start()
+    b = None
+    try:
+        wait_for(lambda: len(seen["a"]) >= 5)
+        b = transport.consumer("shared", [raw])
+        tb = threading.Thread(target=worker, args=("b", b))
+        slow_once.set()
+        tb.start()
+        # Keep the log busy while the group rebalances, until the newcomer has work.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            send(3)
+            with lock:
+                if len(seen["b"]) >= 6:
+                    break
+            time.sleep(0.1)
+        send(10)
+        wait_for(lambda: set(sent) <= set(seen["a"]) | set(seen["b"]) and not any(pending.values()))
+    finally:
+        stop.set()
+        ta.join(10)
+        if b is not None:
+            tb.join(10)
+        a.close()
+        if b is not None:
+            b.close()
+    assert len(seen["b"]) >= 6, "the second member never got a partition"
+    assert set(seen["a"]) | set(seen["b"]) == set(sent), failed_commits  # nothing lost
+    late = transport.consumer("shared", [raw])
+    try:
+        left = drain(late, 1, timeout_s=8.0)
+    finally:
+        late.close()
+    assert left == [], f"uncommitted after both members committed: {left}"
