@@ -112,9 +112,11 @@ def _line_for(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> int | 
     return None
 
 
-def validate(path: Path | str, data: Any, lines: dict[tuple[Any, ...], int], model: type[M]) -> M:
+def validate(path: Path | str, data: Any, lines: dict[tuple[Any, ...], int], model: type[M],
+             context: dict[str, Any] | None = None) -> M:
+    """Validate ``data`` as ``model`` (``context`` goes to the validators); raise :class:`ConfigError`."""
     try:
-        return model.model_validate(data if data is not None else {})
+        return model.model_validate(data if data is not None else {}, context=context)
     except ValidationError as e:
         problems = []
         for err in e.errors():

@@ -10,9 +10,9 @@ from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from yuqing.configfile import load_model
+from yuqing.configfile import read_yaml, validate
 
 if TYPE_CHECKING:
     from yuqing.settings import Settings
@@ -33,6 +33,18 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+PLACEHOLDER = "CHANGE-ME"
+
+
+def _no_placeholder(v: str | None, info: ValidationInfo) -> str | None:
+    """The shipped example's CHANGE-ME values are refused once notifications are
+    enabled: a robot URL left as the example would fail every delivery, silently, at 3 a.m."""
+    if v and PLACEHOLDER in v and (info.context or {}).get("enabled", True):
+        raise ValueError(f"still the example's {PLACEHOLDER} placeholder: put the real value here "
+                         "(or set enabled: false)")
+    return v
+
+
 class ChannelSpec(_Model):
     kind: ChannelKind
     # Robots, webhook, SMS gateway: the URL messages are POSTed to.
@@ -51,6 +63,8 @@ class ChannelSpec(_Model):
     starttls: bool = False
     # SMS gateway: signature (签名) put before the text.
     sms_sign: str = "舆情监测"
+
+    _placeholders = field_validator("url", "secret", "password")(_no_placeholder)
 
     @model_validator(mode="after")
     def _needs(self) -> ChannelSpec:
@@ -77,6 +91,8 @@ class RecipientSpec(_Model):
     channel: str
     # E-mail address or mobile number (email / sms channels; robots: optional @mobile).
     address: str | None = None
+
+    _placeholders = field_validator("address")(_no_placeholder)
 
     @field_validator("jurisdiction")
     @classmethod
@@ -174,7 +190,9 @@ def load_notify(config_dir: Path | str, filename: str = "notify.yaml") -> Notify
     p = Path(config_dir) / filename
     if not p.exists():
         return None
-    return load_model(p, NotifyConfig)
+    data, lines = read_yaml(p)
+    enabled = not (isinstance(data, dict) and data.get("enabled") is False)
+    return validate(p, data, lines, NotifyConfig, context={"enabled": enabled})
 
 
 def load_notify_config(settings: Settings) -> NotifyConfig | None:
