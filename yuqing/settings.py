@@ -67,7 +67,8 @@ class DemoSiteSettings(_Section):
 
 class ClassifierSettings(_Section):
     batch_size: int = Field(32, ge=1, le=1024)
-    # Directory of a HuggingFace sequence-classification model; empty = rules only.
+    # Directory of a HuggingFace sequence-classification model (relative: under data_dir);
+    # empty = the committed model in classifiers/model/; "none" or "rules" = rules only.
     model_dir: str = ""
 
 
