@@ -81,10 +81,12 @@ def prepare(data: Path, out: Path) -> None:
           f"near-duplicates); {len(texts)} labelled, {len(ho)} held out → {out}")
 
 
-def train(d: Path, out: Path, seeds: int, mlm_minutes: float) -> None:
+def _pretrain(d: Path, mlm_minutes: float) -> tuple[list[str], dict[str, int], dict, dict, dict]:
+    """Masked-LM pre-training of ``GPU_PRESET`` on ``d/mlm.npy``: topics, special
+    token ids, the BERT config arguments, the encoder state and a summary."""
     from transformers import BertConfig
 
-    from classifiers.bert_topic import finetune, mlm_pretrain, predict
+    from classifiers.bert_topic import mlm_pretrain
 
     meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
     vocab, topics = meta["vocab"], meta["topics"]
@@ -96,6 +98,16 @@ def train(d: Path, out: Path, seeds: int, mlm_minutes: float) -> None:
     state, summary = mlm_pretrain(BertConfig(**base), np.load(d / "mlm.npy"), special, minutes=mlm_minutes,
                                   batch_size=P["mlm_batch_size"], lr=P["mlm_learning_rate"])
     print("masked LM:", summary, flush=True)
+    return topics, special, base, state, summary
+
+
+def train(d: Path, out: Path, seeds: int, mlm_minutes: float) -> None:
+    from transformers import BertConfig
+
+    from classifiers.bert_topic import finetune, predict
+
+    topics, special, base, state, summary = _pretrain(d, mlm_minutes)
+    P = GPU_PRESET
     x, y, ho = np.load(d / "labelled.npy"), np.load(d / "y.npy"), np.load(d / "heldout.npy")
     tr = np.setdiff1d(np.arange(len(y)), ho)
     cls = BertConfig(**base, id2label=dict(enumerate(topics)), label2id={t: i for i, t in enumerate(topics)})
@@ -213,19 +225,11 @@ def train_cv(d: Path, out: Path, mlm_minutes: float) -> None:
 
     from transformers import BertConfig
 
-    from classifiers.bert_topic import finetune, mlm_pretrain, predict
+    from classifiers.bert_topic import finetune, predict
 
     t0 = time.monotonic()
-    meta = json.loads((d / "meta.json").read_text(encoding="utf-8"))
-    vocab, topics = meta["vocab"], meta["topics"]
-    special = {t: vocab.index(t) for t in ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")}
+    topics, special, base, state, summary = _pretrain(d, mlm_minutes)
     P = GPU_PRESET
-    base = dict(vocab_size=len(vocab), hidden_size=P["hidden_size"], num_hidden_layers=P["num_layers"],
-                num_attention_heads=P["num_heads"], intermediate_size=P["intermediate_size"],
-                max_position_embeddings=P["max_length"], pad_token_id=special["[PAD]"])
-    state, summary = mlm_pretrain(BertConfig(**base), np.load(d / "mlm.npy"), special, minutes=mlm_minutes,
-                                  batch_size=P["mlm_batch_size"], lr=P["mlm_learning_rate"])
-    print("masked LM:", summary, flush=True)
     x, y, fold = np.load(d / "labelled.npy"), np.load(d / "y.npy"), np.load(d / "fold.npy")
     xu = np.load(d / "unlabelled.npy")
     cls = BertConfig(**base, id2label=dict(enumerate(topics)), label2id={t: i for i, t in enumerate(topics)})
