@@ -32,6 +32,9 @@
 * ``GET /api/sources`` — every crawled source's latest health (problems
   first); the page shows a warning strip while any source is dark or blocked.
 * ``GET /metrics`` — Prometheus text: source health, lag, error rate, tickets.
+* ``GET /search``, ``GET /api/search``, ``GET /api/search/export`` — the
+  archive search (:mod:`responder.archive`); ``GET /events/{id}`` — the
+  ticket of an event (the link from a search hit).
 
 The client address is the TCP peer (``request.client.host``); behind a
 reverse proxy run uvicorn with ``--proxy-headers`` so it is the real one.
@@ -51,7 +54,9 @@ from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from responder.archive import search_router
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.search.base import SearchBackend
 from responder.sources import banner_html, metrics_text, source_views
 from responder.store import (
     SEVERITY_RANK,
@@ -368,8 +373,8 @@ def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True, ban
         '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>舆情监测与回应</title><style>{PAGE_CSS}</style></head><body>"
-        f'<header><h1>舆情监测与回应 · 预警工单</h1><span id="updated" class="muted">'
-        f"更新于 {_e(now.astimezone(SHANGHAI).strftime('%H:%M:%S'))}</span></header>"
+        '<header><h1>舆情监测与回应 · 预警工单</h1><span><a href="/search" style="color:#fff">全库检索</a> '
+        f'<span id="updated" class="muted">更新于 {_e(now.astimezone(SHANGHAI).strftime("%H:%M:%S"))}</span></span></header>'
         f'<main><div id="tickets">{banner}{tickets_fragment(tickets, now)}</div>'
         '<p class="muted">时限自事件首发时间（T0）起算；确认接收不停止法定时限，'
         "只有登记相应节点完成才停止计时。页面每 5 秒自动刷新。</p></main>"
@@ -381,13 +386,29 @@ def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True, ban
 
 
 def create_app(
-    settings: Settings, *, store: Store | None = None, now: Callable[[], datetime] = utcnow
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    now: Callable[[], datetime] = utcnow,
+    search: SearchBackend | None = None,
 ) -> FastAPI:
-    """The web app. ``store`` defaults to ``Store(settings.store_url)``; ``now`` is the clock."""
+    """The web app. ``store`` defaults to ``Store(settings.store_url)``; ``now`` is
+    the clock; ``search`` defaults to the backend ``settings.search`` names,
+    opened on the first search (and tried again while it cannot be opened)."""
     st = store or Store(settings.store_url)
     app = FastAPI(title="舆情监测与回应", docs_url="/api/docs", openapi_url="/api/openapi.json")
     app.state.store = st
     app.state.settings = settings
+    app.state.search = search
+
+    def search_backend() -> SearchBackend | None:
+        if app.state.search is None:
+            from responder.service import open_search_or_none
+
+            app.state.search = open_search_or_none(settings)
+        return app.state.search
+
+    app.include_router(search_router(search_backend))
 
     def _get_ticket(s: Session, tid: int, lock: bool = False) -> Ticket:
         # FOR UPDATE (PostgreSQL): two officers acknowledging at once queue up
@@ -426,6 +447,16 @@ def create_app(
         n = now()
         with st.reader() as s:
             t = _get_ticket(s, tid)
+            return page([ticket_view(s, t, n)], n, live=False)
+
+    @app.get("/events/{eid}", response_class=HTMLResponse)
+    def event_page(eid: int) -> str:
+        """The ticket of one event (the link from a search hit)."""
+        n = now()
+        with st.reader() as s:
+            t = s.scalars(select(Ticket).where(Ticket.event_id == eid)).first()
+            if t is None:
+                raise HTTPException(status_code=404, detail=f"事件 {eid} 没有工单（可能已并入其他事件）")
             return page([ticket_view(s, t, n)], n, live=False)
 
     @app.get("/api/reports/timeliness")

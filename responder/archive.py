@@ -1,0 +1,345 @@
+"""The analyst's archive: full-text search over every assessed post (SPEC §1).
+
+* ``GET /search`` — the search page (Chinese): keywords, jurisdiction,
+  source kind, topic, severity, date range and order; hits with highlighted
+  snippets, facet counts that narrow the search with one click, pages, and
+  a CSV export of the whole result.
+* ``GET /api/search`` — the same as JSON: ``total``, ``page``, ``size``,
+  ``hits`` (times in Asia/Shanghai) and ``facets``.
+* ``GET /api/search/export`` — CSV (UTF-8 with BOM, so Excel reads it) of
+  every match, newest first, at most :data:`EXPORT_MAX` rows; the
+  ``X-Total-Count`` header gives the full count and ``X-Truncated`` says
+  when rows were left out.
+
+Parameters, all optional: ``q`` (keywords, every word must occur), ``place``
+(division code or prefix: ``34`` 安徽省 and everything in it), ``kind``,
+``topic``, ``severity`` (each may repeat: any of them), ``from`` / ``to``
+(dates ``YYYY-MM-DD``, both inclusive, or ISO times; without an offset they
+are Asia/Shanghai), ``sort`` (``relevance``, ``time``, ``time_asc``),
+``page`` and ``size``. A bad value gets 400 with a message that names it.
+The backend is whichever ``search`` in ``settings.yaml`` names (SQLite FTS5
+or Elasticsearch), the one the responder indexes into.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Query
+from fastapi.responses import HTMLResponse, Response
+
+from responder.clocks import SHANGHAI, iso_shanghai
+from responder.search.base import FACET_FIELDS, SearchBackend, SearchHit, SearchQuery, SearchResult
+
+EXPORT_MAX = 10_000
+MAX_PAGE_SIZE = 100
+
+KIND_LABEL = {
+    "news": "新闻网站",
+    "forum": "论坛",
+    "weibo": "微博",
+    "comments": "新闻跟帖",
+    "gov_board": "政府留言板",
+    "official": "政务发布",
+}
+FACET_LABEL = {"source_kind": "来源类型", "topic": "主题", "severity": "级别"}
+FACET_PARAM = {"source_kind": "kind", "topic": "topic", "severity": "severity"}
+SORT_LABEL = {"relevance": "相关度", "time": "最新", "time_asc": "最早"}
+_EM = re.compile(r"</?em>")
+_DEFAULTS = {("page", 1), ("size", 20), ("sort", "relevance")}  # left out of links
+
+_e = html.escape
+
+
+@dataclass
+class SearchParams:
+    """The request's parameters, as given (for links) and as a query."""
+
+    q: str
+    place: str
+    kind: list[str]
+    topic: list[str]
+    severity: list[str]
+    date_from: str
+    date_to: str
+    sort: str
+    page: int
+    size: int
+
+    def query(self, *, limit: int | None = None, offset: int | None = None) -> SearchQuery:
+        try:
+            return SearchQuery(
+                text=self.q.strip(),
+                place_code=self.place.strip() or None,
+                source_kind=self.kind or None,
+                topic=self.topic or None,
+                severity=self.severity or None,
+                published_from=parse_when(self.date_from, "from"),
+                published_to=parse_when(self.date_to, "to", end=True),
+                sort=self.sort,  # type: ignore[arg-type]
+                limit=self.size if limit is None else limit,
+                offset=(self.page - 1) * self.size if offset is None else offset,
+            )
+        except ValueError as e:
+            raise HTTPException(status_code=400, detail=f"检索条件有误：{e}") from None
+
+    def link(self, **change: Any) -> str:
+        """``/search?…`` with some parameters changed (``None`` drops one)."""
+        values: dict[str, Any] = {
+            "q": self.q, "place": self.place, "kind": self.kind, "topic": self.topic,
+            "severity": self.severity, "from": self.date_from, "to": self.date_to,
+            "sort": self.sort, "page": self.page, "size": self.size,
+        }
+        values.update(change)
+        pairs = []
+        for k, v in values.items():
+            for x in v if isinstance(v, list) else [v]:
+                if x in (None, "") or (k, x) in _DEFAULTS:
+                    continue
+                pairs.append((k, x))
+        return "?" + urlencode(pairs) if pairs else "?"
+
+
+def parse_when(value: str, name: str, *, end: bool = False) -> datetime | None:
+    """``YYYY-MM-DD`` (a whole day in Asia/Shanghai; as ``to`` it includes that
+    day) or an ISO time (no offset: Asia/Shanghai); empty → None."""
+    value = (value or "").strip()
+    if not value:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{1,2}-\d{1,2}", value):
+            y, m, d = (int(x) for x in value.split("-"))
+            at = datetime.combine(date(y, m, d), time(0), tzinfo=SHANGHAI)
+            return at + timedelta(days=1) if end else at
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"{name} 应为日期 YYYY-MM-DD 或 ISO 时间，而不是 {value!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=SHANGHAI)
+
+
+def hit_json(h: SearchHit) -> dict[str, Any]:
+    return {
+        "post_id": h.post_id,
+        "title": h.title,
+        "title_html": h.title_html,
+        "snippet": h.snippet,
+        "published_at": iso_shanghai(h.published_at),
+        "source_id": h.source_id,
+        "source_kind": h.source_kind,
+        "source_kind_label": KIND_LABEL.get(h.source_kind, h.source_kind),
+        "url": h.url,
+        "place_code": h.place_code,
+        "place_label": h.place_label,
+        "topic": h.topic,
+        "severity": h.severity,
+        "event_id": h.event_id,
+        "score": round(h.score, 4),
+    }
+
+
+def export_rows(backend: SearchBackend, p: SearchParams) -> tuple[list[SearchHit], int]:
+    """Every match, newest first (at most :data:`EXPORT_MAX`), and the full count."""
+    hits: list[SearchHit] = []
+    total = 0
+    page = 1000
+    while len(hits) < EXPORT_MAX:
+        q = p.query(limit=min(page, EXPORT_MAX - len(hits)), offset=len(hits))
+        q.sort = "time" if p.sort == "relevance" else q.sort
+        res = backend.search(q)
+        total = res.total
+        hits.extend(res.hits)
+        if len(res.hits) < q.limit or len(hits) >= total:
+            break
+    return hits, total
+
+
+def export_csv(hits: list[SearchHit]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["发布时间", "标题", "来源类型", "来源", "属地", "属地代码", "主题", "级别", "事件编号", "链接", "摘要"])
+    for h in hits:
+        w.writerow([
+            h.published_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+            h.title,
+            KIND_LABEL.get(h.source_kind, h.source_kind),
+            h.source_id,
+            h.place_label,
+            h.place_code or "",
+            h.topic or "",
+            h.severity or "",
+            h.event_id if h.event_id is not None else "",
+            h.url,
+            html.unescape(_EM.sub("", h.snippet)),
+        ])
+    return "\ufeff" + buf.getvalue()
+
+
+# --------------------------------------------------------------------------- page
+
+SEARCH_CSS = """
+form.search{background:#fff;padding:12px;display:flex;flex-wrap:wrap;gap:8px;align-items:center}
+form.search input[name=q]{flex:1 1 320px;font-size:16px;padding:6px}
+form.search input,form.search select{padding:4px}
+.layout{display:flex;gap:16px;margin-top:12px}
+.facets{flex:0 0 200px;background:#fff;padding:8px 12px;align-self:flex-start}
+.facets h3{font-size:14px;margin:10px 0 4px}
+.facets a{display:block;font-size:13px;color:#1565c0;text-decoration:none;margin:2px 0}
+.facets a.on{font-weight:bold;color:#222}
+.results{flex:1}
+.hit{background:#fff;padding:10px 12px;margin-bottom:8px}
+.hit .t{font-size:16px;color:#1565c0;text-decoration:none}
+.hit em{color:#c62828;font-style:normal}
+.hit .s{font-size:14px;margin:4px 0}
+.pager a{margin-right:12px}
+"""
+
+
+def _options(values: dict[str, str], chosen: str) -> str:
+    return "".join(
+        f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(label)}</option>' for v, label in values.items()
+    )
+
+
+def search_page(p: SearchParams, res: SearchResult | None, error: str = "") -> str:
+    from responder.web import PAGE_CSS, SEVERITY_COLOUR
+
+    kinds = {"": "全部来源", **KIND_LABEL}
+    sev = {"": "全部级别", **{s: s for s in SEVERITY_COLOUR}}
+    form = (
+        '<form class="search" method="get" action="/search">'
+        f'<input name="q" value="{_e(p.q)}" placeholder="关键词（空格分隔，须全部出现）" autofocus>'
+        f'<input name="place" value="{_e(p.place)}" size="8" placeholder="属地代码" title="行政区划代码或前缀，如 34、3401">'
+        f'<select name="kind">{_options(kinds, p.kind[0] if len(p.kind) == 1 else "")}</select>'
+        f'<input name="topic" value="{_e(p.topic[0] if len(p.topic) == 1 else "")}" size="10" placeholder="主题">'
+        f'<select name="severity">{_options(sev, p.severity[0] if len(p.severity) == 1 else "")}</select>'
+        f'<input type="date" name="from" value="{_e(p.date_from)}" title="起始日期（含）">'
+        f'<input type="date" name="to" value="{_e(p.date_to)}" title="截止日期（含）">'
+        f'<select name="sort">{_options(SORT_LABEL, p.sort)}</select>'
+        "<button>检索</button></form>"
+    )
+    body = ""
+    if error:
+        body = f'<div class="source-alert">{_e(error)}</div>'
+    elif res is not None:
+        facets = []
+        for name in FACET_FIELDS:
+            counts = res.facets.get(name) or {}
+            if not counts:
+                continue
+            param = FACET_PARAM[name]
+            chosen = getattr(p, param)
+            links = []
+            for value, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+                label = KIND_LABEL.get(value, value) if name == "source_kind" else value
+                on = value in chosen
+                href = p.link(**{param: [] if on else [value], "page": 1})
+                links.append(f'<a class="{"on" if on else ""}" href="/search{_e(href)}">{_e(label)}（{n}）</a>')
+            facets.append(f"<h3>{FACET_LABEL[name]}</h3>" + "".join(links))
+        hits = []
+        for h in res.hits:
+            meta = " · ".join(
+                x for x in (
+                    h.published_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
+                    _e(KIND_LABEL.get(h.source_kind, h.source_kind)),
+                    _e(h.source_id),
+                    _e(h.place_label or "待定"),
+                    _e(h.topic or ""),
+                    _e(h.severity or ""),
+                    f'<a href="/events/{h.event_id}">事件 #{h.event_id}</a>' if h.event_id is not None else "",
+                ) if x
+            )
+            # title_html and snippet are escaped by the backend; their only markup is <em>.
+            hits.append(
+                f'<div class="hit"><a class="t" href="{_e(h.url)}" target="_blank" rel="noopener noreferrer">'
+                f'{h.title_html or "（无标题）"}</a><div class="s">{h.snippet}</div><div class="muted">{meta}</div></div>'
+            )
+        pages = max(1, -(-res.total // p.size))
+        pager = []
+        if p.page > 1:
+            pager.append(f'<a href="/search{_e(p.link(page=p.page - 1))}">上一页</a>')
+        if p.page < pages:
+            pager.append(f'<a href="/search{_e(p.link(page=p.page + 1))}">下一页</a>')
+        export = f'/api/search/export{_e(p.link(page=None, size=None))}'
+        summary = (
+            f'<p class="muted">共 {res.total} 条，第 {p.page}/{pages} 页 · '
+            f'<a href="{export}">导出全部结果（CSV）</a></p>'
+        )
+        body = (
+            f'<div class="layout"><div class="facets">{"".join(facets) or "<span class=muted>无</span>"}</div>'
+            f'<div class="results">{summary}{"".join(hits) or "<div class=empty>没有符合条件的信息</div>"}'
+            f'<div class="pager">{"".join(pager)}</div></div></div>'
+        )
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>舆情检索</title><style>{PAGE_CSS}{SEARCH_CSS}</style></head><body>"
+        '<header><h1>舆情监测与回应 · 全库检索</h1><a href="/" style="color:#fff">返回预警工单</a></header>'
+        f"<main>{form}{body}</main></body></html>"
+    )
+
+
+# --------------------------------------------------------------------------- routes
+
+
+def search_params(
+    q: str = "",
+    place: str = "",
+    kind: list[str] = Query([]),
+    topic: list[str] = Query([]),
+    severity: list[str] = Query([]),
+    date_from: str = Query("", alias="from"),
+    date_to: str = Query("", alias="to"),
+    sort: str = "relevance",
+    page: int = Query(1, ge=1, le=10_000),
+    size: int = Query(20, ge=1, le=MAX_PAGE_SIZE),
+) -> SearchParams:
+    """The query-string parameters of every route below."""
+    clean = [[x for x in v if x.strip()] for v in (kind, topic, severity)]
+    return SearchParams(q, place, *clean, date_from, date_to, sort, page, size)
+
+
+def search_router(get_backend: Callable[[], SearchBackend | None]) -> APIRouter:
+    """The routes above; ``get_backend`` returns the open backend or None (→ 503)."""
+    router = APIRouter()
+
+    def backend() -> SearchBackend:
+        b = get_backend()
+        if b is None:
+            raise HTTPException(status_code=503, detail="全文检索后端不可用（见 settings.yaml 的 search 配置）")
+        return b
+
+    @router.get("/api/search")
+    def api_search(p: SearchParams = Depends(search_params)) -> dict[str, Any]:
+        res = backend().search(p.query())
+        return {"total": res.total, "page": p.page, "size": p.size,
+                "hits": [hit_json(h) for h in res.hits], "facets": res.facets}
+
+    @router.get("/api/search/export")
+    def api_export(p: SearchParams = Depends(search_params)) -> Response:
+        hits, total = export_rows(backend(), p)
+        stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M")
+        name = quote(f"舆情检索_{stamp}.csv")
+        headers = {
+            "Content-Disposition": f"attachment; filename=\"yuqing-search-{stamp}.csv\"; filename*=UTF-8''{name}",
+            "X-Total-Count": str(total),
+            "X-Truncated": "true" if total > len(hits) else "false",
+        }
+        return Response(export_csv(hits), media_type="text/csv; charset=utf-8", headers=headers)
+
+    @router.get("/search", response_class=HTMLResponse)
+    def page(p: SearchParams = Depends(search_params)) -> HTMLResponse:
+        try:
+            res = backend().search(p.query())
+        except HTTPException as e:
+            return HTMLResponse(search_page(p, None, str(e.detail)), status_code=e.status_code)
+        return HTMLResponse(search_page(p, res))
+
+    return router

@@ -1,0 +1,137 @@
+"""The analyst's archive search (/search, /api/search, /api/search/export) over the embedded backend."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from responder.search import open_search
+from responder.search.base import PostDoc
+from responder.service import handle_batch
+from responder.store import Store
+from responder.web import create_app
+from tests.fixtures.databases import assessed, sh
+
+T0 = sh(2026, 11, 2, 9, 0)
+
+
+def _doc(pid: str, title: str, text: str, hours: float, **kw) -> PostDoc:
+    base = dict(source_id="demo-news", source_kind="news", url=f"http://news.test/{pid}.html",
+                place_code="340104", place_label="安徽省合肥市蜀山区", topic="城乡建设", severity="一般")
+    base.update(kw)
+    return PostDoc(post_id=pid, title=title, text=text, published_at=T0 + timedelta(hours=hours), **base)
+
+
+DOCS = [
+    _doc("p1", "蜀山区小区物业费上涨", "业主反映物业费由每平方米1.2元上涨至2.3元，物业服务没有改善。", 0),
+    _doc("p2", "包河区居民楼火灾", "合肥市包河区一居民楼发生火灾，物业称消防通道被占用。", 30,
+         place_code="340111", place_label="安徽省合肥市包河区", topic="公共安全", severity="重大",
+         source_kind="weibo", source_id="demo-weibo", event_id=7),
+    _doc("p3", "霍山县物业纠纷", "霍山县某小区物业与业主发生纠纷。", 50, place_code="341525",
+         place_label="安徽省六安市霍山县", source_kind="forum", source_id="demo-forum"),
+    _doc("p4", "南京市物业投诉", "南京市鼓楼区物业投诉增多。", 60, place_code="320106",
+         place_label="江苏省南京市鼓楼区"),
+    _doc("x1", "<script>alert(1)</script>物业", "正文里有 <b>标签</b> 和物业二字。", 70),
+]
+
+
+@pytest.fixture
+def client(tmp_path, settings):
+    backend = open_search(settings)
+    backend.index(DOCS)
+    store = Store(f"sqlite:///{tmp_path / 'web.db'}")
+    app = create_app(settings, store=store, search=backend)
+    with TestClient(app) as c:
+        yield c
+    backend.close()
+    store.close()
+
+
+def test_api_filters_facets_and_pages(client) -> None:
+    r = client.get("/api/search", params={"q": "物业"})
+    assert r.status_code == 200
+    body = r.json()
+    assert body["total"] == 5 and {h["post_id"] for h in body["hits"]} == {"p1", "p2", "p3", "p4", "x1"}
+    assert body["facets"]["source_kind"] == {"news": 3, "weibo": 1, "forum": 1}
+    # Jurisdiction: 34 is Anhui and everything in it; 3401 is Hefei only.
+    anhui = client.get("/api/search", params={"q": "物业", "place": "34"}).json()
+    assert {h["post_id"] for h in anhui["hits"]} == {"p1", "p2", "p3", "x1"}
+    hefei = client.get("/api/search", params={"q": "物业", "place": "340100"}).json()
+    assert {h["post_id"] for h in hefei["hits"]} == {"p1", "p2", "x1"}
+    # Repeated values are "any of"; different filters combine.
+    two = client.get("/api/search", params=[("q", "物业"), ("kind", "weibo"), ("kind", "forum")]).json()
+    assert {h["post_id"] for h in two["hits"]} == {"p2", "p3"}
+    assert client.get("/api/search", params={"severity": "重大"}).json()["total"] == 1
+    # Dates are Shanghai days, both ends inclusive: T0 is 2026-11-02 09:00; p2 is 11-03 15:00.
+    days = client.get("/api/search", params={"from": "2026-11-03", "to": "2026-11-03"}).json()
+    assert [h["post_id"] for h in days["hits"]] == ["p2"]
+    assert days["hits"][0]["published_at"] == "2026-11-03T15:00:00+08:00"
+    # Pages of 2, newest first.
+    pages = [client.get("/api/search", params={"q": "物业", "sort": "time", "size": 2, "page": n}).json()
+             for n in (1, 2, 3)]
+    assert [[h["post_id"] for h in p["hits"]] for p in pages] == [["x1", "p4"], ["p3", "p2"], ["p1"]]
+
+
+def test_bad_parameters_get_400_naming_them(client) -> None:
+    r = client.get("/api/search", params={"from": "11/02/2026"})
+    assert r.status_code == 400 and "from" in r.json()["detail"] and "11/02/2026" in r.json()["detail"]
+    r = client.get("/api/search", params={"place": "安徽"})
+    assert r.status_code == 400 and "place_code" in r.json()["detail"]
+    r = client.get("/api/search", params={"sort": "best"})
+    assert r.status_code == 400 and "sort" in r.json()["detail"]
+    assert client.get("/api/search", params={"size": 1000}).status_code == 422
+    page = client.get("/search", params={"to": "昨天"})
+    assert page.status_code == 400 and "检索条件有误" in page.text and "<form" in page.text
+
+
+def test_page_highlights_escapes_and_links_facets(client) -> None:
+    r = client.get("/search", params={"q": "物业 火灾"})
+    assert r.status_code == 200
+    assert "<em>火灾</em>" in r.text and "共 1 条" in r.text
+    assert 'href="/events/7"' in r.text  # the hit's event → its ticket
+    r = client.get("/search", params={"q": "物业"})
+    assert "<script>alert(1)</script>" not in r.text and "&lt;script&gt;" in r.text
+    assert "<b>标签</b>" not in r.text
+    # A facet link narrows the search to that value, keeping the words.
+    assert 'href="/search?q=%E7%89%A9%E4%B8%9A&amp;kind=forum"' in r.text
+    assert "论坛（1）" in r.text and "导出全部结果（CSV）" in r.text
+    assert client.get("/").text.count('href="/search"') == 1  # reachable from the board
+
+
+def test_export_is_every_match_as_csv_for_excel(client) -> None:
+    r = client.get("/api/search/export", params={"q": "物业", "place": "34"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert r.headers["x-total-count"] == "4" and r.headers["x-truncated"] == "false"
+    assert "filename*=UTF-8''" in r.headers["content-disposition"]
+    assert r.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["发布时间", "标题", "来源类型"]
+    assert [row[1] for row in rows[1:]] == ["<script>alert(1)</script>物业", "霍山县物业纠纷", "包河区居民楼火灾",
+                                           "蜀山区小区物业费上涨"]  # newest first
+    fire = rows[3]
+    assert fire[0] == "2026-11-03 15:00:00" and fire[2] == "微博" and fire[7] == "重大" and fire[8] == "7"
+    assert "<em>" not in r.text and "物业" in rows[1][10]
+
+
+def test_web_opens_the_index_the_responder_writes(tmp_path, settings) -> None:
+    """No backend passed: the app opens the configured one, where the responder indexed the posts."""
+    store = Store(f"sqlite:///{tmp_path / 'ticket.db'}")
+    writer = open_search(settings)
+    try:
+        handle_batch(store, settings, [assessed("fire", title="居民楼火灾致12人死亡",
+                                                text="合肥市包河区一居民楼火灾已造成12人死亡。", published_at=T0,
+                                                severity="重大", is_emergency=True, event_type="事故灾难",
+                                                event_subtype="火灾", place="包河区")], search=writer)
+    finally:
+        writer.close()
+    with TestClient(create_app(settings, store=store)) as c:
+        hits = c.get("/api/search", params={"q": "火灾"}).json()["hits"]
+        assert [h["post_id"] for h in hits] == ["fire"] and hits[0]["severity"] == "重大"
+        event_page = c.get(f"/events/{hits[0]['event_id']}")
+        assert event_page.status_code == 200 and "居民楼火灾致12人死亡" in event_page.text
+        assert c.get("/events/999").status_code == 404
+    store.close()
