@@ -11,6 +11,11 @@
   ``X-Total-Count`` header gives the full count and ``X-Truncated`` says
   when rows were left out.
 
+* ``GET /api/searches``, ``POST /api/searches`` ``{"name", "officer",
+  "params"}``, ``DELETE /api/searches/{id}?officer=`` — saved searches
+  (监测方案): a name for a set of the parameters below, listed on the page
+  with their matches in the last 24 hours; creating and deleting are audited.
+
 Parameters, all optional: ``q`` (keywords, every word must occur), ``place``
 (division code or prefix: ``34`` 安徽省 and everything in it), ``kind``,
 ``topic``, ``severity`` (each may repeat: any of them), ``from`` / ``to``
@@ -26,6 +31,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,11 +39,15 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query
-from fastapi.responses import HTMLResponse, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field, field_validator
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.search.base import FACET_FIELDS, SearchBackend, SearchHit, SearchQuery, SearchResult
+from responder.store import Audit, SavedSearch, Store
 
 EXPORT_MAX = 10_000
 MAX_PAGE_SIZE = 100
@@ -91,6 +101,13 @@ class SearchParams:
         except ValueError as e:
             raise HTTPException(status_code=400, detail=f"检索条件有误：{e}") from None
 
+    def saved(self) -> dict[str, Any]:
+        """The parameters worth keeping (no page, size or empty values)."""
+        out: dict[str, Any] = {"q": self.q.strip(), "place": self.place.strip(), "kind": self.kind,
+                               "topic": self.topic, "severity": self.severity, "from": self.date_from,
+                               "to": self.date_to, "sort": self.sort}
+        return {k: v for k, v in out.items() if v and (k, v) not in _DEFAULTS}
+
     def link(self, **change: Any) -> str:
         """``/search?…`` with some parameters changed (``None`` drops one)."""
         values: dict[str, Any] = {
@@ -106,6 +123,24 @@ class SearchParams:
                     continue
                 pairs.append((k, x))
         return "?" + urlencode(pairs) if pairs else "?"
+
+
+PARAM_KEYS = ("q", "place", "kind", "topic", "severity", "from", "to", "sort")
+
+
+def params_from(d: dict[str, Any]) -> SearchParams:
+    """Saved parameters (as :meth:`SearchParams.saved` writes them) → the first page."""
+    unknown = set(d) - set(PARAM_KEYS)
+    if unknown:
+        raise ValueError(f"未知的检索参数：{'、'.join(sorted(unknown))}（可用：{'、'.join(PARAM_KEYS)}）")
+
+    def many(k: str) -> list[str]:
+        v = d.get(k) or []
+        return [str(x) for x in ([v] if isinstance(v, str) else v) if str(x).strip()]
+
+    return SearchParams(str(d.get("q") or ""), str(d.get("place") or ""), many("kind"), many("topic"),
+                        many("severity"), str(d.get("from") or ""), str(d.get("to") or ""),
+                        str(d.get("sort") or "relevance"), 1, 20)
 
 
 def parse_when(value: str, name: str, *, end: bool = False) -> datetime | None:
@@ -199,6 +234,8 @@ form.search input,form.search select{padding:4px}
 .hit em{color:#c62828;font-style:normal}
 .hit .s{font-size:14px;margin:4px 0}
 .pager a{margin-right:12px}
+.schemes,.save{background:#fff;padding:8px 12px;margin-bottom:8px;font-size:14px}
+.save{margin-top:8px}
 """
 
 
@@ -208,7 +245,8 @@ def _options(values: dict[str, str], chosen: str) -> str:
     )
 
 
-def search_page(p: SearchParams, res: SearchResult | None, error: str = "") -> str:
+def search_page(p: SearchParams, res: SearchResult | None, error: str = "",
+                schemes: list[dict[str, Any]] | None = None) -> str:
     from responder.web import PAGE_CSS, SEVERITY_COLOUR
 
     kinds = {"": "全部来源", **KIND_LABEL}
@@ -282,8 +320,48 @@ def search_page(p: SearchParams, res: SearchResult | None, error: str = "") -> s
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>舆情检索</title><style>{PAGE_CSS}{SEARCH_CSS}</style></head><body>"
         '<header><h1>舆情监测与回应 · 全库检索</h1><a href="/" style="color:#fff">返回预警工单</a></header>'
-        f"<main>{form}{body}</main></body></html>"
+        f"<main>{_schemes_html(schemes or [])}{form}{_save_form(p)}{body}</main>"
+        f"<script>{SAVE_JS}</script></body></html>"
     )
+
+
+def _schemes_html(schemes: list[dict[str, Any]]) -> str:
+    if not schemes:
+        return ""
+    items = []
+    for v in schemes:
+        counts = "" if v["total"] is None else f"（近24小时 {v['last_24h']} 条 / 共 {v['total']} 条）"
+        items.append(f'<a href="{_e(v["link"])}">{_e(v["name"])}</a><span class="muted">{counts}</span>')
+    return '<div class="schemes">监测方案：' + " · ".join(items) + "</div>"
+
+
+def _save_form(p: SearchParams) -> str:
+    saved = html.escape(json.dumps(p.saved(), ensure_ascii=False), quote=True)
+    return (
+        f'<div class="save" data-params="{saved}">保存当前条件为监测方案：'
+        '<input id="scheme-name" placeholder="方案名称" size="12"> '
+        '<input id="scheme-officer" placeholder="保存人" size="8"> '
+        '<button onclick="saveScheme()">保存</button> <span id="save-msg" class="muted"></span></div>'
+    )
+
+
+SAVE_JS = """
+function saveScheme(){
+  var box = document.querySelector('.save');
+  var name = document.getElementById('scheme-name').value.trim();
+  var officer = document.getElementById('scheme-officer').value.trim();
+  var msg = document.getElementById('save-msg');
+  if (!name || !officer) { msg.textContent = '请填写方案名称和保存人'; return; }
+  fetch('/api/searches', {method: 'POST', headers: {'Content-Type': 'application/json'},
+    body: JSON.stringify({name: name, officer: officer, params: JSON.parse(box.dataset.params)})})
+    .then(function(r){ return r.json().then(function(b){ return [r.status, b]; }); })
+    .then(function(x){
+      if (x[0] === 201) { location.reload(); }
+      else { msg.textContent = (x[1] && x[1].detail) ? String(x[1].detail) : ('保存失败：' + x[0]); }
+    })
+    .catch(function(){ msg.textContent = '保存失败：网络错误'; });
+}
+"""
 
 
 # --------------------------------------------------------------------------- routes
@@ -306,7 +384,42 @@ def search_params(
     return SearchParams(q, place, *clean, date_from, date_to, sort, page, size)
 
 
-def search_router(get_backend: Callable[[], SearchBackend | None]) -> APIRouter:
+class SaveSearch(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    officer: str = Field(min_length=1, max_length=100)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("name", "officer")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v.strip()
+
+
+def scheme_views(store: Store, backend: SearchBackend | None, now: datetime) -> list[dict[str, Any]]:
+    """Every saved search with its link, total and matches published in the last 24 hours."""
+    with store.reader() as s:
+        rows = s.scalars(select(SavedSearch).order_by(SavedSearch.name)).all()
+        out = []
+        for r in rows:
+            p = params_from(r.params)
+            item: dict[str, Any] = {"id": r.id, "name": r.name, "params": r.params, "link": "/search" + p.link(),
+                                    "created_by": r.created_by, "created_at": iso_shanghai(r.created_at),
+                                    "total": None, "last_24h": None}
+            if backend is not None:
+                item["total"] = backend.search(p.query(limit=0, offset=0)).total
+                recent = p.query(limit=0, offset=0)
+                since = now - timedelta(hours=24)
+                recent.published_from = max(since, recent.published_from) if recent.published_from else since
+                item["last_24h"] = backend.search(recent).total
+            out.append(item)
+        return out
+
+
+def search_router(
+    get_backend: Callable[[], SearchBackend | None], store: Store, now: Callable[[], datetime]
+) -> APIRouter:
     """The routes above; ``get_backend`` returns the open backend or None (→ 503)."""
     router = APIRouter()
 
@@ -336,10 +449,51 @@ def search_router(get_backend: Callable[[], SearchBackend | None]) -> APIRouter:
 
     @router.get("/search", response_class=HTMLResponse)
     def page(p: SearchParams = Depends(search_params)) -> HTMLResponse:
+        b = get_backend()
+        schemes = scheme_views(store, b, now())
         try:
             res = backend().search(p.query())
         except HTTPException as e:
-            return HTMLResponse(search_page(p, None, str(e.detail)), status_code=e.status_code)
-        return HTMLResponse(search_page(p, res))
+            return HTMLResponse(search_page(p, None, str(e.detail), schemes), status_code=e.status_code)
+        return HTMLResponse(search_page(p, res, "", schemes))
+
+    @router.get("/api/searches")
+    def list_searches() -> dict[str, Any]:
+        return {"now": iso_shanghai(now()), "searches": scheme_views(store, get_backend(), now())}
+
+    @router.post("/api/searches", status_code=201)
+    def save_search(body: SaveSearch, request: Request) -> JSONResponse:
+        try:
+            p = params_from(body.params)
+            p.query()  # 400 on a bad value, before anything is saved
+        except ValueError as e:
+            raise HTTPException(status_code=400, detail=f"检索条件有误：{e}") from None
+        at = now()
+        try:
+            with store.transaction() as s:
+                row = SavedSearch(name=body.name, params=p.saved(), created_by=body.officer, created_at=at)
+                s.add(row)
+                s.flush()
+                s.add(Audit(at=at, actor=body.officer, action="saved_search_created",
+                            detail={"id": row.id, "name": row.name, "params": row.params},
+                            remote_addr=request.client.host if request.client else None))
+                rid = row.id
+        except IntegrityError:
+            raise HTTPException(status_code=409, detail=f"已有名为“{body.name}”的监测方案") from None
+        item = next(v for v in scheme_views(store, get_backend(), at) if v["id"] == rid)
+        return JSONResponse(item, status_code=201)
+
+    @router.delete("/api/searches/{sid}")
+    def delete_search(sid: int, request: Request, officer: str = Query(..., min_length=1)) -> dict[str, Any]:
+        at = now()
+        with store.transaction() as s:
+            row = s.get(SavedSearch, sid)
+            if row is None:
+                raise HTTPException(status_code=404, detail=f"监测方案 {sid} 不存在")
+            s.add(Audit(at=at, actor=officer.strip(), action="saved_search_deleted",
+                        detail={"id": row.id, "name": row.name, "params": row.params},
+                        remote_addr=request.client.host if request.client else None))
+            s.delete(row)
+        return {"deleted": sid}
 
     return router

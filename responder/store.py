@@ -335,6 +335,19 @@ class TicketEventRow(Base):
     post_id: Mapped[str | None] = mapped_column(String(80), index=True, default=None)
 
 
+class SavedSearch(Base):
+    """An analyst's saved search (监测方案): a name and the archive-search
+    parameters (:mod:`responder.archive`), e.g. ``{"q": "物业", "place": "3401"}``."""
+
+    __tablename__ = "saved_searches"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SourceHealthRow(Base):
     """The latest crawl health of each source (from ``crawl.health``), and the
     current problem spell: ``problem_since`` is when the source last left

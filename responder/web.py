@@ -408,7 +408,7 @@ def create_app(
             app.state.search = open_search_or_none(settings)
         return app.state.search
 
-    app.include_router(search_router(search_backend))
+    app.include_router(search_router(search_backend, st, now))
 
     def _get_ticket(s: Session, tid: int, lock: bool = False) -> Ticket:
         # FOR UPDATE (PostgreSQL): two officers acknowledging at once queue up

@@ -135,3 +135,41 @@ def test_web_opens_the_index_the_responder_writes(tmp_path, settings) -> None:
         assert event_page.status_code == 200 and "居民楼火灾致12人死亡" in event_page.text
         assert c.get("/events/999").status_code == 404
     store.close()
+
+
+def test_saved_searches_count_recent_matches_and_are_audited(tmp_path, settings) -> None:
+    from sqlalchemy import select
+
+    from responder.store import Audit
+
+    backend = open_search(settings)
+    backend.index(DOCS)
+    store = Store(f"sqlite:///{tmp_path / 'saved.db'}")
+    app = create_app(settings, store=store, search=backend, now=lambda: T0 + timedelta(hours=71))
+    with TestClient(app) as c:
+        body = {"name": "安徽物业", "officer": "李分析", "params": {"q": "物业", "place": "34", "kind": []}}
+        r = c.post("/api/searches", json=body)
+        assert r.status_code == 201, r.text
+        got = r.json()
+        # Saved without empty values; 4 matches in Anhui, 2 of them published in the 24 h before T0+71h.
+        assert got["params"] == {"q": "物业", "place": "34"} and got["total"] == 4 and got["last_24h"] == 2
+        assert got["link"] == "/search?q=%E7%89%A9%E4%B8%9A&place=34"
+        assert c.post("/api/searches", json=body).status_code == 409
+        bad = c.post("/api/searches", json={**body, "name": "坏的", "params": {"from": "上周"}})
+        assert bad.status_code == 400 and "from" in bad.json()["detail"]
+        odd = c.post("/api/searches", json={**body, "name": "多余", "params": {"keyword": "物业"}})
+        assert odd.status_code == 400 and "keyword" in odd.json()["detail"]
+        assert c.post("/api/searches", json={**body, "name": "  "}).status_code == 422
+        listed = c.get("/api/searches").json()["searches"]
+        assert [(s["name"], s["total"], s["last_24h"]) for s in listed] == [("安徽物业", 4, 2)]
+        page = c.get("/search").text
+        assert "安徽物业" in page and "近24小时 2 条 / 共 4 条" in page
+        sid = got["id"]
+        assert c.delete(f"/api/searches/{sid}", params={"officer": "李分析"}).json() == {"deleted": sid}
+        assert c.delete(f"/api/searches/{sid}", params={"officer": "李分析"}).status_code == 404
+        assert c.get("/api/searches").json()["searches"] == []
+    with store.reader() as s:
+        actions = [(a.action, a.actor, a.detail["name"]) for a in s.scalars(select(Audit).order_by(Audit.id))]
+    assert actions == [("saved_search_created", "李分析", "安徽物业"), ("saved_search_deleted", "李分析", "安徽物业")]
+    backend.close()
+    store.close()
