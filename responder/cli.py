@@ -6,6 +6,9 @@
 * ``yuqing report timeliness --from DATE --to DATE [--by department|region]
   [--csv FILE] [--xlsx FILE]`` — the timeliness figures of SPEC §6
   (:mod:`responder.report`).
+* ``yuqing report brief [--period day|week] [--date DATE] [--as-of TIME]
+  [--json]`` — the daily or weekly brief (舆情日报/周报) as plain text, or as
+  JSON (:mod:`responder.brief`); default: today in Shanghai, ``day``.
 """
 
 from __future__ import annotations
@@ -80,6 +83,29 @@ def cmd_report_timeliness(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report_brief(args: argparse.Namespace) -> int:
+    import json
+
+    from responder.brief import brief, brief_text
+    from responder.store import Store, utcnow
+    from yuqing.cli import settings_from, setup_logging
+
+    setup_logging("report", args.verbose)
+    settings = settings_from(args)
+    as_of = args.as_of or utcnow()
+    day = args.date or as_of.astimezone(SHANGHAI).date()
+    store = Store(settings.store_url)
+    try:
+        b = brief(store, args.period, day, as_of=as_of)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(b.to_dict(), ensure_ascii=False, indent=2))
+    else:
+        print(brief_text(b), end="")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``sub``."""
     c = sub.add_parser("clocks", help="按时限规则计算各节点截止时间（与回应模块同一代码）")
@@ -101,3 +127,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--csv", help="写出 CSV 文件")
     t.add_argument("--xlsx", help="写出 Excel 文件")
     t.set_defaults(func=cmd_report_timeliness)
+    b = rsub.add_parser("brief", help="舆情日报/周报（纯文本，可直接粘贴到微信或邮件）")
+    b.add_argument(
+        "--period", choices=["day", "week"], default="day", help="day：日报；week：周报（周一至周日）"
+    )
+    b.add_argument(
+        "--date", type=_parse_day, help="日期（YYYY-MM-DD，北京时间；默认今天）；周报取含该日的一周"
+    )
+    b.add_argument("--as-of", dest="as_of", type=_parse_t0, help="统计时点（ISO 8601；默认现在）")
+    b.add_argument("--json", action="store_true", help="输出 JSON")
+    b.set_defaults(func=cmd_report_brief)

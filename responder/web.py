@@ -28,6 +28,11 @@
 * ``GET /tickets/{id}`` — one ticket on the board's layout (notification links).
 * ``GET /api/reports/timeliness?from=&to=&by=department|region[&as_of=]`` —
   the timeliness figures of SPEC §6 (:mod:`responder.report`).
+* ``GET /briefs?period=day|week&date=YYYY-MM-DD`` — the daily or weekly
+  brief (舆情日报/周报, :mod:`responder.brief`) as a page; default: today in
+  Shanghai, ``day``. ``GET /api/briefs?period=&date=[&as_of=]`` — the same as
+  JSON (times ISO, Asia/Shanghai). A bad ``period``, ``date`` or ``as_of`` →
+  400 naming it.
 * ``GET /api/healthz``.
 * ``GET /api/sources`` — every crawled source's latest health (problems
   first); the page shows a warning strip while any source is dark or blocked.
@@ -374,6 +379,7 @@ def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True, ban
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>舆情监测与回应</title><style>{PAGE_CSS}</style></head><body>"
         '<header><h1>舆情监测与回应 · 预警工单</h1><span><a href="/search" style="color:#fff">全库检索</a> '
+        '<a href="/briefs" style="color:#fff">日报/周报</a> '
         f'<span id="updated" class="muted">更新于 {_e(now.astimezone(SHANGHAI).strftime("%H:%M:%S"))}</span></span></header>'
         f'<main><div id="tickets">{banner}{tickets_fragment(tickets, now)}</div>'
         '<p class="muted">时限自事件首发时间（T0）起算；确认接收不停止法定时限，'
@@ -482,6 +488,35 @@ def create_app(
         if t < f:
             raise HTTPException(status_code=422, detail="to 早于 from")
         return timeliness(st, f, t, by=by, as_of=at).to_dict()
+
+    def _brief(period: str | None, day: str | None, as_of: str | None) -> Any:
+        from responder.brief import BriefParamError, brief, parse_params
+
+        try:
+            p, d, at = parse_params(period, day, as_of, now())
+        except BriefParamError as e:
+            raise HTTPException(status_code=400, detail=e.message) from None
+        return brief(st, p, d, as_of=at)
+
+    @app.get("/api/briefs")
+    def api_brief(
+        period: str | None = None, day: str | None = Query(None, alias="date"), as_of: str | None = None
+    ) -> dict[str, Any]:
+        """The daily / weekly brief as JSON (:mod:`responder.brief`)."""
+        return _brief(period, day, as_of).to_dict()
+
+    @app.get("/briefs", response_class=HTMLResponse)
+    def brief_page(
+        period: str | None = None, day: str | None = Query(None, alias="date"), as_of: str | None = None
+    ) -> HTMLResponse:
+        """The daily / weekly brief (舆情日报/周报) as a page."""
+        from responder.brief import brief_error_html, brief_html
+
+        try:
+            b = _brief(period, day, as_of)
+        except HTTPException as e:
+            return HTMLResponse(brief_error_html(str(e.detail)), status_code=e.status_code)
+        return HTMLResponse(brief_html(b))
 
     @app.get("/api/healthz")
     def healthz() -> JSONResponse:

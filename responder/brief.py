@@ -1,0 +1,647 @@
+"""The daily and weekly brief (舆情日报 / 周报, SPEC §1) for the propaganda office.
+
+Computed from the store alone (posts, events, tickets, deadlines), so the same
+archive and the same ``as_of`` always give the same brief. Times are compared
+exactly; days are Asia/Shanghai calendar days.
+
+Definitions:
+
+* **period** — ``day``: the Shanghai calendar day ``[day 00:00, day+1 00:00)``;
+  ``week``: the ISO week (Monday 00:00 to the next Monday 00:00, Shanghai)
+  that contains ``day``. "In the period" always means ``start <= t < end``.
+* **as_of** — the moment the brief describes (default: now). Everything that
+  depends on a state reads it *at* ``as_of``: a milestone met after ``as_of``
+  counts as not met yet, a ticket closed or acknowledged after ``as_of``
+  counts as not closed / not acknowledged yet. Counts are of what the store
+  holds; titles, severities, places and post counts are as stored now.
+
+概况 (overview):
+
+* **posts** — posts whose ``published_at`` is in the period (relevant or
+  not: the archive), also counted by ``source_kind``.
+* **relevant posts** — those of them with ``relevant`` true (政务舆情).
+* **emergency posts** — relevant posts with ``is_emergency`` true.
+* **new events** — events whose T0 (``Event.t0``, the earliest publication
+  among the event's posts) is in the period; an event merged into another
+  (status ``merged``) is not counted, its posts belong to the other one.
+  **emergency events**: those with ``is_emergency`` true.
+* **tickets opened** — tickets whose ``created_at`` is in the period (also
+  those later merged away), by severity 特别重大/重大/较大/一般.
+* **place pending (待定)** — relevant posts in the period whose place label
+  is 待定, and new events whose place label is 待定.
+
+重点事件 (key events):
+
+* **active** — an event (not merged) with T0 before the end of the period
+  and either its last publication (``last_published_at``) at or after the
+  start of the period, or its ticket not closed before the start (no
+  ``closed_at``, or ``closed_at >= start``). So an event first or last
+  published inside the period, or still open in it, is active.
+* **order** — severity (特别重大 first, ``store.SEVERITY_RANK``), then the
+  event's post count (all its posts, descending), then T0, then event id;
+  at most :data:`MAX_KEY_EVENTS` are listed, ``key_events_total`` says how
+  many were active.
+* each lists title, place label, severity, T0, post count (all and in the
+  period), ticket id, the ticket's status at ``as_of`` (办结 when
+  ``closed_at <= as_of``, else 已确认 when ``acknowledged_at <= as_of``,
+  else 待确认), department, and every deadline with its state at ``as_of``:
+  **按时完成** met at or before ``due_at``; **超时完成** met after
+  ``due_at``; **已超时未完成** not met and ``due_at <= as_of``;
+  **未到期** not met and ``due_at > as_of``.
+
+时限执行 (timeliness): the deadlines whose ``due_at`` is in the period,
+counted by the four states above (on time / late / breached-open /
+pending). **Breaches** are late + breached-open; the departments with
+breaches are the tickets' responsible departments (未指定 when none), by
+number of breaches, descending, then name.
+
+分布 (distribution), among the relevant posts of the period (at most
+:data:`TOP_N` each, by count descending, then name):
+
+* **topics** — ``Post.topic`` (未分类 when none);
+* **places** — city level: province + city from the post's assessed place
+  (province alone for a province-level place; 待定 when unknown).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import Counter
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import date, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from responder.archive import KIND_LABEL
+from responder.clocks import SHANGHAI, iso_shanghai
+from responder.store import SEVERITY_RANK, Deadline, Event, Post, Store, Ticket, utcnow
+from responder.web import STATUS_LABEL
+
+PERIODS = ("day", "week")
+PERIOD_LABEL = {"day": "日报", "week": "周报"}
+SEVERITIES = ("特别重大", "重大", "较大", "一般")
+PENDING_PLACE = "待定"
+NO_DEPARTMENT = "未指定"
+NO_TOPIC = "未分类"
+MAX_KEY_EVENTS = 10
+TOP_N = 10
+
+ON_TIME = "按时完成"
+LATE = "超时完成"
+OPEN_PAST_DUE = "已超时未完成"
+PENDING = "未到期"
+
+SOURCE_KIND_LABEL = KIND_LABEL
+_DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class BriefParamError(ValueError):
+    """A bad period / date / as_of; ``param`` names it, the message is Chinese."""
+
+    def __init__(self, param: str, message: str):
+        super().__init__(message)
+        self.param = param
+        self.message = message
+
+
+# --------------------------------------------------------------------------- records
+
+
+@dataclass
+class Count:
+    name: str
+    count: int
+
+
+@dataclass
+class Overview:
+    posts: int = 0
+    posts_by_kind: list[Count] = field(default_factory=list)
+    relevant_posts: int = 0
+    emergency_posts: int = 0
+    new_events: int = 0
+    emergency_events: int = 0
+    tickets_opened: int = 0
+    tickets_by_severity: dict[str, int] = field(default_factory=dict)
+    pending_place_posts: int = 0
+    pending_place_events: int = 0
+
+
+@dataclass
+class DeadlineState:
+    milestone: str
+    due_at: datetime
+    met_at: datetime | None
+    state: str
+
+
+@dataclass
+class KeyEvent:
+    event_id: int
+    title: str
+    place_label: str
+    severity: str
+    is_emergency: bool
+    t0: datetime
+    post_count: int
+    posts_in_period: int
+    ticket_id: int | None
+    ticket_status: str | None
+    ticket_status_label: str
+    department: str
+    deadlines: list[DeadlineState] = field(default_factory=list)
+
+
+@dataclass
+class Timeliness:
+    due: int = 0
+    on_time: int = 0
+    late: int = 0
+    open_past_deadline: int = 0
+    pending: int = 0
+    breach_departments: list[Count] = field(default_factory=list)
+
+
+@dataclass
+class Distribution:
+    topics: list[Count] = field(default_factory=list)
+    places: list[Count] = field(default_factory=list)
+
+
+@dataclass
+class Brief:
+    period: str
+    day: date
+    start: datetime  # inclusive, Shanghai midnight
+    end: datetime  # exclusive
+    as_of: datetime
+    overview: Overview
+    key_events: list[KeyEvent]
+    key_events_total: int
+    timeliness: Timeliness
+    distribution: Distribution
+
+    @property
+    def first_day(self) -> date:
+        return self.start.astimezone(SHANGHAI).date()
+
+    @property
+    def last_day(self) -> date:
+        return (self.end.astimezone(SHANGHAI) - timedelta(days=1)).date()
+
+    @property
+    def title(self) -> str:
+        if self.period == "day":
+            return f"舆情日报（{_cn_date(self.day)}）"
+        a, b = self.first_day, self.last_day
+        tail = f"{b.month}月{b.day}日" if a.year == b.year else _cn_date(b)
+        return f"舆情周报（{_cn_date(a)}—{tail}）"
+
+    def to_dict(self) -> dict[str, Any]:
+        out = _jsonable(self)
+        out["title"] = self.title
+        out["first_day"] = self.first_day.isoformat()
+        out["last_day"] = self.last_day.isoformat()
+        out["definitions"] = {
+            "period": "北京时间自然日；周报为含该日的ISO周（周一至周日）",
+            "new_events": "首发时间（T0）在统计时段内的事件（不含已并入其他事件者）",
+            "key_events": "T0早于时段结束，且最后发布在时段内或工单在时段内未办结的事件，按级别、帖文数排序，至多10起",
+            "deadline_state": "按时完成 / 超时完成 / 已超时未完成 / 未到期，均以统计时点为准",
+            "timeliness": "截止时间在统计时段内的时限节点",
+            "distribution": "统计时段内的政务舆情帖文",
+        }
+        return out
+
+
+def _jsonable(v: Any) -> Any:
+    if is_dataclass(v) and not isinstance(v, type):
+        return {f.name: _jsonable(getattr(v, f.name)) for f in fields(v)}
+    if isinstance(v, datetime):
+        return iso_shanghai(v)
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    return v
+
+
+def _cn_date(d: date) -> str:
+    return f"{d.year}年{d.month}月{d.day}日"
+
+
+# --------------------------------------------------------------------------- computing
+
+
+def period_bounds(period: str, day: date) -> tuple[datetime, datetime]:
+    """``[start, end)`` of the period containing ``day``, Shanghai midnights."""
+    if period == "day":
+        first, days = day, 1
+    elif period == "week":
+        first, days = day - timedelta(days=day.isoweekday() - 1), 7
+    else:
+        raise BriefParamError("period", f"参数 period 只能是 day（日报）或 week（周报），收到 {period!r}")
+    start = datetime.combine(first, time(0), tzinfo=SHANGHAI)
+    return start, datetime.combine(first + timedelta(days=days), time(0), tzinfo=SHANGHAI)
+
+
+def parse_params(
+    period: str | None, day: str | None, as_of: str | None, now: datetime
+) -> tuple[str, date, datetime]:
+    """Validate the web parameters; defaults: period day, today in Shanghai, as_of now."""
+    p = period or "day"
+    if p not in PERIODS:
+        raise BriefParamError("period", f"参数 period 只能是 day（日报）或 week（周报），收到 {p!r}")
+    if day:
+        try:
+            # Only YYYY-MM-DD: fromisoformat alone would also take 20261120 or 2026-W47-5.
+            if not _DATE_RE.fullmatch(day):
+                raise ValueError(day)
+            d = date.fromisoformat(day)
+            if not date(1000, 1, 1) <= d <= date(9999, 12, 1):  # a week around it must fit in datetime
+                raise ValueError(day)
+        except ValueError:
+            raise BriefParamError("date", f"参数 date 格式错误（应为 YYYY-MM-DD）：{day!r}") from None
+    else:
+        d = now.astimezone(SHANGHAI).date()
+    at = now
+    if as_of:
+        try:
+            at = datetime.fromisoformat(as_of)
+        except ValueError:
+            raise BriefParamError("as_of", f"参数 as_of 格式错误（应为 ISO 8601 时间）：{as_of!r}") from None
+        if at.tzinfo is None:
+            at = at.replace(tzinfo=SHANGHAI)  # a bare wall time is Shanghai time
+    return p, d, at
+
+
+def deadline_state(d: Deadline, as_of: datetime) -> str:
+    met = d.met_at if d.met_at is not None and d.met_at <= as_of else None
+    if met is not None:
+        return ON_TIME if met <= d.due_at else LATE
+    return OPEN_PAST_DUE if d.due_at <= as_of else PENDING
+
+
+def _ticket_status(t: Ticket | None, as_of: datetime) -> str | None:
+    if t is None:
+        return None
+    if t.closed_at is not None:
+        if t.closed_at <= as_of:
+            return "closed"
+    elif t.status == "closed":  # closed without a time (never written so): trust the status
+        return "closed"
+    if t.acknowledged_at is not None and t.acknowledged_at <= as_of:
+        return "acknowledged"
+    return "new"
+
+
+def _city_label(place: Any, fallback: str) -> str:
+    if isinstance(place, dict):
+        parts = [p for p in (place.get("province"), place.get("city")) if p]
+        if parts:
+            # 北京市 / 北京市: a municipality is its own city
+            return parts[0] if len(parts) == 2 and parts[0] == parts[1] else "".join(parts)
+        return PENDING_PLACE
+    return fallback or PENDING_PLACE
+
+
+def _top(counter: Counter[str], n: int = TOP_N) -> list[Count]:
+    return [Count(k, v) for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+def brief(store: Store, period: str, day: date, as_of: datetime | None = None) -> Brief:
+    """The brief of the day (or ISO week) containing ``day``, as of ``as_of``."""
+    start, end = period_bounds(period, day)
+    as_of = as_of or utcnow()
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be time-zone aware")
+    in_period = Post.published_at >= start, Post.published_at < end
+    with store.reader() as s:
+        ov = Overview()
+        kinds = s.execute(
+            select(Post.source_kind, func.count()).where(*in_period).group_by(Post.source_kind)
+        ).all()
+        ov.posts = sum(int(n) for _k, n in kinds)
+        ov.posts_by_kind = _top(Counter({str(k): int(n) for k, n in kinds}), n=len(kinds))
+        # One row per relevant post: its flags, topic and assessed place (small JSON path, not the raw doc).
+        rel = s.execute(
+            select(Post.is_emergency, Post.place_label, Post.topic, Post.raw["assessment"]["place"]).where(
+                *in_period, Post.relevant.is_(True)
+            )
+        ).all()
+        ov.relevant_posts = len(rel)
+        ov.emergency_posts = sum(1 for r in rel if r[0])
+        ov.pending_place_posts = sum(1 for r in rel if (r[1] or PENDING_PLACE) == PENDING_PLACE)
+
+        new_events = s.execute(
+            select(Event.is_emergency, Event.place_label).where(
+                Event.t0 >= start, Event.t0 < end, Event.status != "merged"
+            )
+        ).all()
+        ov.new_events = len(new_events)
+        ov.emergency_events = sum(1 for e in new_events if e[0])
+        ov.pending_place_events = sum(1 for e in new_events if (e[1] or PENDING_PLACE) == PENDING_PLACE)
+
+        sev = dict(
+            s.execute(
+                select(Ticket.severity, func.count())
+                .where(Ticket.created_at >= start, Ticket.created_at < end)
+                .group_by(Ticket.severity)
+            ).all()
+        )
+        ov.tickets_by_severity = {k: int(sev.get(k, 0)) for k in SEVERITIES}
+        ov.tickets_opened = sum(int(n) for n in sev.values())
+
+        key_events, total = _key_events(s, start, end, as_of)
+        timeliness = _timeliness(s, start, end, as_of)
+        dist = Distribution(
+            topics=_top(Counter(r[2] or NO_TOPIC for r in rel)),
+            places=_top(Counter(_city_label(r[3], r[1]) for r in rel)),
+        )
+    return Brief(period, day, start, end, as_of, ov, key_events, total, timeliness, dist)
+
+
+def _key_events(s: Any, start: datetime, end: datetime, as_of: datetime) -> tuple[list[KeyEvent], int]:
+    rows = s.execute(
+        select(Event, Ticket)
+        .outerjoin(Ticket, Ticket.event_id == Event.id)
+        .where(
+            Event.status != "merged",
+            Event.t0 < end,
+            or_(
+                Event.last_published_at >= start,
+                Ticket.id.is_(None),
+                Ticket.closed_at.is_(None),
+                Ticket.closed_at >= start,
+            ),
+        )
+    ).all()
+    rows.sort(key=lambda r: (-SEVERITY_RANK.get(r[0].severity, 0), -(r[0].post_count or 0), r[0].t0, r[0].id))
+    top = rows[:MAX_KEY_EVENTS]
+    ids = [ev.id for ev, _t in top]
+    in_period = (
+        dict(
+            s.execute(
+                select(Post.event_id, func.count())
+                .where(Post.event_id.in_(ids), Post.published_at >= start, Post.published_at < end)
+                .group_by(Post.event_id)
+            ).all()
+        )
+        if ids
+        else {}
+    )
+    out = []
+    for ev, t in top:
+        status = _ticket_status(t, as_of)
+        deadlines = (
+            s.scalars(
+                select(Deadline).where(Deadline.ticket_id == t.id).order_by(Deadline.due_at, Deadline.id)
+            )
+            if t is not None
+            else []
+        )
+        out.append(
+            KeyEvent(
+                event_id=ev.id,
+                title=ev.title,
+                place_label=ev.place_label or PENDING_PLACE,
+                severity=ev.severity,
+                is_emergency=bool(ev.is_emergency),
+                t0=ev.t0,
+                post_count=int(ev.post_count or 0),
+                posts_in_period=int(in_period.get(ev.id, 0)),
+                ticket_id=t.id if t is not None else None,
+                ticket_status=status,
+                ticket_status_label=STATUS_LABEL.get(status or "", "无工单"),
+                department=(t.department if t is not None else None) or NO_DEPARTMENT,
+                deadlines=[
+                    DeadlineState(d.milestone, d.due_at, d.met_at, deadline_state(d, as_of))
+                    for d in deadlines
+                ],
+            )
+        )
+    return out, len(rows)
+
+
+def _timeliness(s: Any, start: datetime, end: datetime, as_of: datetime) -> Timeliness:
+    rows = s.execute(
+        select(Deadline, Ticket.department)
+        .join(Ticket, Ticket.id == Deadline.ticket_id)
+        .where(Deadline.due_at >= start, Deadline.due_at < end)
+    ).all()
+    out = Timeliness(due=len(rows))
+    breaches: Counter[str] = Counter()
+    for d, dept in rows:
+        state = deadline_state(d, as_of)
+        if state == ON_TIME:
+            out.on_time += 1
+        elif state == LATE:
+            out.late += 1
+        elif state == OPEN_PAST_DUE:
+            out.open_past_deadline += 1
+        else:
+            out.pending += 1
+        if state in (LATE, OPEN_PAST_DUE):
+            breaches[dept or NO_DEPARTMENT] += 1
+    out.breach_departments = _top(breaches, n=len(breaches))
+    return out
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _t(dt: datetime | None) -> str:
+    return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if dt else ""
+
+
+def _counts(items: list[Count], labels: dict[str, str] | None = None, unit: str = "") -> str:
+    if not items:
+        return "无"
+    return "、".join(f"{(labels or {}).get(c.name, c.name)} {c.count}{unit}" for c in items)
+
+
+def _deadline_text(d: DeadlineState) -> str:
+    s = f"{d.milestone}：截止 {_t(d.due_at)}，{d.state}"
+    if d.state in (ON_TIME, LATE) and d.met_at is not None:
+        s += f"（{_t(d.met_at)} 完成）"
+    return s
+
+
+def _overview_lines(b: Brief) -> list[str]:
+    o = b.overview
+    sev = "、".join(f"{k} {o.tickets_by_severity.get(k, 0)}" for k in SEVERITIES)
+    return [
+        f"采集帖文 {o.posts} 条（{_counts(o.posts_by_kind, SOURCE_KIND_LABEL)}），"
+        f"其中政务舆情 {o.relevant_posts} 条、突发事件相关 {o.emergency_posts} 条。",
+        f"新发事件 {o.new_events} 起，其中突发事件 {o.emergency_events} 起。",
+        f"新建工单 {o.tickets_opened} 件：{sev}。",
+        f"属地待定：帖文 {o.pending_place_posts} 条、事件 {o.pending_place_events} 起。",
+    ]
+
+
+def _key_events_heading(b: Brief) -> str:
+    shown = len(b.key_events)
+    more = f"，列前 {shown} 起" if b.key_events_total > shown else ""
+    return f"二、重点事件（共 {b.key_events_total} 起{more}）"
+
+
+def _timeliness_lines(b: Brief) -> list[str]:
+    t = b.timeliness
+    return [
+        f"本期到期节点 {t.due} 个：{ON_TIME} {t.on_time}，{LATE} {t.late}，"
+        f"{OPEN_PAST_DUE} {t.open_past_deadline}，{PENDING} {t.pending}。",
+        f"超时部门：{_counts(t.breach_departments, unit=' 个')}。",
+    ]
+
+
+def brief_text(b: Brief) -> str:
+    """Plain Chinese text for pasting into WeChat or e-mail."""
+    lines = [
+        b.title,
+        f"统计时段：{_t(b.start)} 至 {_t(b.end)}（北京时间）；统计时点：{_t(b.as_of)}",
+        "",
+        "一、概况",
+        *_overview_lines(b),
+        "",
+        _key_events_heading(b),
+    ]
+    if not b.key_events:
+        lines.append("无。")
+    for i, e in enumerate(b.key_events, 1):
+        ticket = f"工单 #{e.ticket_id} {e.ticket_status_label}" if e.ticket_id is not None else "无工单"
+        lines.append(f"{i}. 【{e.severity}】{e.title}（{e.place_label}）")
+        lines.append(
+            f"   首发 {_t(e.t0)}；帖文 {e.post_count} 条（本期 {e.posts_in_period} 条）；{ticket}；责任部门 {e.department}"
+        )
+        lines.extend(f"   {_deadline_text(d)}" for d in e.deadlines)
+    lines += ["", "三、时限执行", *_timeliness_lines(b), "", "四、分布"]
+    lines.append(f"话题：{_counts(b.distribution.topics)}")
+    lines.append(f"地区：{_counts(b.distribution.places)}")
+    return "\n".join(lines) + "\n"
+
+
+BRIEF_CSS = """
+section{background:#fff;padding:12px 16px;margin-bottom:16px}
+section h2{font-size:17px;margin:0 0 8px 0}
+.state-ok{color:#2e7d32}.state-late{color:#ef6c00}.state-breach{color:#c62828;font-weight:bold}
+nav.brief a{margin-right:12px}
+"""
+_STATE_CLASS = {ON_TIME: "state-ok", LATE: "state-late", OPEN_PAST_DUE: "state-breach", PENDING: "muted"}
+
+
+def _nav(b: Brief) -> str:
+    step = timedelta(days=1 if b.period == "day" else 7)
+    prev, nxt = b.day - step, b.day + step
+    other = "week" if b.period == "day" else "day"
+    return (
+        '<nav class="brief">'
+        f'<a href="/briefs?period={b.period}&amp;date={prev.isoformat()}">上一{"日" if b.period == "day" else "周"}</a>'
+        f'<a href="/briefs?period={b.period}&amp;date={nxt.isoformat()}">下一{"日" if b.period == "day" else "周"}</a>'
+        f'<a href="/briefs?period={other}&amp;date={b.day.isoformat()}">{PERIOD_LABEL[other]}</a>'
+        f'<a href="/api/briefs?period={b.period}&amp;date={b.day.isoformat()}">JSON</a></nav>'
+    )
+
+
+def _page(title: str, body: str) -> str:
+    from responder.web import PAGE_CSS
+
+    e = html.escape
+    return (
+        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{e(title)}</title><style>{PAGE_CSS}{BRIEF_CSS}</style></head><body>"
+        f'<header><h1>{e(title)}</h1><span><a href="/" style="color:#fff">预警工单</a> '
+        '<a href="/search" style="color:#fff">全库检索</a></span></header>'
+        f"<main>{body}</main></body></html>"
+    )
+
+
+def brief_error_html(message: str) -> str:
+    return _page("舆情日报/周报", f'<div class="empty">{html.escape(message)}</div>')
+
+
+def brief_html(b: Brief) -> str:
+    """The brief as an HTML page; every stored string is escaped."""
+    from responder.web import SEVERITY_COLOUR
+
+    e = html.escape
+    parts = [
+        _nav(b),
+        f'<p class="muted">统计时段：{e(_t(b.start))} 至 {e(_t(b.end))}（北京时间）；统计时点：{e(_t(b.as_of))}</p>',
+        "<section><h2>一、概况</h2>" + "".join(f"<p>{e(x)}</p>" for x in _overview_lines(b)) + "</section>",
+    ]
+    rows = []
+    for i, ev in enumerate(b.key_events, 1):
+        colour = SEVERITY_COLOUR.get(ev.severity, "#555")
+        place = (
+            '<span class="pending-place">待定（属地未明）</span>'
+            if ev.place_label == PENDING_PLACE
+            else e(ev.place_label)
+        )
+        ticket = (
+            f'<a href="/tickets/{ev.ticket_id}">#{ev.ticket_id}</a> {e(ev.ticket_status_label)}'
+            if ev.ticket_id is not None
+            else "无工单"
+        )
+        dls = (
+            "".join(
+                f'<div class="dl">{e(d.milestone)}：截止 {e(_t(d.due_at))} '
+                f'<span class="{_STATE_CLASS.get(d.state, "")}">{e(d.state)}</span>'
+                + (
+                    f' <span class="muted">{e(_t(d.met_at))} 完成</span>'
+                    if d.state in (ON_TIME, LATE)
+                    else ""
+                )
+                + "</div>"
+                for d in ev.deadlines
+            )
+            or '<span class="muted">无</span>'
+        )
+        rows.append(
+            f"<tr><td>{i}</td>"
+            f'<td><span class="sev" style="background:{colour}">{e(ev.severity)}</span></td>'
+            f'<td>{e(ev.title)}<div class="muted">首发 {e(_t(ev.t0))}</div></td>'
+            f"<td>{place}</td><td>{ev.post_count}（本期 {ev.posts_in_period}）</td>"
+            f'<td>{ticket}<div class="muted">{e(ev.department)}</div></td><td>{dls}</td></tr>'
+        )
+    table = (
+        "<table><thead><tr><th>序号</th><th>级别</th><th>事件</th><th>属地</th><th>帖文数</th>"
+        "<th>工单</th><th>时限节点</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
+        if rows
+        else '<div class="empty">本期无重点事件</div>'
+    )
+    parts.append(f"<section><h2>{e(_key_events_heading(b))}</h2>{table}</section>")
+    parts.append(
+        "<section><h2>三、时限执行</h2>"
+        + "".join(f"<p>{e(x)}</p>" for x in _timeliness_lines(b))
+        + "</section>"
+    )
+    parts.append(
+        "<section><h2>四、分布</h2>"
+        f"<p>话题：{e(_counts(b.distribution.topics))}</p>"
+        f"<p>地区：{e(_counts(b.distribution.places))}</p></section>"
+    )
+    parts.append(
+        '<p class="muted">时限自事件首发时间（T0）起算；各项口径见 /api/briefs 返回的 definitions。</p>'
+    )
+    return _page(b.title, "".join(parts))
+
+
+__all__ = [
+    "Brief",
+    "BriefParamError",
+    "Count",
+    "DeadlineState",
+    "Distribution",
+    "KeyEvent",
+    "Overview",
+    "Timeliness",
+    "brief",
+    "brief_html",
+    "brief_text",
+    "parse_params",
+    "period_bounds",
+]
