@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import json
 import logging
 import os
@@ -179,12 +180,29 @@ def _send_health(ctx: CrawlContext, h: CrawlHealth) -> None:
         log.exception("采集健康消息发送失败")
 
 
+# Seconds a graceful stop waits for running crawls (in-flight downloads; DOWNLOAD_TIMEOUT is 20 s).
+STOP_GRACE_S = 30
+
+
 def _stop_crawls(runner: Any) -> Deferred[Any]:
-    """``CrawlerRunner.stop`` iterates a set that finishing crawls change; copy it first."""
+    """Ask every crawl to stop gracefully.
+
+    ``CrawlerRunner.stop`` iterates a set that finishing crawls change: copy it
+    first. And a stop that reaches a crawl while its engine is still opening
+    only clears ``crawling`` (Scrapy 2.19 ``Crawler.stop_async``); the engine
+    then starts and, its own close callback being that same no-op, never
+    stops. So a crawl no longer ``crawling`` whose engine runs is stopped
+    through its engine (the caller repeats this until all are gone)."""
     from scrapy.utils.defer import deferred_from_coro
     from twisted.internet.defer import DeferredList
 
-    return DeferredList([deferred_from_coro(c.stop_async()) for c in list(runner.crawlers)], consumeErrors=True)
+    ds = []
+    for c in list(runner.crawlers):
+        if c.crawling:
+            ds.append(deferred_from_coro(c.stop_async()))
+        elif getattr(c, "_engine", None) is not None and c.engine.running:
+            ds.append(deferred_from_coro(c.engine.stop_async()))
+    return DeferredList(ds, consumeErrors=True)
 
 
 def _log_report(r: CrawlReport) -> None:
@@ -293,9 +311,33 @@ def run(settings: Settings, stop: threading.Event, *, only: Sequence[str] | None
                 scheduler.shutdown(wait=False)
             except Exception:  # noqa: BLE001 - not started yet
                 pass
+            stopped = [False]
+
+            def stop_reactor(_: Any = None) -> None:
+                if not stopped[0]:
+                    stopped[0] = True
+                    reactor.stop()
+
+            def restop(left: float) -> None:
+                # A crawl that was starting when the first stop came can miss it and run
+                # on: ask again each second; after STOP_GRACE_S stop anyway. Nothing is
+                # lost: unfinished requests stay in the durable frontier for the next start.
+                if stopped[0]:
+                    return
+                if not runner.crawlers:
+                    return
+                if left <= 0:
+                    log.warning("仍有 %d 个抓取未在 %d 秒内结束，强制退出（未完成的请求已记入抓取状态库，下次启动时继续）",
+                                len(runner.crawlers), STOP_GRACE_S)
+                    stop_reactor()
+                    return
+                _stop_crawls(runner)
+                reactor.callLater(1.0, restop, left - 1.0)
+
             d = _stop_crawls(runner)
             d.addBoth(lambda _: runner.join())
-            d.addBoth(lambda _: reactor.stop())
+            d.addBoth(stop_reactor)
+            reactor.callLater(1.0, restop, float(STOP_GRACE_S) - 1.0)
 
         def check_stop() -> None:
             if stop.is_set() and not stopping.is_set():
@@ -412,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # kill -USR1 prints every thread's stack: how to see where a stuck crawler waits.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     run(settings, stop)
     return 0
 
