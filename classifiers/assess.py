@@ -298,6 +298,7 @@ class Assessor:
 
         handling = tax.handling(title, text, is_emergency=is_emergency)
         scores["handling"] = handling.scores.scores
+        no_response = tax.no_response_reason(title, text, is_emergency=is_emergency)
 
         return Assessment(
             relevant=True,
@@ -314,8 +315,9 @@ class Assessor:
             is_emergency=is_emergency,
             place=place.place,
             responders=responders,
-            handling_type=handling.name,
-            handling_reason=handling.reason,
+            handling_type=None if no_response else handling.name,
+            handling_reason=no_response or handling.reason,
+            needs_response=no_response is None,
             scores=scores,
             model_version=self.model_version,
         )

@@ -163,6 +163,8 @@ def result_record(item: Item, a: Any) -> dict[str, Any]:
         "place_reason": place.reason,
         "responders": [r.model_dump() for r in a.responders],
         "handling_type": a.handling_type,
+        "handling_reason": a.handling_reason,
+        "needs_response": a.needs_response,
         "scores": a.scores,
         "model_version": a.model_version,
         **({"notes": item.notes} if item.notes else {}),

@@ -167,9 +167,17 @@ class HandlingType(_Cfg):
     emergencies: bool = False
 
 
+class NoResponseCfg(_Cfg):
+    """政务动态: a work report that needs no response (see taxonomy.yaml)."""
+
+    report_words: list[Keyword] = Field(min_length=1)
+    demand_words: list[Keyword] = Field(default_factory=list)
+
+
 class HandlingCfg(_Cfg):
     default: Literal[HANDLING_TYPES] = "实际困难"  # type: ignore[valid-type]
     types: list[HandlingType] = Field(min_length=1)
+    no_response: NoResponseCfg | None = None
 
     @model_validator(mode="after")
     def _check(self) -> HandlingCfg:
@@ -576,6 +584,24 @@ class Taxonomy:
             chosen, why = self.cfg.handling.default, "未命中处置类型词，按默认"
         h = by_name[chosen]
         return HandlingResult(h.name, h.response, f"{why}，属{h.name}：{h.response}（云南 三(三)）", s)
+
+    def no_response_reason(self, title: str, text: str, *, is_emergency: bool) -> str | None:
+        """Why an item needs no response (政务动态), or None when it needs one.
+
+        A work report names what a government did in its title (召开, 发布, 完工 …)
+        and nothing in the title or text asks, complains or doubts (no demand
+        word, no question mark). An emergency always needs a response."""
+        cfg = self.cfg.handling.no_response
+        if cfg is None or is_emergency:
+            return None
+        report = [w for w in cfg.report_words if w in title]
+        if not report:
+            return None
+        both = f"{title}\n{text}"
+        if any(w in both for w in cfg.demand_words) or "?" in both or "？" in both:
+            return None
+        return (f"政务动态：标题称“{'、'.join(report[:3])}”，正文未见投诉、诉求或疑问，"
+                "无需回应，归档备查（不计回应时限）")
 
 
 def load_taxonomy(settings: Settings) -> Taxonomy:

@@ -61,6 +61,7 @@ from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Ticket,
 from stream.contracts import AssessedPost, Place
 
 log = logging.getLogger(__name__)
+ARCHIVED_OUTCOME = "政务动态，无需回应（自动归档）"
 
 _NOISE = re.compile(r"[\W_]+", re.UNICODE)
 # Members compared per candidate event (the most recent ones).
@@ -275,13 +276,19 @@ class EventGrouper:
             post_count=1,
             created_at=now,
         )
+        # 政务动态 that asks for nothing: archived at once, no clock, nobody notified.
+        # A message-board post always gets a reply, an emergency always a response.
+        archive = not a.needs_response and not a.is_emergency and p.source_kind != "gov_board"
+        if archive:
+            ev.status = "closed"
         s.add(ev)
         s.flush()
         post.event_id = ev.id
-        rule = self.clocks.rule_for(a, source_kind=p.source_kind) or "none"
+        rule = "none" if archive else (self.clocks.rule_for(a, source_kind=p.source_kind) or "none")
         ticket = Ticket(
             event_id=ev.id,
-            status="new",
+            status="closed" if archive else "new",
+            closed_at=now if archive else None,
             severity=ev.severity,
             severity_reason=ev.severity_reason,
             place_label=ev.place_label,
@@ -307,15 +314,18 @@ class EventGrouper:
             "post_id": post.post_id,
             "deadlines": [{"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)} for d in deadlines],
         }
+        if archive:
+            detail.update(outcome=ARCHIVED_OUTCOME, reason=a.handling_reason, auto=True)
         facts = [
             emit_fact(
                 s,
                 ticket=ticket,
-                kind="opened",
-                key=f"{ticket.id}:opened",
+                kind="closed" if archive else "opened",
+                key=f"{ticket.id}:{'closed' if archive else 'opened'}",
                 at=now,
                 detail=detail,
                 post_id=post.post_id,
+                audit_action="archived_no_response" if archive else None,
             )
         ]
         return Outcome(ev, ticket, True, [f for f in facts if f is not None])

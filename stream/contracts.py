@@ -127,6 +127,9 @@ class Assessment(_Contract):
     responders: list[Responder] = Field(default_factory=list)
     handling_type: str | None = None
     handling_reason: str = ""
+    # False for a government's own work report that asks for nothing (政务动态):
+    # kept, indexed and grouped, but its ticket is archived with no clock.
+    needs_response: bool = True
     scores: dict[str, dict[str, float]] = Field(default_factory=dict)
     model_version: str = ""
 

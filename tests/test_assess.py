@@ -440,6 +440,32 @@ def test_citizen_questions_to_an_office_are_relevant(assessor: Assessor) -> None
     assert a.relevant and a.topic == "劳动和社会保障"
 
 
+@pytest.mark.parametrize(
+    ("title", "text", "needs"),
+    [
+        ("合肥市政府召开常务会议 研究部署冬季安全生产", "市政府召开常务会议，研究部署冬季安全生产、保供稳价等工作。", False),
+        ("安徽省前三季度经济运行情况发布", "全省地区生产总值同比增长5.8%。", False),
+        ("歙县乡村道路提升改造工程全面完工", "近日，歙县乡村道路提升改造工程全面完工，群众出行更加便利。", False),
+        # the same kinds of title, but the text asks, complains or doubts
+        ("合肥市政府召开常务会议", "会议部署了供暖工作，可我们小区至今没有供暖，怎么办？", True),
+        ("歙县乡村道路工程全面完工", "网友反映刚完工的道路已经开裂，质疑工程质量。", True),
+        ("市政府召开专题会议", "会议研究某小区停水问题", True),
+        # no work-report word in the title: a complaint as usual
+        ("小区停水三天无人管", "我们小区已经停水三天了。", True),
+        # an emergency always needs a response
+        ("市政府召开会议部署化工厂爆炸事故救援", "蜀山区一化工厂发生爆炸，已造成3人死亡。", True),
+    ],
+)
+def test_work_reports_that_ask_for_nothing_need_no_response(assessor: Assessor, title: str, text: str,
+                                                             needs: bool) -> None:
+    a = assessor.assess_text(text, title=title)
+    assert a.relevant and a.needs_response is needs, a.handling_reason
+    if needs:
+        assert a.handling_type is not None
+    else:
+        assert a.handling_type is None and a.handling_reason.startswith("政务动态") and "无需回应" in a.handling_reason
+
+
 # ---------------------------------------------------------------- the model and the rules together
 
 

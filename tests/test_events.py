@@ -167,6 +167,44 @@ def test_irrelevant_post_archived_without_ticket(store, settings) -> None:
     assert store.count(Ticket) == 0 and store.count(Event) == 0
 
 
+def test_work_report_is_archived_without_clock_but_a_complaint_is_not(store, settings) -> None:
+    """政务动态 that asks for nothing: kept and grouped, its ticket archived at once with
+    no deadline and no notice; a message-board post and a citizen complaint about the
+    same matter still get a response clock."""
+    from fastapi.testclient import TestClient
+
+    from responder.events import ARCHIVED_OUTCOME
+    from responder.web import create_app
+
+    report = assessed("meeting", title="合肥市政府召开常务会议 研究部署冬季安全生产", published_at=T,
+                      text="市政府召开常务会议，研究部署冬季安全生产等工作。", needs_response=False)
+    board = assessed("board", title="召开业主大会的通知为何不张贴", published_at=T, source_kind="gov_board",
+                     source_id="board", text="小区召开业主大会，物业不张贴通知。", needs_response=False,
+                     place="包河区")
+    complaint = assessed("complaint", title="冬季安全生产检查走过场", published_at=T + timedelta(hours=2),
+                         text="网友反映合肥冬季安全生产检查走过场，希望市政府认真落实常务会议部署。",
+                         source_id="forum")
+    out = handle_batch(store, settings, [report, board, complaint], now=T + timedelta(hours=3))
+    with store.reader() as s:
+        tickets = {s.get(Event, t.event_id).t0_post_id: t for t in s.scalars(select(Ticket))}
+        archived = tickets["meeting"]
+        assert (archived.status, archived.rule, archived.closed_at is not None) == ("closed", "none", True)
+        assert s.get(Event, archived.event_id).status == "closed"
+        assert s.scalars(select(Deadline).where(Deadline.ticket_id == archived.id)).all() == []
+        audit = s.scalars(select(Audit).where(Audit.ticket_id == archived.id)).one()
+        assert audit.action == "archived_no_response" and audit.detail["outcome"] == ARCHIVED_OUTCOME
+        for pid in ("board", "complaint"):  # a message board always gets a reply; a complaint is its own event
+            t = tickets[pid]
+            assert t.status == "new" and t.rule == "response_48h"
+            assert [d.milestone for d in s.scalars(select(Deadline).where(Deadline.ticket_id == t.id))] == ["回应"]
+    assert store.count(Outbox) == 0
+    facts = [o.value for o in out if isinstance(o.value, TicketEvent)]
+    assert sorted(f.kind for f in facts) == ["closed", "opened", "opened"]
+    with TestClient(create_app(settings, store=store, now=lambda: T + timedelta(hours=3))) as c:
+        board_ids = {t["event"]["title"] for t in c.get("/api/tickets").json()["tickets"]}
+    assert board_ids == {"召开业主大会的通知为何不张贴", "冬季安全生产检查走过场"}  # the report is not on the board
+
+
 def test_earlier_post_moves_t0_and_deadlines_with_audit(store, settings) -> None:
     first, forum, _ = _fee_batch()
     handle_batch(store, settings, [forum])  # found first, published at T+2h
