@@ -26,13 +26,16 @@ Definitions:
   (status ``merged``) is not counted, its posts belong to the other one.
   **emergency events**: those with ``is_emergency`` true.
 * **tickets opened** — tickets whose ``created_at`` is in the period (also
-  those later merged away), by severity 特别重大/重大/较大/一般.
+  those later merged away), by severity 特别重大/重大/较大/一般; **archived**:
+  those of them archived at once as 政务动态 needing no response (an audit
+  row ``archived_no_response``; no clock, see :mod:`responder.events`).
 * **place pending (待定)** — relevant posts in the period whose place label
   is 待定, and new events whose place label is 待定.
 
 重点事件 (key events):
 
-* **active** — an event (not merged) with T0 before the end of the period
+* **active** — an event (not merged, and not archived as needing no
+  response) with T0 before the end of the period
   and either its last publication (``last_published_at``) at or after the
   start of the period, or its ticket not closed before the start (no
   ``closed_at``, or ``closed_at >= start``). So an event first or last
@@ -76,9 +79,10 @@ from sqlalchemy import func, or_, select
 
 from responder.archive import KIND_LABEL
 from responder.clocks import SHANGHAI, iso_shanghai
-from responder.store import SEVERITY_RANK, Deadline, Event, Post, Store, Ticket, utcnow
+from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Store, Ticket, utcnow
 from responder.web import STATUS_LABEL
 
+ARCHIVED_ACTION = "archived_no_response"  # responder.events: 政务动态 archived at once
 PERIODS = ("day", "week")
 PERIOD_LABEL = {"day": "日报", "week": "周报"}
 SEVERITIES = ("特别重大", "重大", "较大", "一般")
@@ -125,6 +129,7 @@ class Overview:
     emergency_events: int = 0
     tickets_opened: int = 0
     tickets_by_severity: dict[str, int] = field(default_factory=dict)
+    tickets_archived: int = 0
     pending_place_posts: int = 0
     pending_place_events: int = 0
 
@@ -354,6 +359,14 @@ def brief(store: Store, period: str, day: date, as_of: datetime | None = None) -
         )
         ov.tickets_by_severity = {k: int(sev.get(k, 0)) for k in SEVERITIES}
         ov.tickets_opened = sum(int(n) for n in sev.values())
+        ov.tickets_archived = int(
+            s.scalar(
+                select(func.count(func.distinct(Ticket.id)))
+                .join(Audit, Audit.ticket_id == Ticket.id)
+                .where(Ticket.created_at >= start, Ticket.created_at < end, Audit.action == ARCHIVED_ACTION)
+            )
+            or 0
+        )
 
         key_events, total = _key_events(s, start, end, as_of)
         timeliness = _timeliness(s, start, end, as_of)
@@ -371,6 +384,7 @@ def _key_events(s: Any, start: datetime, end: datetime, as_of: datetime) -> tupl
         .where(
             Event.status != "merged",
             Event.t0 < end,
+            ~Event.id.in_(select(Audit.event_id).where(Audit.action == ARCHIVED_ACTION, Audit.event_id.is_not(None))),
             or_(
                 Event.last_published_at >= start,
                 Ticket.id.is_(None),
@@ -477,7 +491,8 @@ def _overview_lines(b: Brief) -> list[str]:
         f"采集帖文 {o.posts} 条（{_counts(o.posts_by_kind, SOURCE_KIND_LABEL)}），"
         f"其中政务舆情 {o.relevant_posts} 条、突发事件相关 {o.emergency_posts} 条。",
         f"新发事件 {o.new_events} 起，其中突发事件 {o.emergency_events} 起。",
-        f"新建工单 {o.tickets_opened} 件：{sev}。",
+        f"新建工单 {o.tickets_opened} 件：{sev}"
+        + (f"；其中政务动态自动归档 {o.tickets_archived} 件（无需回应，不计时限）。" if o.tickets_archived else "。"),
         f"属地待定：帖文 {o.pending_place_posts} 条、事件 {o.pending_place_events} 起。",
     ]
 

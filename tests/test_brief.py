@@ -378,6 +378,25 @@ def test_day_boundary_is_shanghai_midnight(store_url, settings) -> None:
         store.close()
 
 
+def test_archived_work_reports_are_counted_apart_and_not_key_events(store_url, settings) -> None:
+    store = Store(store_url)
+    try:
+        at = sh(2026, 11, 20, 9, 0)
+        handle_batch(store, settings, [
+            assessed("meeting", title="市政府召开常务会议", text="会议研究部署冬季供暖工作。", published_at=at,
+                     needs_response=False),
+            assessed("heat", title="小区暖气不热", text="包河区某小区暖气一直不热，业主多次反映无果。",
+                     published_at=at + timedelta(hours=1), place="包河区"),
+        ], now=at + timedelta(hours=2))
+        b = brief(store, "day", D1, as_of=AS_OF)
+        assert (b.overview.tickets_opened, b.overview.tickets_archived) == (2, 1)
+        assert [k.title for k in b.key_events] == ["小区暖气不热"] and b.key_events_total == 1
+        assert "新建工单 2 件：特别重大 0、重大 0、较大 0、一般 2；其中政务动态自动归档 1 件" in brief_text(b)
+        assert brief(store, "day", D2, as_of=AS_OF).overview.tickets_archived == 0
+    finally:
+        store.close()
+
+
 def test_html_escapes_and_api(tmp_path, settings) -> None:
     store = Store(f"sqlite:///{tmp_path / 'x.db'}")
     try:
