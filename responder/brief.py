@@ -79,10 +79,10 @@ from sqlalchemy import func, or_, select
 
 from responder.archive import KIND_LABEL
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.events import ARCHIVED_ACTION
 from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Store, Ticket, utcnow
 from responder.web import STATUS_LABEL
 
-ARCHIVED_ACTION = "archived_no_response"  # responder.events: 政务动态 archived at once
 PERIODS = ("day", "week")
 PERIOD_LABEL = {"day": "日报", "week": "周报"}
 SEVERITIES = ("特别重大", "重大", "较大", "一般")
@@ -97,7 +97,6 @@ LATE = "超时完成"
 OPEN_PAST_DUE = "已超时未完成"
 PENDING = "未到期"
 
-SOURCE_KIND_LABEL = KIND_LABEL
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
@@ -241,6 +240,10 @@ def _cn_date(d: date) -> str:
 # --------------------------------------------------------------------------- computing
 
 
+def _bad_period(period: str) -> BriefParamError:
+    return BriefParamError("period", f"参数 period 只能是 day（日报）或 week（周报），收到 {period!r}")
+
+
 def period_bounds(period: str, day: date) -> tuple[datetime, datetime]:
     """``[start, end)`` of the period containing ``day``, Shanghai midnights."""
     if period == "day":
@@ -248,7 +251,7 @@ def period_bounds(period: str, day: date) -> tuple[datetime, datetime]:
     elif period == "week":
         first, days = day - timedelta(days=day.isoweekday() - 1), 7
     else:
-        raise BriefParamError("period", f"参数 period 只能是 day（日报）或 week（周报），收到 {period!r}")
+        raise _bad_period(period)
     start = datetime.combine(first, time(0), tzinfo=SHANGHAI)
     return start, datetime.combine(first + timedelta(days=days), time(0), tzinfo=SHANGHAI)
 
@@ -259,7 +262,7 @@ def parse_params(
     """Validate the web parameters; defaults: period day, today in Shanghai, as_of now."""
     p = period or "day"
     if p not in PERIODS:
-        raise BriefParamError("period", f"参数 period 只能是 day（日报）或 week（周报），收到 {p!r}")
+        raise _bad_period(p)
     if day:
         try:
             # Only YYYY-MM-DD: fromisoformat alone would also take 20261120 or 2026-W47-5.
@@ -293,10 +296,7 @@ def deadline_state(d: Deadline, as_of: datetime) -> str:
 def _ticket_status(t: Ticket | None, as_of: datetime) -> str | None:
     if t is None:
         return None
-    if t.closed_at is not None:
-        if t.closed_at <= as_of:
-            return "closed"
-    elif t.status == "closed":  # closed without a time (never written so): trust the status
+    if t.closed_at is not None and t.closed_at <= as_of:
         return "closed"
     if t.acknowledged_at is not None and t.acknowledged_at <= as_of:
         return "acknowledged"
@@ -488,7 +488,7 @@ def _overview_lines(b: Brief) -> list[str]:
     o = b.overview
     sev = "、".join(f"{k} {o.tickets_by_severity.get(k, 0)}" for k in SEVERITIES)
     return [
-        f"采集帖文 {o.posts} 条（{_counts(o.posts_by_kind, SOURCE_KIND_LABEL)}），"
+        f"采集帖文 {o.posts} 条（{_counts(o.posts_by_kind, KIND_LABEL)}），"
         f"其中政务舆情 {o.relevant_posts} 条、突发事件相关 {o.emergency_posts} 条。",
         f"新发事件 {o.new_events} 起，其中突发事件 {o.emergency_events} 起。",
         f"新建工单 {o.tickets_opened} 件：{sev}"

@@ -62,6 +62,7 @@ from stream.contracts import AssessedPost, Place
 
 log = logging.getLogger(__name__)
 ARCHIVED_OUTCOME = "政务动态，无需回应（自动归档）"
+ARCHIVED_ACTION = "archived_no_response"  # the audit action of such a ticket (read by the brief)
 
 _NOISE = re.compile(r"[\W_]+", re.UNICODE)
 # Members compared per candidate event (the most recent ones).
@@ -325,7 +326,7 @@ class EventGrouper:
                 at=now,
                 detail=detail,
                 post_id=post.post_id,
-                audit_action="archived_no_response" if archive else None,
+                audit_action=ARCHIVED_ACTION if archive else None,
             )
         ]
         return Outcome(ev, ticket, True, [f for f in facts if f is not None])
