@@ -18,7 +18,20 @@ The window (``event_window_hours``) is measured from the event's span
 [T0, latest member publication]. Text similarity is the cosine of
 character-bigram count vectors over title + text (punctuation and spaces
 removed), or of the two titles when that is higher: headlines of the same
-story share their key words even when the bodies are rewritten.
+story share their key words even when the bodies are rewritten
+(:mod:`responder.similarity`). An event is compared by its
+:data:`~responder.open_events.MAX_MEMBERS_COMPARED` most recent members.
+When several events match, the highest score wins, and among equal scores
+the oldest event (lowest id).
+
+**How it scales.** The open events a post may join, and their members'
+vectors, are kept in memory (:mod:`responder.open_events`); one vectorised
+query of an inverted index scores the post against every such member at
+once, exactly (the same cosine, not an approximation), and only the events
+that come out at or above half the threshold, or that share the post's
+county, are examined by the rules above. Thread links of a batch are read
+in one query. The decisions are the ones the per-post database scan made
+(``bench/responder_scale.py`` compares them on 10,000 and 100,000 posts).
 
 Measured on the demo site's stories (``yuqing/demo_site/stories.py``, 47
 stories; pairs with compatible places): the same story retold by another
@@ -43,82 +56,52 @@ of the members; raising it may switch the clock rule and add deadlines
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 import re
-from collections import Counter
+import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from responder.clocks import Clocks, iso_shanghai
-from responder.scheduler import plan_deadlines, recompute_deadlines
-from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Ticket, TicketEventRow, emit_fact
+from responder.open_events import Member, OpenEvent, OpenEvents
+from responder.scheduler import plan_deadlines, plan_new_deadlines, recompute_deadlines
+from responder.similarity import BatchSimilarity, PostVectors, bigram_vector, cosine, post_vectors, similarity
+from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Ticket, TicketEventRow
 from stream.contracts import AssessedPost, Place
 
 log = logging.getLogger(__name__)
 ARCHIVED_OUTCOME = "政务动态，无需回应（自动归档）"
 ARCHIVED_ACTION = "archived_no_response"  # the audit action of such a ticket (read by the brief)
 
-_NOISE = re.compile(r"[\W_]+", re.UNICODE)
-# Members compared per candidate event (the most recent ones).
-MAX_MEMBERS_COMPARED = 50
 # Two emergencies in the same county need only this fraction of the threshold.
 EMERGENCY_THRESHOLD_FACTOR = 0.5
+# A post of the current batch sorts after every stored post until it gets its id;
+# a new event of the batch, after every stored event.
+_UNWRITTEN_ROW = 1 << 62
+_PROVISIONAL = 1 << 62
+# The open events kept in memory reach this far behind the newest post's window
+# (a post found later than that reads older events from the store), and are
+# dropped in steps of EVICT_STEP.
+RETAIN_LATE = timedelta(hours=24)
+EVICT_STEP = timedelta(hours=12)
 
-
-# --------------------------------------------------------------------------- similarity
-
-
-def bigram_vector(s: str) -> Counter[str]:
-    s = _NOISE.sub("", s.lower())
-    if len(s) == 1:
-        return Counter([s])
-    return Counter(s[i : i + 2] for i in range(len(s) - 1))
-
-
-def cosine(a: Counter[str], b: Counter[str]) -> float:
-    if not a or not b:
-        return 0.0
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(v * b.get(k, 0) for k, v in a.items())
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
-    return dot / (na * nb)
-
-
-@functools.lru_cache(maxsize=4096)
-def _vector(s: str) -> tuple[Counter[str], float]:
-    """The bigram vector of ``s`` and its norm, cached: an event's members are
-    compared with every new post, so their vectors are built once, not per
-    comparison. (Callers never mutate the cached Counter.)"""
-    v = bigram_vector(s)
-    return v, math.sqrt(sum(x * x for x in v.values()))
-
-
-def _cached_cosine(s1: str, s2: str) -> float:
-    # The same arithmetic as cosine(), in the same order: identical results.
-    (a, na), (b, nb) = _vector(s1), _vector(s2)
-    if not a or not b:
-        return 0.0
-    if len(a) > len(b):
-        a, b = b, a
-        na, nb = nb, na
-    dot = sum(v * b.get(k, 0) for k, v in a.items())
-    return dot / (na * nb)
-
-
-def similarity(title_a: str, text_a: str, title_b: str, text_b: str) -> float:
-    """Text similarity in [0, 1] of two posts (see the module docstring)."""
-    body = _cached_cosine(f"{title_a} {text_a}", f"{title_b} {text_b}")
-    if len(_NOISE.sub("", title_a)) >= 4 and len(_NOISE.sub("", title_b)) >= 4:
-        return max(body, _cached_cosine(title_a, title_b))
-    return body
+__all__ = [
+    "ARCHIVED_ACTION",
+    "ARCHIVED_OUTCOME",
+    "EventGrouper",
+    "FactBuffer",
+    "NewPost",
+    "bigram_vector",
+    "cosine",
+    "places_compatible",
+    "similarity",
+    "upgrade_rule",
+]
 
 
 # --------------------------------------------------------------------------- places
@@ -157,6 +140,192 @@ def place_dict(p: Place) -> dict[str, Any]:
     }
 
 
+# --------------------------------------------------------------------------- batch records
+
+
+@dataclass(slots=True)
+class NewPost:
+    """A post of the current batch: the ``posts`` row it becomes, written when
+    the batch is (:meth:`row`), and what grouping reads of it."""
+
+    post_id: str
+    source_id: str
+    source_kind: str
+    source_name: str
+    url: str
+    title: str
+    text: str
+    author: str
+    published_at: datetime
+    precision: str
+    fetched_at: datetime
+    parent_id: str | None
+    relevant: bool
+    place_code: str | None
+    place_label: str
+    severity: str
+    is_emergency: bool
+    event_type: str | None
+    event_subtype: str | None
+    deaths: int | None
+    injured: int | None
+    topic: str | None
+    department: str | None
+    stored_at: datetime
+    raw: Any
+    event_id: int | None = None
+    vectors: PostVectors | None = None
+
+    _COLUMNS = (
+        "post_id source_id source_kind source_name url title text author published_at precision fetched_at "
+        "parent_id relevant place_code place_label severity is_emergency event_type event_subtype deaths "
+        "injured topic department stored_at raw event_id"
+    ).split()
+
+    def row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in self._COLUMNS}
+
+
+class FactBuffer:
+    """The ticket facts and audit rows of one batch, written together at its end.
+
+    Same contract as :func:`responder.store.emit_fact`: a fact is recorded
+    once per key (a key already stored, or already emitted in this batch,
+    writes nothing, not even its audit row), in the order emitted.
+    """
+
+    def __init__(self) -> None:
+        self.facts: list[dict[str, Any]] = []
+        self.audits: list[dict[str, Any]] = []  # "_key": the fact an audit row belongs to
+        self._keys: set[str] = set()
+
+    def emit(
+        self,
+        *,
+        ticket: Ticket,
+        kind: str,
+        key: str,
+        at: datetime,
+        detail: dict[str, Any],
+        post_id: str,
+        audit_action: str | None = None,
+    ) -> None:
+        if key in self._keys:
+            return
+        self._keys.add(key)
+        detail = dict(detail)
+        self.facts.append(
+            {
+                "event_key": key,
+                "ticket_id": ticket.id,
+                "event_id": ticket.event_id,
+                "kind": kind,
+                "at": at,
+                "actor": "system",
+                "detail": detail,
+                "post_id": post_id,
+            }
+        )
+        self.audits.append(
+            {
+                "_key": key,
+                "ticket_id": ticket.id,
+                "event_id": ticket.event_id,
+                "at": at,
+                "actor": "system",
+                "action": audit_action or kind,
+                "detail": detail,
+                "remote_addr": None,
+            }
+        )
+
+    def audit(self, *, ticket_id: int, event_id: int, at: datetime, action: str, detail: dict[str, Any]) -> None:
+        self.audits.append(
+            {
+                "_key": None,
+                "ticket_id": ticket_id,
+                "event_id": event_id,
+                "at": at,
+                "actor": "system",
+                "action": action,
+                "detail": detail,
+                "remote_addr": None,
+            }
+        )
+
+    def write(self, s: Session) -> list[dict[str, Any]]:
+        """Insert what is new; return the facts written, in order."""
+        keys = [f["event_key"] for f in self.facts]
+        stored: set[str] = set()
+        for i in range(0, len(keys), 500):
+            stored.update(
+                s.scalars(select(TicketEventRow.event_key).where(TicketEventRow.event_key.in_(keys[i : i + 500])))
+            )
+        facts = [f for f in self.facts if f["event_key"] not in stored]
+        audits = [{k: v for k, v in a.items() if k != "_key"} for a in self.audits if a["_key"] not in stored]
+        if facts:
+            s.execute(TicketEventRow.__table__.insert(), facts)  # type: ignore[attr-defined]
+        if audits:
+            s.execute(Audit.__table__.insert(), audits)  # type: ignore[attr-defined]
+        return facts
+
+
+class _Threads:
+    """Which open events the posts of a thread (``parent_id``) belong to:
+    read from the store once per batch, then kept up to date as it goes."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, set[int]] = {}  # parent_id -> events of posts with that parent
+        self.posts: dict[str, set[int]] = {}  # post_id -> its event
+
+    def add(self, post_id: str, parent_id: str | None, event_id: int) -> None:
+        self.posts.setdefault(post_id, set()).add(event_id)
+        if parent_id:
+            self.children.setdefault(parent_id, set()).add(event_id)
+
+    def events_of(self, post_id: str, parent_id: str | None) -> set[int]:
+        found = set(self.children.get(post_id, ()))
+        if parent_id:
+            found |= self.posts.get(parent_id, set())
+            found |= self.children.get(parent_id, set())
+        return found
+
+
+@dataclass(slots=True)
+class _Decision:
+    """What grouping decided for one post of the batch (phase 1)."""
+
+    post: NewPost
+    ap: AssessedPost
+    event_id: int  # an id of the batch's own new events is provisional until they are written
+    created: bool
+    score: float = 0.0
+    reason: str = ""
+    member: Member | None = None
+
+
+@dataclass
+class Batch:
+    """The state of one batch's grouping (see :class:`EventGrouper`)."""
+
+    rev: int  # the revision stamped on every event the batch touches
+    facts: FactBuffer = field(default_factory=FactBuffer)
+    threads: _Threads = field(default_factory=_Threads)
+    decisions: list[_Decision] = field(default_factory=list)
+    sims: BatchSimilarity | None = None
+    position: dict[str, int] = field(default_factory=dict)  # post_id -> row in sims
+    # Members from this batch, not indexed yet: (row in sims, member, its event's view).
+    pending: list[tuple[int, Member, OpenEvent]] = field(default_factory=list)
+    # The events and tickets the batch touches, held so that the session's
+    # (weak) identity map keeps them: no second SELECT, no flush per post.
+    events: dict[int, Event] = field(default_factory=dict)
+    tickets: dict[int, Ticket] = field(default_factory=dict)  # event id -> ticket
+    real_id: dict[int, int] = field(default_factory=dict)  # provisional -> written event id
+    new_deadlines: dict[int, list[Deadline]] = field(default_factory=dict)  # new ticket id -> its deadlines
+    latest: datetime | None = None
+    view_broken: bool = False
+
+
 # --------------------------------------------------------------------------- grouping
 
 
@@ -167,75 +336,197 @@ class Match:
     reason: str
 
 
-@dataclass
-class Outcome:
-    """What adding one post did: its event, ticket, and the facts emitted."""
-
-    event: Event | None
-    ticket: Ticket | None
-    created: bool = False
-    facts: list[TicketEventRow] = field(default_factory=list)
-
-
 class EventGrouper:
+    """Groups posts into events. One per responder process and store: it keeps
+    the open events in memory between batches (:mod:`responder.open_events`).
+
+    A batch is grouped inside the caller's write transaction, in two phases::
+
+        with grouper.lock:
+            b = grouper.begin(s, fresh_posts)    # after store.lock_events(s)
+            grouper.decide(s, b, [(post, ap), ...])   # phase 1: in memory
+            grouper.apply(s, b, now)             # phase 2: bulk reads and writes
+            ... insert the posts, then b.facts.write(s) ...
+            grouper.written(b, rows)             # posts.id of the batch's posts
+        grouper.committed(b)  /  grouper.rolled_back()
+
+    Phase 1 decides, post by post in the batch's order, which event each
+    relevant post joins or opens, from the in-memory view alone, and updates
+    the view as it goes (so a later post of the batch sees the earlier ones).
+    Phase 2 reads the touched events and tickets in one query each, creates
+    the new events, tickets and deadlines in a few multi-row inserts, and
+    replays the decisions on them in order: the rows end up as if each post
+    had been handled on its own.
+    """
+
     def __init__(self, clocks: Clocks, *, window_hours: float, similarity_threshold: float):
         self.clocks = clocks
         self.window = timedelta(hours=window_hours)
         self.threshold = similarity_threshold
+        self.floor = min(similarity_threshold, similarity_threshold * EMERGENCY_THRESHOLD_FACTOR)
+        self.cache = OpenEvents()
+        self.lock = threading.Lock()
+        self._seq = 0
 
-    # ---- matching
+    # ---- batch bracket
 
-    def find_event(self, s: Session, post: Post, ap: AssessedPost) -> Match | None:
-        m = self._thread_match(s, post)
-        if m is not None:
-            return m
-        a = ap.assessment
-        candidates = s.scalars(
-            select(Event).where(
-                Event.status == "open",
-                Event.t0 <= post.published_at + self.window,
-                Event.last_published_at >= post.published_at - self.window,
+    def begin(self, s: Session, posts: Iterable[NewPost]) -> Batch:
+        """Bring the cache up to date for ``posts`` (the caller holds the events lock)."""
+        relevant = [p for p in posts if p.relevant]
+        current = self.cache.catch_up(s)
+        b = Batch(rev=current + 1)
+        if not relevant:
+            return b
+        self.cache.cover(s, min(p.published_at for p in relevant) - self.window)
+        b.latest = max(p.published_at for p in relevant)
+        ids = {p.post_id for p in relevant}
+        parents = {p.parent_id for p in relevant if p.parent_id}
+        keys = sorted(ids | parents)
+        links: list[Any] = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            # Posts first, each condition on its own index: joined to events (or
+            # OR-ed), SQLite would start from every open event.
+            for cond in (Post.parent_id.in_(chunk), Post.post_id.in_(chunk)):
+                links += s.execute(
+                    select(Post.post_id, Post.parent_id, Post.event_id).where(cond, Post.event_id.is_not(None))
+                ).all()
+        linked = sorted({eid for _, _, eid in links})
+        open_ids: set[int] = set()
+        for i in range(0, len(linked), 500):
+            open_ids.update(
+                s.scalars(select(Event.id).where(Event.id.in_(linked[i : i + 500]), Event.status == "open"))
             )
-        ).all()
-        best: Match | None = None
-        for ev in candidates:
-            m = self._score(s, ev, post, a.event_subtype if a.is_emergency else None)
-            if m is not None and (best is None or m.score > best.score):
-                best = m
-        return best
+        for pid, parent, eid in links:
+            if eid in open_ids:
+                b.threads.add(pid, parent, eid)
+        for p in relevant:
+            p.vectors = post_vectors(p.title, p.text)
+            b.position[p.post_id] = len(b.position)
+        b.sims = BatchSimilarity([p.vectors for p in relevant])  # type: ignore[misc]
+        return b
 
-    def _thread_match(self, s: Session, post: Post) -> Match | None:
-        conds = [Post.parent_id == post.post_id]
-        if post.parent_id:
-            conds += [Post.post_id == post.parent_id, Post.parent_id == post.parent_id]
-        row = s.execute(
-            select(Event)
-            .join(Post, Post.event_id == Event.id)
-            .where(or_(*conds), Post.id != post.id, Event.status == "open")
-            .order_by(Event.id)
-            .limit(1)
-        ).scalar_one_or_none()
-        if row is None:
-            return None
-        return Match(row, 2.0, "同一主题帖/转发链")
+    def written(self, b: Batch, rows: dict[str, int]) -> None:
+        """The batch's posts were inserted: ``rows`` maps post_id to posts.id.
+        Its members get their ids and go into the index."""
+        members = [d.member for d in b.decisions if d.member is not None]
+        self.cache.set_rows(rows, members)
+        self.cache.index_members(
+            [
+                (d.member, d.post.event_id, d.post.vectors)  # type: ignore[misc]
+                for d in b.decisions
+                if d.member is not None
+            ]
+        )
 
-    def _score(self, s: Session, ev: Event, post: Post, subtype: str | None) -> Match | None:
+    def committed(self, b: Batch) -> None:
+        if b.view_broken:
+            self.cache.invalidate()  # a bug, logged: start again from the rows
+            return
+        if b.decisions:
+            self.cache.rev = b.rev
+        if b.latest is not None:
+            # Keep a day beyond the window behind the newest post; an older open
+            # event is read again if a late post's window reaches it.
+            self.cache.evict_before(b.latest - self.window - RETAIN_LATE, step=EVICT_STEP)
+
+    def rolled_back(self) -> None:
+        self.cache.invalidate()
+
+    # ---- phase 1: decide
+
+    def decide(self, s: Session, b: Batch, posts: Iterable[tuple[NewPost, AssessedPost]]) -> None:
+        """Decide, in order, the event of each relevant post (see the class docstring)."""
+        for post, ap in posts:
+            a = ap.assessment
+            found = self.find_event(s, b, post, ap)
+            if found is None:
+                self._seq += 1
+                eid = _PROVISIONAL + self._seq
+                archive = _archived(ap)
+                oe = OpenEvent(
+                    eid,
+                    "closed" if archive else "open",
+                    post.published_at,
+                    post.published_at,
+                    a.place.code,
+                    a.is_emergency,
+                    a.event_subtype,
+                )
+                if not archive:
+                    self.cache.put(oe)
+                d = _Decision(post, ap, eid, True)
+            else:
+                eid, score, reason = found
+                oe = self.cache.events.get(eid) or self.cache.ensure(s, eid)  # type: ignore[assignment]
+                assert oe is not None, f"event {eid} is not open"
+                old_place = oe.place_code
+                _view_join(oe, post, a)
+                self.cache.moved(oe, old_place)
+                d = _Decision(post, ap, eid, False, score, reason)
+            post.event_id = eid
+            if oe.status == "open":
+                m = Member(post.published_at, _UNWRITTEN_ROW + len(b.decisions), post.post_id, post.deaths)
+                if self.cache.add_member(oe, m):
+                    b.pending.append((b.position[post.post_id], m, oe))
+                d.member = m
+                b.threads.add(post.post_id, post.parent_id, eid)
+            b.decisions.append(d)
+
+    def find_event(self, s: Session, b: Batch, post: NewPost, ap: AssessedPost) -> tuple[int, float, str] | None:
+        """(event id, score, reason) of the event ``post`` joins, or None to open one."""
+        thread = b.threads.events_of(post.post_id, post.parent_id)
+        if thread:
+            return min(thread), 2.0, "同一主题帖/转发链"
+        a = ap.assessment
+        subtype = a.event_subtype if a.is_emergency else None
+        assert post.vectors is not None and b.sims is not None
+        # Below this no text score can count: the threshold, or half of it for
+        # an emergency (two emergencies in one county).
+        floor = self.floor if post.is_emergency else self.threshold
+        sims = self.cache.index.best_per_owner(post.vectors, floor)
+        if b.pending:
+            row = b.sims.row(b.position[post.post_id])
+            for i, m, oe in b.pending:
+                sim = float(row[i])
+                if sim >= floor and m.compared and sim > sims.get(oe.id, -1.0):
+                    sims[oe.id] = sim
+        best: tuple[float, int, str] | None = None
+        # Events that may match by a county rule (same emergency, same toll):
+        # each is scored in full. The highest score wins; among equal scores the
+        # oldest event (lowest id), as when every candidate was scanned in id order.
+        ruled: set[int] = set()
+        if is_county(post.place_code) and (subtype or post.deaths):
+            for oe in sorted(self.cache.candidates_by_place(post.place_code or ""), key=lambda e: e.id):
+                ruled.add(oe.id)
+                if oe.in_window(post.published_at, self.window):
+                    scored = self._score(oe, post, subtype, sims.get(oe.id, 0.0))
+                    if scored is not None and (best is None or scored[0] > best[0]):
+                        best = (scored[0], oe.id, scored[1])
+        # Every other event can only score its text similarity: the best one that
+        # passes the window, place and threshold checks is the text match.
+        for eid, sim in sorted(sims.items(), key=lambda kv: (-kv[1], kv[0])):
+            if best is not None and (sim < best[0] or (sim == best[0] and eid > best[1])):
+                break
+            if eid in ruled:
+                continue
+            oe = self.cache.events[eid]  # type: ignore[index]
+            if not oe.in_window(post.published_at, self.window):
+                continue
+            scored = self._score(oe, post, subtype, sim)
+            if scored is not None:
+                best = (scored[0], eid, scored[1])
+                break
+        return None if best is None else (best[1], best[0], best[2])
+
+    def _score(self, ev: OpenEvent, post: NewPost, subtype: str | None, best: float) -> tuple[float, str] | None:
         same_county = is_county(post.place_code) and post.place_code == ev.place_code
-        if same_county and subtype and ev.is_emergency and ev.event_subtype == subtype:
-            return Match(ev, 1.5, f"同类突发事件（{subtype}）且同一县区，时间窗口内")
+        if same_county and subtype and ev.is_emergency and ev.subtype == subtype:
+            return 1.5, f"同类突发事件（{subtype}）且同一县区，时间窗口内"
         if not places_compatible(ev.place_code, post.place_code):
             return None
-        members = s.execute(
-            select(Post.title, Post.text, Post.deaths)
-            .where(Post.event_id == ev.id)
-            .order_by(Post.published_at.desc())
-            .limit(MAX_MEMBERS_COMPARED)
-        ).all()
-        if same_county and post.deaths and any(d == post.deaths for _, _, d in members):
-            return Match(ev, 1.4, f"同一县区、时间窗口内、死亡人数一致（{post.deaths}人）")
-        best = 0.0
-        for title, text, _ in members:
-            best = max(best, similarity(post.title, post.text, title, text))
+        if same_county and post.deaths and any(m.deaths == post.deaths for m in ev.members):
+            return 1.4, f"同一县区、时间窗口内、死亡人数一致（{post.deaths}人）"
         threshold = self.threshold
         if same_county and post.is_emergency and ev.is_emergency:
             # Both emergencies in one county, but the classifier named no common
@@ -243,22 +534,63 @@ class EventGrouper:
             # text only has to be half as close.
             threshold = self.threshold * EMERGENCY_THRESHOLD_FACTOR
         if best >= threshold:
-            return Match(ev, best, f"地点相容、时间窗口内、文本相似度 {best:.2f} ≥ {threshold:.2f}")
+            return best, f"地点相容、时间窗口内、文本相似度 {best:.2f} ≥ {threshold:.2f}"
         return None
 
-    # ---- applying
+    # ---- phase 2: apply
 
-    def add_post(self, s: Session, post: Post, ap: AssessedPost, now: datetime) -> Outcome:
-        """Attach a stored relevant post to an event (new or existing)."""
-        match = self.find_event(s, post, ap)
-        if match is None:
-            return self._open(s, post, ap, now)
-        return self._join(s, match, post, ap, now)
+    def apply(self, s: Session, b: Batch, now: datetime) -> None:
+        """Write what phase 1 decided: new events, tickets and deadlines, then
+        every post's join in order, with its facts in ``b.facts``."""
+        if not b.decisions:
+            return
+        existing = sorted({d.event_id for d in b.decisions if not d.created and d.event_id < _PROVISIONAL})
+        for i in range(0, len(existing), 500):
+            chunk = existing[i : i + 500]
+            for ev in s.scalars(select(Event).where(Event.id.in_(chunk))):
+                b.events[ev.id] = ev
+            for t in s.scalars(select(Ticket).where(Ticket.event_id.in_(chunk))):
+                b.tickets[t.event_id] = t
+        self._create(s, b, now)
+        for d in b.decisions:
+            real = b.real_id.get(d.event_id, d.event_id)
+            d.post.event_id = real
+            ev, ticket = b.events[real], b.tickets[real]
+            if d.created:
+                self._opened(b, d, ev, ticket, now)
+            else:
+                self._join(s, b, Match(ev, d.score, d.reason), d.post, d.ap, now)
+            ev.rev = b.rev
+        for prov, real in b.real_id.items():
+            self.cache.rekey(prov, real)
+        self._check_view(b)
 
-    def _open(self, s: Session, post: Post, ap: AssessedPost, now: datetime) -> Outcome:
-        a = ap.assessment
-        p = ap.post
-        ev = Event(
+    def _create(self, s: Session, b: Batch, now: datetime) -> None:
+        """The batch's new events, their tickets and deadlines, a few multi-row inserts for all."""
+        made = [d for d in b.decisions if d.created]
+        if not made:
+            return
+        events = [self._new_event(d.post, d.ap, now, b.rev) for d in made]
+        s.add_all(events)
+        s.flush()
+        tickets: list[Ticket] = []
+        plans: list[tuple[Ticket, str, datetime]] = []
+        for d, ev in zip(made, events, strict=True):
+            b.real_id[d.event_id] = ev.id
+            b.events[ev.id] = ev
+            t = self._new_ticket(ev, d.ap, now)
+            tickets.append(t)
+            b.tickets[ev.id] = t
+        s.add_all(tickets)
+        s.flush()
+        for t, ev in zip(tickets, events, strict=True):
+            if t.rule != "none":
+                plans.append((t, t.rule, ev.t0))
+        b.new_deadlines = plan_new_deadlines(s, self.clocks, plans)
+
+    def _new_event(self, post: NewPost, ap: AssessedPost, now: datetime, rev: int) -> Event:
+        a, p = ap.assessment, ap.post
+        return Event(
             t0=post.published_at,
             t0_post_id=post.post_id,
             t0_precision=post.precision,
@@ -273,20 +605,17 @@ class EventGrouper:
             event_type=a.event_type,
             event_subtype=a.event_subtype,
             title=_title_of(p.title, p.text),
-            status="open",
+            # 政务动态 that asks for nothing: archived at once, no clock, nobody notified.
+            status="closed" if _archived(ap) else "open",
             post_count=1,
             created_at=now,
+            rev=rev,
         )
-        # 政务动态 that asks for nothing: archived at once, no clock, nobody notified.
-        # A message-board post always gets a reply, an emergency always a response.
-        archive = not a.needs_response and not a.is_emergency and p.source_kind != "gov_board"
-        if archive:
-            ev.status = "closed"
-        s.add(ev)
-        s.flush()
-        post.event_id = ev.id
-        rule = "none" if archive else (self.clocks.rule_for(a, source_kind=p.source_kind) or "none")
-        ticket = Ticket(
+
+    def _new_ticket(self, ev: Event, ap: AssessedPost, now: datetime) -> Ticket:
+        a = ap.assessment
+        archive = _archived(ap)
+        return Ticket(
             event_id=ev.id,
             status="closed" if archive else "new",
             closed_at=now if archive else None,
@@ -296,12 +625,13 @@ class EventGrouper:
             place_code=ev.place_code,
             department=a.department,
             responders=[r.model_dump() for r in a.responders],
-            rule=rule,
+            rule="none" if archive else (self.clocks.rule_for(a, source_kind=ap.post.source_kind) or "none"),
             created_at=now,
         )
-        s.add(ticket)
-        s.flush()
-        deadlines = plan_deadlines(s, self.clocks, ticket, rule, ev.t0) if rule != "none" else []
+
+    def _opened(self, b: Batch, d: _Decision, ev: Event, ticket: Ticket, now: datetime) -> None:
+        archive = ev.status == "closed"
+        deadlines = b.new_deadlines.get(ticket.id, [])
         detail = {
             "title": ev.title,
             "severity": ev.severity,
@@ -309,62 +639,64 @@ class EventGrouper:
             "place": ev.place_label,
             "place_code": ev.place_code,
             "department": ticket.department,
-            "rule": rule,
+            "rule": ticket.rule,
             "t0": iso_shanghai(ev.t0),
             "t0_precision": ev.t0_precision,
-            "post_id": post.post_id,
-            "deadlines": [{"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)} for d in deadlines],
+            "post_id": d.post.post_id,
+            "deadlines": [{"milestone": x.milestone, "due_at": iso_shanghai(x.due_at)} for x in deadlines],
         }
         if archive:
-            detail.update(outcome=ARCHIVED_OUTCOME, reason=a.handling_reason, auto=True)
-        facts = [
-            emit_fact(
-                s,
-                ticket=ticket,
-                kind="closed" if archive else "opened",
-                key=f"{ticket.id}:{'closed' if archive else 'opened'}",
-                at=now,
-                detail=detail,
-                post_id=post.post_id,
-                audit_action=ARCHIVED_ACTION if archive else None,
-            )
-        ]
-        return Outcome(ev, ticket, True, [f for f in facts if f is not None])
+            detail.update(outcome=ARCHIVED_OUTCOME, reason=d.ap.assessment.handling_reason, auto=True)
+        b.facts.emit(
+            ticket=ticket,
+            kind="closed" if archive else "opened",
+            key=f"{ticket.id}:{'closed' if archive else 'opened'}",
+            at=now,
+            detail=detail,
+            post_id=d.post.post_id,
+            audit_action=ARCHIVED_ACTION if archive else None,
+        )
 
-    def _join(self, s: Session, m: Match, post: Post, ap: AssessedPost, now: datetime) -> Outcome:
+    def _check_view(self, b: Batch) -> None:
+        """The in-memory view must now say what the rows say; if not, forget it."""
+        for eid, ev in b.events.items():
+            oe = self.cache.events.get(eid)
+            if oe is None:
+                continue
+            view = (oe.status, oe.t0, oe.last, oe.place_code, oe.is_emergency, oe.subtype)
+            rows = (ev.status, ev.t0, ev.last_published_at, ev.place_code, bool(ev.is_emergency), ev.event_subtype)
+            if view != rows:
+                log.error("grouping view of event %s differs from its row (%s != %s): reloading", eid, view, rows)
+                b.view_broken = True
+
+    def _join(self, s: Session, b: Batch, m: Match, post: NewPost, ap: AssessedPost, now: datetime) -> None:
         ev = m.event
         a = ap.assessment
-        ticket = s.scalar(select(Ticket).where(Ticket.event_id == ev.id))
-        assert ticket is not None, f"event {ev.id} has no ticket"
-        post.event_id = ev.id
+        ticket = b.tickets[ev.id]
         ev.post_count = (ev.post_count or 0) + 1
         if post.published_at > ev.last_published_at:
             ev.last_published_at = post.published_at
-        facts: list[TicketEventRow | None] = []
-        facts.append(
-            emit_fact(
-                s,
-                ticket=ticket,
-                kind="post_added",
-                key=f"{ticket.id}:post:{post.post_id}",
-                at=now,
-                detail={
-                    "post_id": post.post_id,
-                    "source": ap.post.source_name or ap.post.source_id,
-                    "url": ap.post.url,
-                    "reason": m.reason,
-                    "score": round(m.score, 3),
-                },
-                post_id=post.post_id,
-            )
+        b.facts.emit(
+            ticket=ticket,
+            kind="post_added",
+            key=f"{ticket.id}:post:{post.post_id}",
+            at=now,
+            detail={
+                "post_id": post.post_id,
+                "source": ap.post.source_name or ap.post.source_id,
+                "url": ap.post.url,
+                "reason": m.reason,
+                "score": round(m.score, 3),
+            },
+            post_id=post.post_id,
         )
         if ap.post.source_kind == "official":
-            self._milestone_candidate(s, ticket, post, ap, now)
+            self._milestone_candidate(s, b, ticket, post, ap, now)
         if not ev.title:
             ev.title = _title_of(ap.post.title, ap.post.text)
         if not ticket.department and a.department:
             ticket.department = a.department
-        self._refine_place(s, ev, ticket, a.place, post, now)
+        self._refine_place(b, ev, ticket, a.place, post, now)
 
         # T0: the earliest publication among members.
         if post.published_at < ev.t0:
@@ -379,22 +711,19 @@ class EventGrouper:
                 f"发布于 {iso_shanghai(post.published_at)}），T0 由 {iso_shanghai(old)} 提前至 "
                 f"{iso_shanghai(ev.t0)}，未完成的期限随之重算"
             )
-            facts.append(
-                emit_fact(
-                    s,
-                    ticket=ticket,
-                    kind="t0_moved",
-                    key=f"{ticket.id}:t0:{post.post_id}",
-                    at=now,
-                    detail={
-                        "from": iso_shanghai(old),
-                        "to": iso_shanghai(ev.t0),
-                        "post_id": post.post_id,
-                        "reason": reason,
-                        "deadlines": changes,
-                    },
-                    post_id=post.post_id,
-                )
+            b.facts.emit(
+                ticket=ticket,
+                kind="t0_moved",
+                key=f"{ticket.id}:t0:{post.post_id}",
+                at=now,
+                detail={
+                    "from": iso_shanghai(old),
+                    "to": iso_shanghai(ev.t0),
+                    "post_id": post.post_id,
+                    "reason": reason,
+                    "deadlines": changes,
+                },
+                post_id=post.post_id,
             )
 
         # Severity: the maximum of the members.
@@ -415,31 +744,26 @@ class EventGrouper:
                 ev.event_subtype = ev.event_subtype or a.event_subtype
             added = upgrade_rule(s, self.clocks, ev, ticket)
             if raised:
-                facts.append(
-                    emit_fact(
-                        s,
-                        ticket=ticket,
-                        kind="severity_changed",
-                        key=f"{ticket.id}:severity:{ev.severity}",
-                        at=now,
-                        detail={
-                            "from": old_sev,
-                            "to": ev.severity,
-                            "reason": ev.severity_reason,
-                            "post_id": post.post_id,
-                            "rule": ticket.rule,
-                            "deadlines_added": [
-                                {"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)} for d in added
-                            ],
-                        },
-                        post_id=post.post_id,
-                    )
+                b.facts.emit(
+                    ticket=ticket,
+                    kind="severity_changed",
+                    key=f"{ticket.id}:severity:{ev.severity}",
+                    at=now,
+                    detail={
+                        "from": old_sev,
+                        "to": ev.severity,
+                        "reason": ev.severity_reason,
+                        "post_id": post.post_id,
+                        "rule": ticket.rule,
+                        "deadlines_added": [
+                            {"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)} for d in added
+                        ],
+                    },
+                    post_id=post.post_id,
                 )
-        s.flush()
-        return Outcome(ev, ticket, False, [f for f in facts if f is not None])
 
     def _milestone_candidate(
-        self, s: Session, ticket: Ticket, post: Post, ap: AssessedPost, now: datetime
+        self, s: Session, b: Batch, ticket: Ticket, post: NewPost, ap: AssessedPost, now: datetime
     ) -> None:
         """An official post (a government release, or the official reply on a
         message board) joined the event: record it as a candidate for the open
@@ -452,61 +776,85 @@ class EventGrouper:
         ).all()
         if not open_ms:
             return
-        s.add(
-            Audit(
-                ticket_id=ticket.id,
-                event_id=ticket.event_id,
-                at=now,
-                actor="system",
-                action="milestone_candidate",
-                detail={
-                    "post_id": post.post_id,
-                    "evidence_url": ap.post.url,
-                    "source": ap.post.source_name or ap.post.source_id,
-                    "author": ap.post.author,
-                    "published_at": iso_shanghai(post.published_at),
-                    "milestones": [
-                        {
-                            "milestone": d.milestone,
-                            "due_at": iso_shanghai(d.due_at),
-                            "on_time_if_confirmed": post.published_at <= d.due_at,
-                        }
-                        for d in open_ms
-                    ],
-                    "reason": "官方来源发布的内容归入本事件，可能是回应节点的佐证，待值班员确认",
-                },
-            )
+        b.facts.audit(
+            ticket_id=ticket.id,
+            event_id=ticket.event_id,
+            at=now,
+            action="milestone_candidate",
+            detail={
+                "post_id": post.post_id,
+                "evidence_url": ap.post.url,
+                "source": ap.post.source_name or ap.post.source_id,
+                "author": ap.post.author,
+                "published_at": iso_shanghai(post.published_at),
+                "milestones": [
+                    {
+                        "milestone": d.milestone,
+                        "due_at": iso_shanghai(d.due_at),
+                        "on_time_if_confirmed": post.published_at <= d.due_at,
+                    }
+                    for d in open_ms
+                ],
+                "reason": "官方来源发布的内容归入本事件，可能是回应节点的佐证，待值班员确认",
+            },
         )
 
     def _refine_place(
-        self, s: Session, ev: Event, ticket: Ticket, place: Place, post: Post, now: datetime
+        self, b: Batch, ev: Event, ticket: Ticket, place: Place, post: NewPost, now: datetime
     ) -> None:
         """An unknown (待定) or coarser event place takes a member's more specific one."""
-        new = place.code
-        if not new or new == ev.place_code:
+        new = refined_place(ev.place_code, place.code)
+        if new is None:
             return
-        old_p, new_p = place_prefix(ev.place_code), place_prefix(new)
-        if old_p is not None and not (new_p or "").startswith(old_p):
-            return  # a different or coarser place: keep the event's
         old_label = ev.place_label
         ev.place_code, ev.place_label, ev.place = new, place.label, place_dict(place)
         ticket.place_code, ticket.place_label = new, place.label
-        s.add(
-            Audit(
-                ticket_id=ticket.id,
-                event_id=ev.id,
-                at=now,
-                actor="system",
-                action="place_refined",
-                detail={
-                    "from": old_label,
-                    "to": place.label,
-                    "code": new,
-                    "post_id": post.post_id,
-                    "reason": "成员帖子给出更具体的属地",
-                },
-            )
+        b.facts.audit(
+            ticket_id=ticket.id,
+            event_id=ev.id,
+            at=now,
+            action="place_refined",
+            detail={
+                "from": old_label,
+                "to": place.label,
+                "code": new,
+                "post_id": post.post_id,
+                "reason": "成员帖子给出更具体的属地",
+            },
         )
+
+
+def refined_place(current: str | None, offered: str | None) -> str | None:
+    """The place an event takes from a new member: ``offered`` when it is more
+    specific than (or the event has no) ``current``, else None (keep it)."""
+    if not offered or offered == current:
+        return None
+    old_p, new_p = place_prefix(current), place_prefix(offered)
+    if old_p is not None and not (new_p or "").startswith(old_p):
+        return None  # a different or coarser place: keep the event's
+    return offered
+
+
+def _view_join(oe: OpenEvent, post: NewPost, a: Any) -> None:
+    """What :meth:`EventGrouper._join` will do to the fields grouping reads,
+    done to the in-memory view in phase 1 (checked against the rows after phase 2)."""
+    if post.published_at > oe.last:
+        oe.last = post.published_at
+    new = refined_place(oe.place_code, a.place.code)
+    if new is not None:
+        oe.place_code = new
+    if post.published_at < oe.t0:
+        oe.t0 = post.published_at
+    if a.is_emergency and not oe.is_emergency:
+        oe.is_emergency = True
+        oe.subtype = oe.subtype or a.event_subtype
+
+
+def _archived(ap: AssessedPost) -> bool:
+    """政务动态 that asks for nothing is archived at once. A message-board post
+    always gets a reply, an emergency always a response."""
+    a = ap.assessment
+    return not a.needs_response and not a.is_emergency and ap.post.source_kind != "gov_board"
 
 
 def _title_of(title: str, text: str) -> str:

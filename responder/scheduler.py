@@ -90,6 +90,26 @@ def plan_deadlines(
     return added
 
 
+def plan_new_deadlines(
+    session: Session, clocks: Clocks, plans: list[tuple[Ticket, str, datetime]]
+) -> dict[int, list[Deadline]]:
+    """The deadlines of new tickets, (ticket, rule, T0) each, in two flushes
+    for all of them (the rows :func:`plan_deadlines` would insert one by one)."""
+    out: dict[int, list[Deadline]] = {}
+    rows: list[Deadline] = []
+    for ticket, rule_name, t0 in plans:
+        mine = out.setdefault(ticket.id, [])
+        for milestone, due in clocks.deadlines_for(rule_name, t0):
+            d = Deadline(ticket_id=ticket.id, milestone=milestone, rule=rule_name, starts_at=t0, due_at=due)
+            mine.append(d)
+            rows.append(d)
+    if rows:
+        session.add_all(rows)
+        session.flush()
+        session.add_all([w for d in rows for w in _warnings_for(d, clocks.warnings)])
+    return out
+
+
 FOLLOWUP = "持续发布"
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,11 +30,12 @@ from typing import Any, Protocol
 from pydantic import BaseModel
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from responder.clocks import Clocks, load_clocks
-from responder.events import EventGrouper
+from responder.events import Batch, EventGrouper, NewPost
 from responder.scheduler import Scheduler
-from responder.store import Outbox, Post, Store, TicketEventRow, ticket_event_payload, utcnow
+from responder.store import Outbox, Post, RawJSON, Store, TicketEventRow, ticket_event_payload, utcnow
 from stream import topics as T
 from stream.contracts import AssessedPost, TicketEvent, encode
 from yuqing.settings import Settings
@@ -92,11 +94,7 @@ def handle_batch(
 ) -> list[Outgoing]:
     """Store a batch of assessed posts and return the ticket events it caused."""
     clocks = clocks or clocks_for(settings)
-    grouper = EventGrouper(
-        clocks,
-        window_hours=settings.responder.event_window_hours,
-        similarity_threshold=settings.responder.similarity_threshold,
-    )
+    grouper = grouper_for(store, settings, clocks)
     for m in messages:
         if not isinstance(m, AssessedPost):
             raise TypeError(f"responder expects assessed_post messages, got {type(m).__name__}")
@@ -125,46 +123,110 @@ def handle_batch(
     return [Outgoing(topic, TicketEvent.model_validate(p), str(p["ticket_id"])) for p in payloads]
 
 
+# One grouper per store (and grouping settings) in this process: it keeps the
+# open events in memory between batches (responder.open_events).
+_groupers: weakref.WeakKeyDictionary[Store, dict[tuple[float, float], EventGrouper]] = weakref.WeakKeyDictionary()
+_groupers_lock = threading.Lock()
+
+
+def grouper_for(store: Store, settings: Settings, clocks: Clocks) -> EventGrouper:
+    key = (settings.responder.event_window_hours, settings.responder.similarity_threshold)
+    with _groupers_lock:
+        per = _groupers.setdefault(store, {})
+        g = per.get(key)
+        if g is None or g.clocks is not clocks:
+            g = per[key] = EventGrouper(clocks, window_hours=key[0], similarity_threshold=key[1])
+        return g
+
+
 def _store_batch(
     store: Store, grouper: EventGrouper, batch: list[AssessedPost], at: datetime
 ) -> tuple[list[dict[str, Any]], list[Any]]:
-    payloads: list[dict[str, Any]] = []
-    seen_keys: set[str] = set()
-    to_index: list[Post] = []
-    with store.transaction() as s:
-        store.lock_events(s)
-        for ap in batch:
-            p = ap.post
-            existing = s.scalar(select(Post).where(Post.post_id == p.post_id))
-            if existing is not None:
-                # Redelivery: re-emit what this post caused the first time.
-                for row in s.scalars(
-                    select(TicketEventRow)
-                    .where(TicketEventRow.post_id == p.post_id)
-                    .order_by(TicketEventRow.id)
-                ):
-                    if row.event_key not in seen_keys:
-                        seen_keys.add(row.event_key)
-                        payloads.append(ticket_event_payload(row))
-                to_index.append(existing)
-                continue
-            post = _post_row(ap, at)
-            s.add(post)
-            s.flush()
-            if ap.assessment.relevant:
-                outcome = grouper.add_post(s, post, ap, at)
-                for row in outcome.facts:
-                    if row.event_key not in seen_keys:
-                        seen_keys.add(row.event_key)
-                        payloads.append(ticket_event_payload(row))
-            to_index.append(post)
-        docs = _post_docs(to_index)
+    """One transaction: the batch's posts, their events, tickets and facts.
+
+    Reads are per batch, not per post: which posts are stored already (a
+    redelivery), their facts, the thread links. Posts, facts and audit rows
+    are written with one multi-row INSERT each at the end; events, tickets
+    and deadlines go through the ORM (one flush, plus one per new event).
+    """
+    with grouper.lock:
+        try:
+            with store.transaction() as s:
+                store.lock_events(s)
+                b, payloads, docs = _group_and_write(s, grouper, batch, at)
+        except BaseException:
+            grouper.rolled_back()  # the cache may hold what was not committed
+            raise
+        grouper.committed(b)
     return payloads, docs
 
 
-def _post_row(ap: AssessedPost, at: datetime) -> Post:
+def _group_and_write(
+    s: Session, grouper: EventGrouper, batch: list[AssessedPost], at: datetime
+) -> tuple[Batch, list[dict[str, Any]], list[Any]]:
+    ids = list(dict.fromkeys(ap.post.post_id for ap in batch))
+    stored: set[str] = set()
+    for i in range(0, len(ids), 500):
+        stored.update(s.scalars(select(Post.post_id).where(Post.post_id.in_(ids[i : i + 500]))))
+    plan: list[tuple[AssessedPost, NewPost | None]] = []  # None: stored already (a redelivery)
+    fresh: list[NewPost] = []
+    for ap in batch:
+        pid = ap.post.post_id
+        if pid in stored:
+            plan.append((ap, None))
+            continue
+        stored.add(pid)  # a second copy in the same batch is a redelivery too
+        post = _new_post(ap, at)
+        plan.append((ap, post))
+        fresh.append(post)
+
+    b = grouper.begin(s, fresh)
+    grouper.decide(s, b, [(post, ap) for ap, post in plan if post is not None and post.relevant])
+    grouper.apply(s, b, at)
+    s.flush()  # events, tickets, deadlines: the posts and facts refer to them
+    rows: dict[str, int] = {}
+    if fresh:
+        tbl = Post.__table__
+        res = s.execute(
+            tbl.insert().returning(tbl.c.post_id, tbl.c.id),  # type: ignore[attr-defined]
+            [p.row() for p in fresh],
+        )
+        rows = {pid: rid for pid, rid in res}
+    grouper.written(b, rows)
+    written = b.facts.write(s)
+
+    # Payloads in batch order: a redelivered post re-emits the facts it caused.
+    new_facts: dict[str, list[dict[str, Any]]] = {}
+    for f in written:
+        new_facts.setdefault(f["post_id"], []).append(f)
+    again = [ap.post.post_id for ap, post in plan if post is None]
+    old_facts: dict[str, list[TicketEventRow]] = {}
+    redelivered: dict[str, Post] = {}
+    for i in range(0, len(again), 500):
+        chunk = again[i : i + 500]
+        for row in s.scalars(
+            select(TicketEventRow).where(TicketEventRow.post_id.in_(chunk)).order_by(TicketEventRow.id)
+        ):
+            old_facts.setdefault(row.post_id or "", []).append(row)
+        for p in s.scalars(select(Post).where(Post.post_id.in_(chunk))):
+            redelivered[p.post_id] = p
+    payloads: list[dict[str, Any]] = []
+    seen_keys: set[str] = set()
+    for ap, post in plan:
+        pid = ap.post.post_id
+        facts: Sequence[Any] = new_facts.get(pid, []) if post is not None else old_facts.get(pid, [])
+        for f in facts:
+            key = f["event_key"] if isinstance(f, dict) else f.event_key
+            if key not in seen_keys:
+                seen_keys.add(key)
+                payloads.append(ticket_event_payload(f))
+    docs = _post_docs([*fresh, *(redelivered[p] for p in dict.fromkeys(again) if p in redelivered)])
+    return b, payloads, docs
+
+
+def _new_post(ap: AssessedPost, at: datetime) -> NewPost:
     p, a = ap.post, ap.assessment
-    return Post(
+    return NewPost(
         post_id=p.post_id,
         source_id=p.source_id,
         source_kind=p.source_kind,
@@ -189,7 +251,9 @@ def _post_row(ap: AssessedPost, at: datetime) -> Post:
         topic=a.topic,
         department=a.department,
         stored_at=at,
-        raw=ap.model_dump(mode="json", by_alias=True),
+        # The message as received, serialised once by pydantic (not dumped to
+        # a dict and encoded again).
+        raw=RawJSON(ap.model_dump_json(by_alias=True)),
     )
 
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from responder.clocks import Clocks, iso_shanghai
 from responder.events import _title_of, place_dict, place_prefix
 from responder.scheduler import plan_deadlines, recompute_deadlines
-from responder.store import SEVERITY_RANK, Event, Post, Ticket, emit_fact
+from responder.store import SEVERITY_RANK, Event, Post, Ticket, emit_fact, next_rev
 from stream.contracts import AssessedPost
 
 
@@ -144,6 +144,8 @@ def split_event(
     s.flush()
     for p in moved:
         p.event_id = new_ev.id
+    # Responders keeping open events in memory reload both (the caller holds the events lock).
+    ev.rev = new_ev.rev = next_rev(s)
     # The clock rule: the same rule_for a newly opened ticket gets, from the most
     # severe moved post's assessment (with the new event's severity/emergency).
     base = top_ap or first_ap

@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
     JSON,
@@ -158,6 +159,10 @@ class Event(Base):
     status: Mapped[str] = mapped_column(String(10), default="open", index=True)  # open / closed
     post_count: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Revision stamp: every transaction that changes what grouping reads sets
+    # it to max(rev) + 1 under the events lock (stamp_events), so a responder
+    # keeping open events in memory knows which ones to reload.
+    rev: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"), index=True)
 
 
 class Ticket(Base):
@@ -372,7 +377,14 @@ class SourceHealthRow(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class RawJSON(str):
+    """JSON text already serialised (e.g. by pydantic's ``model_dump_json``):
+    stored as it is in a JSON column instead of being encoded again."""
+
+
 def _json_dumps(obj: Any) -> str:
+    if isinstance(obj, RawJSON):
+        return str(obj)
     return json.dumps(obj, ensure_ascii=False, default=str)
 
 
@@ -417,13 +429,27 @@ class Store:
             _migrate_indexes(conn)
 
     def lock_events(self, session: Session) -> None:
-        """Serialise event grouping between responder processes (PostgreSQL).
+        """Serialise event grouping between responder processes (PostgreSQL),
+        and every change of what grouping reads (close, merge, split).
 
         Held until the transaction ends. SQLite needs nothing: its write
         transactions (BEGIN IMMEDIATE) are already one at a time.
         """
         if self.dialect == "postgresql":
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": EVENTS_LOCK})
+
+    def stamp_events(self, session: Session, *events: Event) -> int:
+        """Take the events lock and mark ``events`` changed: ``rev = max(rev) + 1``.
+
+        Every transaction that opens, joins, closes, merges or splits events
+        calls this, so responders that keep open events in memory
+        (:mod:`responder.open_events`) reload exactly those.
+        """
+        self.lock_events(session)
+        rev = next_rev(session)
+        for ev in events:
+            ev.rev = rev
+        return rev
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -455,16 +481,29 @@ class Store:
             return int(s.scalar(select(func.count()).select_from(model)) or 0)
 
 
+def next_rev(session: Session) -> int:
+    """The next events revision (the caller holds the events lock)."""
+    return int(session.scalar(select(func.coalesce(func.max(Event.rev), 0))) or 0) + 1
+
+
 # Indexes replaced since a database may have been created: dropped if present.
 _OLD_INDEXES = ("ix_deadline_pending", "ix_warning_pending")
+# Columns added since a database may have been created: (table, column, DDL type and default).
+_ADDED_COLUMNS = (("events", "rev", "BIGINT NOT NULL DEFAULT 0"),)
 
 
 def _migrate_indexes(conn: Any) -> None:
-    """Bring the indexes of an existing database up to date (create_all only
-    creates the indexes of tables it creates)."""
+    """Bring the columns and indexes of an existing database up to date
+    (create_all only creates the tables, and their indexes, that are missing)."""
+    from sqlalchemy import inspect
+
+    insp = inspect(conn)
+    for table, column, ddl in _ADDED_COLUMNS:
+        if column not in {c["name"] for c in insp.get_columns(table)}:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
     for name in _OLD_INDEXES:
         conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
-    for table in (Deadline.__table__, DeadlineWarning.__table__):
+    for table in (Deadline.__table__, DeadlineWarning.__table__, Event.__table__):
         for idx in table.indexes:  # type: ignore[attr-defined]
             idx.create(conn, checkfirst=True)
 
@@ -547,18 +586,23 @@ def emit_fact(
     return row
 
 
-def ticket_event_payload(row: TicketEventRow) -> dict[str, Any]:
-    """The ``TicketEvent`` contract dict (by alias) for a stored fact."""
-    from zoneinfo import ZoneInfo
+_SHANGHAI = ZoneInfo("Asia/Shanghai")
 
+
+def ticket_event_payload(row: TicketEventRow | Mapping[str, Any]) -> dict[str, Any]:
+    """The ``TicketEvent`` contract dict (by alias) for a stored fact (a row, or its column values)."""
+    r = row if isinstance(row, Mapping) else {k: getattr(row, k) for k in _FACT_FIELDS}
     return {
         "schema": "ticket_event",
         "v": 1,
-        "event_key": row.event_key,
-        "ticket_id": row.ticket_id,
-        "event_id": row.event_id,
-        "kind": row.kind,
-        "at": row.at.astimezone(ZoneInfo("Asia/Shanghai")).isoformat(),
-        "actor": row.actor,
-        "detail": row.detail,
+        "event_key": r["event_key"],
+        "ticket_id": r["ticket_id"],
+        "event_id": r["event_id"],
+        "kind": r["kind"],
+        "at": r["at"].astimezone(_SHANGHAI).isoformat(),
+        "actor": r["actor"],
+        "detail": r["detail"],
     }
+
+
+_FACT_FIELDS = ("event_key", "ticket_id", "event_id", "kind", "at", "actor", "detail")

@@ -648,6 +648,8 @@ def create_app(
         n = now()
         addr = request.client.host if request.client else None
         with st.transaction() as s:
+            # The events lock before the ticket's row lock, in the responder's order.
+            st.lock_events(s)
             t = _get_ticket(s, tid, lock=True)
             if t.status == "closed":
                 return JSONResponse({"already": True, "ticket": ticket_view(s, t, n)})
@@ -656,6 +658,7 @@ def create_app(
             ev = s.get(Event, t.event_id)
             if ev is not None:
                 ev.status = "closed"
+                st.stamp_events(s, ev)  # responders drop it from the events a post may join
             dropped = drop_open_followups(s, t)
             open_ms = s.scalars(
                 select(Deadline.milestone).where(Deadline.ticket_id == tid, Deadline.met_at.is_(None))
@@ -748,6 +751,7 @@ def create_app(
                 )
                 s.delete(d)
             src.status = "merged"
+            st.stamp_events(s, src, dst)  # responders reload both
             st_ticket.status, st_ticket.closed_at = "closed", n
             detail = {
                 "from_event": src.id,
