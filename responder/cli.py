@@ -9,6 +9,9 @@
 * ``yuqing report brief [--period day|week] [--date DATE] [--as-of TIME]
   [--json]`` — the daily or weekly brief (舆情日报/周报) as plain text, or as
   JSON (:mod:`responder.brief`); default: today in Shanghai, ``day``.
+* ``yuqing reindex [--from-start]`` — index what the search index lacks now
+  (``--from-start``: every stored post again, e.g. into a new, empty index),
+  the same work the indexer stage does continuously (:mod:`responder.indexer`).
 """
 
 from __future__ import annotations
@@ -106,6 +109,28 @@ def cmd_report_brief(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reindex(args: argparse.Namespace) -> int:
+    from responder.indexer import SearchIndexer
+    from responder.search import open_search
+    from responder.store import Store
+    from yuqing.cli import settings_from, setup_logging
+
+    setup_logging("reindex", args.verbose)
+    settings = settings_from(args)
+    store = Store(settings.store_url)
+    search = open_search(settings)
+    try:
+        ix = SearchIndexer(store, search)
+        if args.from_start:
+            ix.reset()
+        n = ix.catch_up()
+    finally:
+        search.close()
+        store.close()
+    print(f"已索引 {n} 条帖子（全文检索：{settings.search.kind}）")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``sub``."""
     c = sub.add_parser("clocks", help="按时限规则计算各节点截止时间（与回应模块同一代码）")
@@ -137,3 +162,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--as-of", dest="as_of", type=_parse_t0, help="统计时点（ISO 8601；默认现在）")
     b.add_argument("--json", action="store_true", help="输出 JSON")
     b.set_defaults(func=cmd_report_brief)
+
+    x = sub.add_parser("reindex", help="把库中尚未进入全文索引的帖子补入索引（索引阶段持续在做的同一件事）")
+    x.add_argument("--from-start", action="store_true", help="从第一条帖子起全部重新索引（如换了新的空索引）")
+    x.set_defaults(func=cmd_reindex)

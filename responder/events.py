@@ -56,6 +56,7 @@ of the members; raising it may switch the clock rule and add deadlines
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -71,7 +72,7 @@ from responder.clocks import Clocks, iso_shanghai
 from responder.open_events import Member, OpenEvent, OpenEvents
 from responder.scheduler import plan_deadlines, plan_new_deadlines, recompute_deadlines
 from responder.similarity import BatchSimilarity, PostVectors, bigram_vector, cosine, post_vectors, similarity
-from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Ticket, TicketEventRow
+from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, RawJSON, Ticket, TicketEventRow
 from stream.contracts import AssessedPost, Place
 
 log = logging.getLogger(__name__)
@@ -213,7 +214,7 @@ class FactBuffer:
         if key in self._keys:
             return
         self._keys.add(key)
-        detail = dict(detail)
+        encoded = RawJSON(json.dumps(detail, ensure_ascii=False, default=str))  # once, for the fact and its audit
         self.facts.append(
             {
                 "event_key": key,
@@ -222,8 +223,9 @@ class FactBuffer:
                 "kind": kind,
                 "at": at,
                 "actor": "system",
-                "detail": detail,
+                "detail": encoded,
                 "post_id": post_id,
+                "_detail": detail,
             }
         )
         self.audits.append(
@@ -234,7 +236,7 @@ class FactBuffer:
                 "at": at,
                 "actor": "system",
                 "action": audit_action or kind,
-                "detail": detail,
+                "detail": encoded,
                 "remote_addr": None,
             }
         )
@@ -264,10 +266,13 @@ class FactBuffer:
         facts = [f for f in self.facts if f["event_key"] not in stored]
         audits = [{k: v for k, v in a.items() if k != "_key"} for a in self.audits if a["_key"] not in stored]
         if facts:
-            s.execute(TicketEventRow.__table__.insert(), facts)  # type: ignore[attr-defined]
+            s.execute(
+                TicketEventRow.__table__.insert(),  # type: ignore[attr-defined]
+                [{k: v for k, v in f.items() if k != "_detail"} for f in facts],
+            )
         if audits:
             s.execute(Audit.__table__.insert(), audits)  # type: ignore[attr-defined]
-        return facts
+        return [f | {"detail": f["_detail"]} for f in facts]
 
 
 class _Threads:

@@ -239,7 +239,7 @@ class OpenEvents:
         """A post joined ``oe``; False when it is too old to be among the members compared.
         A member it pushes out of them is no longer compared (nor indexed)."""
         order = m.order()
-        pos = bisect.bisect_left([x.order() for x in oe.members], order)
+        pos = bisect.bisect_left(oe.members, order, key=Member.order)
         if pos >= self.max_members:
             m.compared = False
             return False

@@ -9,8 +9,10 @@ is idempotent by ``post_id``: a redelivered post changes nothing and opens
 nothing, and re-emits the facts it caused the first time (same
 ``event_key``), so a crash between the commit and the produce loses none.
 
-After the commit the new posts go to the full-text index (best effort:
-the index is rebuildable from the store with :func:`reindex_all`).
+Reads and writes are per batch, not per post, and grouping works from an
+in-memory view of the open events (:mod:`responder.events`,
+:mod:`responder.open_events`). Full-text indexing is not done here: the
+indexer stage follows the store (:mod:`responder.indexer`).
 
 :func:`run` is the process: the stage loop, the deadline scheduler thread
 and the outbox relay (which publishes what the scheduler and the web UI
@@ -25,7 +27,7 @@ import threading
 import weakref
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import select, update
@@ -60,10 +62,6 @@ except ImportError:  # pragma: no cover - only while stream.stage is being writt
         pass
 
 
-class Indexer(Protocol):
-    def index(self, docs: Sequence[Any]) -> None: ...
-
-
 _clocks_cache: dict[str, Clocks] = {}
 
 
@@ -90,7 +88,6 @@ def handle_batch(
     *,
     clocks: Clocks | None = None,
     now: datetime | None = None,
-    search: Indexer | None = None,
 ) -> list[Outgoing]:
     """Store a batch of assessed posts and return the ticket events it caused."""
     clocks = clocks or clocks_for(settings)
@@ -102,7 +99,7 @@ def handle_batch(
     at = now or utcnow()
     for attempt in (1, 2):
         try:
-            payloads, docs = _store_batch(store, grouper, batch, at)
+            payloads = _store_batch(store, grouper, batch, at)
             break
         except IntegrityError:
             # Another responder stored one of these posts at the same moment:
@@ -112,12 +109,6 @@ def handle_batch(
             log.warning("concurrent insert of the same post; retrying the batch once")
         except OperationalError as e:
             raise TransientError(f"数据库暂不可用: {e.__class__.__name__}: {e}") from e
-
-    if search is not None and docs:
-        try:
-            search.index(docs)
-        except Exception:
-            log.exception("全文索引写入失败（%d 条）：帖子已入库，可用 reindex_all 重建索引", len(docs))
 
     topic = _topic(settings, T.TICKET_EVENTS)
     return [Outgoing(topic, TicketEvent.model_validate(p), str(p["ticket_id"])) for p in payloads]
@@ -141,7 +132,7 @@ def grouper_for(store: Store, settings: Settings, clocks: Clocks) -> EventGroupe
 
 def _store_batch(
     store: Store, grouper: EventGrouper, batch: list[AssessedPost], at: datetime
-) -> tuple[list[dict[str, Any]], list[Any]]:
+) -> list[dict[str, Any]]:
     """One transaction: the batch's posts, their events, tickets and facts.
 
     Reads are per batch, not per post: which posts are stored already (a
@@ -153,17 +144,17 @@ def _store_batch(
         try:
             with store.transaction() as s:
                 store.lock_events(s)
-                b, payloads, docs = _group_and_write(s, grouper, batch, at)
+                b, payloads = _group_and_write(s, grouper, batch, at)
         except BaseException:
             grouper.rolled_back()  # the cache may hold what was not committed
             raise
         grouper.committed(b)
-    return payloads, docs
+    return payloads
 
 
 def _group_and_write(
     s: Session, grouper: EventGrouper, batch: list[AssessedPost], at: datetime
-) -> tuple[Batch, list[dict[str, Any]], list[Any]]:
+) -> tuple[Batch, list[dict[str, Any]]]:
     ids = list(dict.fromkeys(ap.post.post_id for ap in batch))
     stored: set[str] = set()
     for i in range(0, len(ids), 500):
@@ -201,15 +192,13 @@ def _group_and_write(
         new_facts.setdefault(f["post_id"], []).append(f)
     again = [ap.post.post_id for ap, post in plan if post is None]
     old_facts: dict[str, list[TicketEventRow]] = {}
-    redelivered: dict[str, Post] = {}
     for i in range(0, len(again), 500):
-        chunk = again[i : i + 500]
         for row in s.scalars(
-            select(TicketEventRow).where(TicketEventRow.post_id.in_(chunk)).order_by(TicketEventRow.id)
+            select(TicketEventRow)
+            .where(TicketEventRow.post_id.in_(again[i : i + 500]))
+            .order_by(TicketEventRow.id)
         ):
             old_facts.setdefault(row.post_id or "", []).append(row)
-        for p in s.scalars(select(Post).where(Post.post_id.in_(chunk))):
-            redelivered[p.post_id] = p
     payloads: list[dict[str, Any]] = []
     seen_keys: set[str] = set()
     for ap, post in plan:
@@ -220,8 +209,7 @@ def _group_and_write(
             if key not in seen_keys:
                 seen_keys.add(key)
                 payloads.append(ticket_event_payload(f))
-    docs = _post_docs([*fresh, *(redelivered[p] for p in dict.fromkeys(again) if p in redelivered)])
-    return b, payloads, docs
+    return b, payloads
 
 
 def _new_post(ap: AssessedPost, at: datetime) -> NewPost:
@@ -255,71 +243,6 @@ def _new_post(ap: AssessedPost, at: datetime) -> NewPost:
         # a dict and encoded again).
         raw=RawJSON(ap.model_dump_json(by_alias=True)),
     )
-
-
-# --------------------------------------------------------------------------- search
-
-
-_search_missing_logged = False
-
-
-def _post_docs(posts: Sequence[Post]) -> list[Any]:
-    global _search_missing_logged
-    try:
-        from responder.search.base import PostDoc
-    except ImportError:
-        if not _search_missing_logged:
-            log.info("responder.search 不可用：跳过全文索引（可稍后用 reindex_all 从库中重建）")
-            _search_missing_logged = True
-        return []
-    return [
-        PostDoc(
-            post_id=p.post_id,
-            title=p.title,
-            text=p.text,
-            source_id=p.source_id,
-            source_kind=p.source_kind,
-            url=p.url,
-            published_at=p.published_at,
-            place_code=p.place_code,
-            place_label=p.place_label,
-            topic=p.topic,
-            severity=p.severity if p.relevant else None,
-            event_id=p.event_id,
-        )
-        for p in posts
-    ]
-
-
-def open_search_or_none(settings: Settings) -> Any | None:
-    """The configured search backend, or None (logged) when it cannot be opened."""
-    try:
-        from responder.search import open_search
-    except ImportError:
-        log.info("responder.search 不可用：跳过全文索引")
-        return None
-    try:
-        return open_search(settings)
-    except Exception:
-        log.exception("无法打开全文检索后端：本次运行不写索引（可用 reindex_all 重建）")
-        return None
-
-
-def reindex_all(store: Store, search: Indexer, batch: int = 500) -> int:
-    """Rebuild the full-text index from the store; return the number of posts."""
-    n = 0
-    last = 0
-    while True:
-        with store.reader() as s:
-            rows = s.scalars(select(Post).where(Post.id > last).order_by(Post.id).limit(batch)).all()
-        if not rows:
-            return n
-        docs = _post_docs(rows)
-        if not docs:
-            return n
-        search.index(docs)
-        n += len(docs)
-        last = rows[-1].id
 
 
 # --------------------------------------------------------------------------- outbox relay
@@ -415,12 +338,10 @@ def run(settings: Settings, stop: threading.Event) -> None:
     from stream.stage import run_stage
 
     store = Store(settings.store_url)
-    search = None
     transport = None
     threads: list[threading.Thread] = []
     try:
         clocks = clocks_for(settings)
-        search = open_search_or_none(settings)
         transport = open_transport(settings)
         events_topic = _topic(settings, T.TICKET_EVENTS)
         transport.ensure_topics([events_topic])
@@ -451,14 +372,14 @@ def run(settings: Settings, stop: threading.Event) -> None:
         )
         for t in threads:
             t.start()
-        log.info("responder started: store %s, search %s", store, type(search).__name__ if search else "none")
+        log.info("responder started: store %s", store)
         run_stage(
             transport=transport,
             stage=STAGE,
             group=GROUP,
             topics=[_topic(settings, T.ASSESSED_POSTS)],
             expect=AssessedPost,
-            handle=lambda msgs: handle_batch(store, settings, msgs, clocks=clocks, search=search),
+            handle=lambda msgs: handle_batch(store, settings, msgs, clocks=clocks),
             dead_letter_topic=_topic(settings, T.DEAD_LETTER),
             stop=stop,
         )
@@ -466,7 +387,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
         stop.set()
         for t in threads:
             t.join(timeout=10)
-        for closer in (getattr(search, "close", None), getattr(transport, "close", None), store.close):
+        for closer in (getattr(transport, "close", None), store.close):
             if closer is None:
                 continue
             try:

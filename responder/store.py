@@ -353,6 +353,19 @@ class SavedSearch(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class SearchProgress(Base):
+    """How far the search indexer (:mod:`responder.indexer`) has come: the last
+    post, and the last merge/split audit row, whose documents the search
+    backend has."""
+
+    __tablename__ = "search_progress"
+
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    last_post_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_audit_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
 class SourceHealthRow(Base):
     """The latest crawl health of each source (from ``crawl.health``), and the
     current problem spell: ``problem_since`` is when the source last left

@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import html
 import json
+import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -76,6 +77,8 @@ from responder.store import (
     utcnow,
 )
 from yuqing.settings import Settings
+
+log = logging.getLogger("yuqing.web")
 
 SEVERITY_COLOUR = {"特别重大": "#c62828", "重大": "#ef6c00", "较大": "#f9a825", "一般": "#1565c0"}
 STATUS_LABEL = {"new": "待确认", "acknowledged": "已确认", "closed": "已办结"}
@@ -391,6 +394,17 @@ def page(tickets: list[dict[str, Any]], now: datetime, *, live: bool = True, ban
 # --------------------------------------------------------------------------- app
 
 
+def _open_search_or_none(settings: Settings) -> SearchBackend | None:
+    """The configured search backend, or None (logged) when it cannot be opened."""
+    from responder.search import open_search
+
+    try:
+        return open_search(settings)
+    except Exception:
+        log.exception("无法打开全文检索后端")
+        return None
+
+
 def create_app(
     settings: Settings,
     *,
@@ -409,9 +423,7 @@ def create_app(
 
     def search_backend() -> SearchBackend | None:
         if app.state.search is None:
-            from responder.service import open_search_or_none
-
-            app.state.search = open_search_or_none(settings)
+            app.state.search = _open_search_or_none(settings)
         return app.state.search
 
     app.include_router(search_router(search_backend, st, now))

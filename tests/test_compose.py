@@ -17,7 +17,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
-STAGES = ("crawler", "classifier", "responder", "web")
+STAGES = ("crawler", "classifier", "responder", "indexer", "web")
 INFRA_WITH_HEALTHCHECK = ("kafka", "elasticsearch", "postgres", "web")
 
 _VAR_RE = re.compile(
@@ -263,9 +263,11 @@ def test_compose_runs_the_whole_system(compose: dict[str, Any]) -> None:
         assert (env["YUQING_STORE_URL"] or "").startswith("postgresql+psycopg://")
         assert env["YUQING_ES_URL"] == "http://elasticsearch:9200"
         assert any(str(v).startswith("./config:") for v in svcs[stage]["volumes"])
-        assert _depends(svcs[stage]).get("kafka") == "service_healthy"
-    for stage in ("responder", "web"):
+        if stage != "indexer":  # the indexer follows the store, not the stream
+            assert _depends(svcs[stage]).get("kafka") == "service_healthy"
+    for stage in ("responder", "indexer", "web"):
         assert _depends(svcs[stage]).get("postgres") == "service_healthy"
+    for stage in ("indexer", "web"):
         assert _depends(svcs[stage]).get("elasticsearch") == "service_healthy"
 
 
@@ -342,6 +344,7 @@ def test_bad_depends_on_fails() -> None:
         "crawler: depends_on zookeeper, which is not a service",
         "classifier: waits for kafka to be healthy, but kafka has no healthcheck",
         "responder: waits for kafka to be healthy, but kafka has no healthcheck",
+        "indexer: waits for kafka to be healthy, but kafka has no healthcheck",
         "web: waits for kafka to be healthy, but kafka has no healthcheck",
     ]
     assert check_healthchecks(c) == ["kafka: no healthcheck test"]
@@ -381,7 +384,7 @@ def test_bad_stage_commands_fail() -> None:
     c["services"]["crawler"]["command"] = "yuqing stage spider"
     c["services"]["web"]["command"] = ["uvicorn", "responder.web:app"]
     assert check_stage_commands(c) == [
-        "crawler: `yuqing stage spider` is not one of crawler, classifier, responder, web",
+        "crawler: `yuqing stage spider` is not one of crawler, classifier, responder, indexer, web",
         "web: a yuqing service must run `yuqing stage NAME`, not 'uvicorn responder.web:app'",
         "no service runs `yuqing stage crawler`",
         "no service runs `yuqing stage web`",

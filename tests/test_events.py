@@ -10,7 +10,9 @@ import pytest
 from sqlalchemy import select
 
 from responder.events import places_compatible, similarity
-from responder.service import handle_batch, reindex_all, run
+from responder.indexer import SearchIndexer
+from responder.search import open_search
+from responder.service import handle_batch, run
 from responder.store import Audit, Deadline, Event, Outbox, Post, Store, Ticket, TicketEventRow
 from stream import topics as TP
 from stream.contracts import TicketEvent, encode
@@ -450,19 +452,22 @@ def test_reply_in_thread_joins_and_unknown_place_is_pending(store, settings) -> 
     assert refined.detail["from"] == "待定"
 
 
-def test_posts_are_indexed_for_search_after_commit(store, settings) -> None:
-    search_mod = pytest.importorskip("responder.search")
-    backend = search_mod.open_search(settings)
+def test_indexer_indexes_what_the_responder_stored(store, settings) -> None:
+    backend = open_search(settings)
     try:
         msgs = [*_fee_batch(), assessed("ad", title="促销", text="全场五折", published_at=T, relevant=False)]
-        handle_batch(store, settings, msgs, search=backend)
-        assert backend.count() == 4
+        handle_batch(store, settings, msgs)
+        assert backend.count() == 0  # the responder only stores
+        assert SearchIndexer(store, backend).catch_up() == 4
         doc = backend.get("fee-forum")
         assert doc is not None and doc.event_id is not None and doc.place_code == "340104"
         assert backend.get("ad").severity is None
         # The index is rebuildable from the store.
         backend.delete("fee-forum")
-        assert reindex_all(store, backend) == 4 and backend.get("fee-forum") is not None
+        ix = SearchIndexer(store, backend)
+        assert ix.catch_up() == 0 and backend.get("fee-forum") is None
+        ix.reset()
+        assert ix.catch_up() == 4 and backend.get("fee-forum") is not None
     finally:
         backend.close()
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from fastapi.testclient import TestClient
 
+from responder.indexer import SearchIndexer
 from responder.search import open_search
 from responder.search.base import PostDoc
 from responder.service import handle_batch
@@ -117,15 +118,16 @@ def test_export_is_every_match_as_csv_for_excel(client) -> None:
     assert "<em>" not in r.text and "物业" in rows[1][10]
 
 
-def test_web_opens_the_index_the_responder_writes(tmp_path, settings) -> None:
-    """No backend passed: the app opens the configured one, where the responder indexed the posts."""
+def test_web_opens_the_index_the_indexer_writes(tmp_path, settings) -> None:
+    """No backend passed: the app opens the configured one, where the indexer indexed the stored posts."""
     store = Store(f"sqlite:///{tmp_path / 'ticket.db'}")
     writer = open_search(settings)
     try:
         handle_batch(store, settings, [assessed("fire", title="居民楼火灾致12人死亡",
                                                 text="合肥市包河区一居民楼火灾已造成12人死亡。", published_at=T0,
                                                 severity="重大", is_emergency=True, event_type="事故灾难",
-                                                event_subtype="火灾", place="包河区")], search=writer)
+                                                event_subtype="火灾", place="包河区")])
+        SearchIndexer(store, writer).catch_up()
     finally:
         writer.close()
     with TestClient(create_app(settings, store=store)) as c:

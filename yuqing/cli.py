@@ -15,7 +15,7 @@ from yuqing.configfile import ConfigError
 
 PLUGIN_CLIS = ("crawlers.cli", "classifiers.cli", "responder.cli")
 
-STAGES = ("demo-site", "crawler", "classifier", "responder", "web")
+STAGES = ("demo-site", "crawler", "classifier", "responder", "indexer", "web")
 
 
 def setup_logging(name: str, verbose: bool = False) -> None:
@@ -69,6 +69,7 @@ def run_stage(name: str, settings) -> None:
         "crawler": lambda: __import__("crawlers.runner", fromlist=["run"]).run,
         "classifier": lambda: __import__("classifiers.worker", fromlist=["run"]).run,
         "responder": lambda: __import__("responder.service", fromlist=["run"]).run,
+        "indexer": lambda: __import__("responder.indexer", fromlist=["run"]).run,
     }
     run = runners[name]()
     run(settings, stop_event())

@@ -36,7 +36,7 @@ class Child:
 
 
 def stage_names(settings: Settings) -> list[str]:
-    names = ["web", "responder", "classifier", "crawler"]
+    names = ["web", "responder", "indexer", "classifier", "crawler"]
     if settings.demo_site.enabled:
         names.insert(0, "demo-site")
     return names

@@ -1,0 +1,475 @@
+"""Grouping at scale decides exactly what the rules say.
+
+The responder groups from an in-memory view of the open events and an
+inverted index (responder.open_events, responder.similarity). These tests
+hold it to a brute-force reading of the rules in responder/events.py's
+docstring, written here from scratch: every open event scanned in id order,
+every member compared pair by pair.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+
+from responder.open_events import MAX_MEMBERS_COMPARED
+from responder.service import handle_batch
+from responder.similarity import BatchSimilarity, MemberIndex, post_vectors, similarity, vectors_similarity
+from responder.store import Event, Post, Store, TicketEventRow
+from responder.web import create_app
+from tests.fixtures.databases import PLACES, assessed, sh
+
+T0 = sh(2026, 11, 2, 8, 0)
+
+
+@pytest.fixture
+def store(store_url):
+    s = Store(store_url)
+    yield s
+    s.close()
+
+# --------------------------------------------------------------------------- the measure
+
+
+def _counter_cosine(a: str, b: str) -> float:
+    """The measure as first written: Counter of bigrams, cosine of the dicts."""
+
+    def vec(s: str) -> Counter[str]:
+        s = re.sub(r"[\W_]+", "", s.lower())
+        return Counter([s]) if len(s) == 1 else Counter(s[i : i + 2] for i in range(len(s) - 1))
+
+    x, y = vec(a), vec(b)
+    if not x or not y:
+        return 0.0
+    if len(x) > len(y):
+        x, y = y, x
+    dot = sum(v * y.get(k, 0) for k, v in x.items())
+    return dot / (math.sqrt(sum(v * v for v in x.values())) * math.sqrt(sum(v * v for v in y.values())))
+
+
+def _counter_similarity(ta: str, xa: str, tb: str, xb: str) -> float:
+    body = _counter_cosine(f"{ta} {xa}", f"{tb} {xb}")
+    if len(re.sub(r"[\W_]+", "", ta)) >= 4 and len(re.sub(r"[\W_]+", "", tb)) >= 4:
+        return max(body, _counter_cosine(ta, tb))
+    return body
+
+
+ALPHABET = "物业费上涨业主小区停车难火灾死亡合肥蜀山区的了，。！？ ＡＢａb1２_\u3000𠀀é"
+
+
+def _text(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(ALPHABET) for _ in range(n))
+
+
+def test_similarity_is_bit_for_bit_the_counter_cosine() -> None:
+    rng = random.Random(3)
+    cases = [("", "", "", ""), ("", "a", "", "a"), ("，。", "！", "物", "物"), ("火灾", "x", "火灾", "x")]
+    cases += [(_text(rng, rng.randint(0, 8)), _text(rng, rng.randint(0, 60)),
+               _text(rng, rng.randint(0, 8)), _text(rng, rng.randint(0, 60))) for _ in range(400)]
+    for ta, xa, tb, xb in cases:
+        assert similarity(ta, xa, tb, xb) == _counter_similarity(ta, xa, tb, xb), (ta, xa, tb, xb)
+
+
+def test_member_index_gives_the_pairwise_best_per_owner() -> None:
+    rng = random.Random(5)
+    words = ["物业", "涨价", "业主", "停车", "火灾", "死亡", "小区", "合肥", "噪音", "学校", "交通", "拥堵"]
+    texts = {i: ("".join(rng.choices(words, k=rng.randint(0, 4))),
+                 "".join(rng.choices(words, k=rng.randint(1, 30)))) for i in range(400)}
+    vec = {i: post_vectors(*texts[i]) for i in texts}
+    owner = {i: rng.randrange(60) for i in texts}
+    ix = MemberIndex()
+    live: set[int] = set()
+    for start in range(0, 400, 37):  # batches of members, removals between (compaction included)
+        batch = list(range(start, min(start + 37, 400)))
+        ix.add_many([(i, owner[i], vec[i]) for i in batch])
+        live.update(batch)
+        for i in rng.sample(sorted(live), k=len(live) // 3):
+            ix.remove(i)
+            live.discard(i)
+        for q in rng.sample(range(400), 8):
+            for floor in (0.1, 0.2, 0.5):
+                want: dict[int, float] = {}
+                for i in live:
+                    s = vectors_similarity(vec[q], vec[i])
+                    if s >= floor and s > want.get(owner[i], -1.0):
+                        want[owner[i]] = s
+                assert ix.best_per_owner(vec[q], floor) == want
+    sims = BatchSimilarity([vec[i] for i in range(50)])
+    for i in range(50):
+        assert sims.row(i).tolist() == [vectors_similarity(vec[i], vec[j]) for j in range(50)]
+
+
+# --------------------------------------------------------------------------- the oracle
+
+
+@dataclass
+class _Ev:
+    id: int
+    status: str
+    t0: datetime
+    last: datetime
+    place: str | None
+    emergency: bool
+    subtype: str | None
+    members: list[tuple[datetime, int, str, str, int | None]] = field(default_factory=list)
+
+
+def _prefix(code: str | None) -> str | None:
+    if not code:
+        return None
+    while len(code) > 2 and code.endswith("00"):
+        code = code[:-2]
+    return code
+
+
+def _compatible(a: str | None, b: str | None) -> bool:
+    pa, pb = _prefix(a), _prefix(b)
+    return pa is None or pb is None or pa.startswith(pb) or pb.startswith(pa)
+
+
+def _county(code: str | None) -> bool:
+    return bool(code) and len(code) == 6 and not code.endswith("00")
+
+
+class Oracle:
+    """Brute force: every open event in id order, every compared member pair by pair."""
+
+    def __init__(self, window_hours: float, threshold: float) -> None:
+        self.window = timedelta(hours=window_hours)
+        self.threshold = threshold
+        self.events: list[_Ev] = []
+        self.event_of: dict[str, int | None] = {}
+        self.parent_of: dict[str, str | None] = {}
+        self.seq = 0
+
+    def batch(self, msgs) -> None:
+        for ap in sorted(msgs, key=lambda m: m.post.published_at):
+            p, a = ap.post, ap.assessment
+            if p.post_id in self.event_of:
+                continue
+            self.parent_of[p.post_id] = p.parent_id
+            self.event_of[p.post_id] = self._add(ap) if a.relevant else None
+
+    def _thread(self, pid: str, parent: str | None) -> int | None:
+        found = []
+        for other, op in self.parent_of.items():
+            eid = self.event_of.get(other)
+            if other == pid or eid is None or self.events[eid - 1].status != "open":
+                continue
+            if op == pid or (parent and (other == parent or op == parent)):
+                found.append(eid)
+        return min(found) if found else None
+
+    def _add(self, ap) -> int:
+        p, a = ap.post, ap.assessment
+        P, code, deaths = p.published_at, a.place.code, a.casualties.deaths
+        subtype = a.event_subtype if a.is_emergency else None
+        self.seq += 1
+        eid = self._thread(p.post_id, p.parent_id)
+        if eid is None:
+            best: tuple[float, int] | None = None
+            for ev in self.events:
+                if ev.status != "open" or not (ev.t0 <= P + self.window and ev.last >= P - self.window):
+                    continue
+                same = _county(code) and code == ev.place
+                members = sorted(ev.members, key=lambda m: (-m[0].timestamp(), m[1]))[:MAX_MEMBERS_COMPARED]
+                if same and subtype and ev.emergency and ev.subtype == subtype:
+                    score = 1.5
+                elif not _compatible(ev.place, code):
+                    continue
+                elif same and deaths and any(m[4] == deaths for m in members):
+                    score = 1.4
+                else:
+                    sim = max((similarity(p.title, p.text, m[2], m[3]) for m in members), default=0.0)
+                    thr = self.threshold * (0.5 if same and a.is_emergency and ev.emergency else 1)
+                    if sim < thr:
+                        continue
+                    score = sim
+                if best is None or score > best[0]:
+                    best = (score, ev.id)
+            eid = best[1] if best else None
+        if eid is None:
+            archived = not a.needs_response and not a.is_emergency and p.source_kind != "gov_board"
+            ev = _Ev(len(self.events) + 1, "closed" if archived else "open", P, P, code, a.is_emergency, a.event_subtype)
+            self.events.append(ev)
+        else:
+            ev = self.events[eid - 1]
+            ev.last = max(ev.last, P)
+            if code and code != ev.place:
+                op, np_ = _prefix(ev.place), _prefix(code)
+                if op is None or np_.startswith(op):
+                    ev.place = code
+            ev.t0 = min(ev.t0, P)
+            if a.is_emergency and not ev.emergency:
+                ev.emergency, ev.subtype = True, ev.subtype or a.event_subtype
+        ev.members.append((P, self.seq, p.title, p.text, deaths))
+        return ev.id
+
+
+# --------------------------------------------------------------------------- workloads
+
+STORIES = [
+    ("物业费上涨近一倍 业主质疑", "物业公司通知物业费由每平方米1.2元上涨至2.3元。业主称涨价未经业主大会表决。希望有关部门介入调查。"),
+    ("小区停车难 车位被占", "小区车位不足，夜间停车困难。外来车辆长期占用车位。业主多次反映无人处理。"),
+    ("居民楼火灾 造成人员死亡", "一居民楼发生火灾，消防赶到现场扑救。火灾已造成人员死亡。起火原因正在调查。"),
+    ("学校门口交通拥堵", "每天早晚高峰学校门口车辆乱停乱放。交通拥堵严重，家长希望交警加强疏导。"),
+    ("广场舞噪音扰民", "广场舞音响声音过大影响居民休息。居民多次投诉，希望有关部门管一管。"),
+    ("自来水浑浊发黄", "连续三天自来水浑浊发黄有异味。居民不敢饮用，只能买桶装水。供水公司称管网检修。"),
+    ("工地夜间施工扰民", "工地凌晨两点还在打桩施工。噪音让附近居民无法入睡。施工方没有夜间施工许可。"),
+    ("公交线路调整不便", "公交线路调整后老人出行不便。站点距离小区太远。请求恢复原来的线路。"),
+    ("拖欠农民工工资", "建筑公司拖欠四十多名农民工工资近半年。工人多次讨要无果。请劳动监察部门帮忙。"),
+    ("学校食堂饭菜质量差", "学校食堂饭菜分量少价格高。学生反映有变质食物。家长要求教育局调查。"),
+]
+SHARED = ["有关部门", "希望尽快解决", "居民反映", "业主表示", "近日"]
+PLACE_NAMES = ["蜀山区", "包河区", "合肥市", "镜湖区", "待定"]
+
+
+def workload(seed: int, n: int):
+    """Batches of assessed posts: retellings of a few stories in a few places,
+    threads, emergencies with death tolls, late posts, redeliveries, work
+    reports that are archived, and one story told by over 50 posts at the
+    same minute (the compared-members limit and its tie order)."""
+    rng = random.Random(seed)
+    posts = []
+    for i in range(n):
+        k = rng.randrange(len(STORIES))
+        title, body = STORIES[k]
+        sents = [s for s in body.split("。") if s]
+        kept = [s for s in sents if rng.random() < 0.7] or sents[:1]
+        text = "。".join(kept) + "。" + "".join(rng.sample(SHARED, rng.randint(0, 3)))
+        if rng.random() < 0.5:  # chatter: pulls similarity down towards the threshold
+            text += "".join(rng.choices("的了是在有和就不人都一个上也很到说要去你会着没有看好自己这那里吗呢吧", k=rng.randint(5, 80)))
+        place = rng.choice(PLACE_NAMES)
+        pub = T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 12))
+        fire = k == 2
+        kind = rng.choice(["news", "forum", "weibo", "gov_board", "official"])
+        parent = posts[rng.randrange(len(posts))].post.post_id if posts and rng.random() < 0.08 else None
+        posts.append(
+            assessed(
+                f"p{i}",
+                title=(title if rng.random() < 0.6 else title[: rng.randint(2, 6)]) if kind != "weibo" else "",
+                text=text,
+                published_at=pub,
+                fetched_at=pub + timedelta(minutes=rng.choice([5, 30, 60 * 30])),
+                source_kind=kind,
+                source_id=f"src-{kind}",
+                parent_id=parent,
+                place=place,
+                is_emergency=fire and rng.random() < 0.8,
+                event_type="事故灾难" if fire else None,
+                event_subtype=rng.choice(["火灾", None]) if fire else None,
+                severity=rng.choice(["一般", "较大", "重大"]) if fire else "一般",
+                deaths=rng.choice([None, 2, 3]) if fire else None,
+                relevant=rng.random() < 0.92,
+                needs_response=not (kind == "news" and rng.random() < 0.2),
+            )
+        )
+    for j in range(60):  # a crowded event: its members tie on time
+        posts.append(
+            assessed(f"crowd{j}", title="蜀山区物业费上涨近一倍", text=STORIES[0][1] + f"第{j % 7}栋。",
+                     published_at=T0 + timedelta(hours=30), place="蜀山区")
+        )
+    # Arrival order: by fetch time, a little shuffled; batches of 1-25; some posts twice.
+    posts.sort(key=lambda m: (m.post.fetched_at, rng.random()))
+    batches, i = [], 0
+    while i < len(posts):
+        size = rng.randint(1, 25)
+        batch = posts[i : i + size]
+        if i and rng.random() < 0.2:
+            batch = batch + [posts[rng.randrange(i)]]  # a redelivery
+        batches.append(batch)
+        i += size
+    return batches
+
+
+def _partition(store: Store) -> dict[str, int | None]:
+    with store.reader() as s:
+        return dict(s.execute(select(Post.post_id, Post.event_id)).all())
+
+
+def _oracle(settings, batches) -> Oracle:
+    o = Oracle(settings.responder.event_window_hours, settings.responder.similarity_threshold)
+    for b in batches:
+        o.batch(b)
+    return o
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_grouping_equals_the_brute_force_reading_of_the_rules(store_url, settings, seed) -> None:
+    batches = workload(seed, 260)
+    store = Store(store_url)
+    try:
+        for i, b in enumerate(batches):
+            handle_batch(store, settings, b, now=T0 + timedelta(days=6, seconds=i))
+        got = _partition(store)
+        oracle = _oracle(settings, batches)
+        assert got == oracle.event_of
+        with store.reader() as s:
+            rows = {e.id: e for e in s.scalars(select(Event))}
+        for ev in oracle.events:
+            row = rows[ev.id]
+            assert (row.status, row.t0, row.last_published_at, row.place_code, row.is_emergency) == (
+                ev.status, ev.t0, ev.last, ev.place, ev.emergency,
+            )
+        # The workload reaches the cases that matter: the compared-members
+        # limit, many events, and joins by text close to the threshold.
+        sizes = Counter(v for v in got.values() if v is not None)
+        assert max(sizes.values()) > MAX_MEMBERS_COMPARED and len(sizes) > 20
+        with store.reader() as s:
+            scores = [
+                d["score"]
+                for (d,) in s.execute(select(TicketEventRow.detail).where(TicketEventRow.kind == "post_added"))
+                if d["score"] < 1.4
+            ]
+        assert sum(1 for x in scores if x < 0.4) >= 5
+    finally:
+        store.close()
+
+
+def test_a_cold_start_every_batch_decides_the_same(tmp_path, settings) -> None:
+    """A responder restarted before every batch (nothing in memory) groups as one that never stopped."""
+    batches = workload(3, 150)
+    url = f"sqlite:///{tmp_path / 'cold.db'}"
+    for i, b in enumerate(batches):
+        with Store(url) as store:
+            handle_batch(store, settings, b, now=T0 + timedelta(days=6, seconds=i))
+    with Store(url) as store:
+        assert _partition(store) == _oracle(settings, batches).event_of
+
+
+def test_a_failed_batch_leaves_nothing_behind_in_memory(tmp_path, settings) -> None:
+    """The database refuses one post mid-batch: the batch rolls back, and what the
+    responder had decided for it in memory must not steer the next batches."""
+    batches = workload(4, 150)
+    store = Store(f"sqlite:///{tmp_path / 'fail.db'}")
+    earlier = {m.post.post_id for b in batches[:4] for m in b}
+    poisoned = next(m.post.post_id for m in reversed(batches[4]) if m.post.post_id not in earlier)
+    with store.engine.begin() as c:
+        c.execute(text(
+            "CREATE TRIGGER refuse BEFORE INSERT ON posts WHEN NEW.post_id = :pid "
+            "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END".replace(":pid", f"'{poisoned}'")
+        ))
+    try:
+        for i, b in enumerate(batches):
+            if i == 4:
+                with pytest.raises(Exception, match="refused by test trigger"):
+                    handle_batch(store, settings, b, now=T0 + timedelta(days=6, seconds=i))
+                with store.engine.begin() as c:
+                    c.execute(text("DROP TRIGGER refuse"))
+            handle_batch(store, settings, b, now=T0 + timedelta(days=6, seconds=i))  # redelivered
+        assert _partition(store) == _oracle(settings, batches).event_of
+    finally:
+        store.close()
+
+
+def _similar(i: int, place: str = "蜀山区", **kw):
+    return assessed(f"s{i}", title="蜀山区翡翠湖小区物业费上涨一倍", text=STORIES[0][1],
+                    published_at=T0 + timedelta(hours=i), place=place, **kw)
+
+
+def test_other_writers_close_merge_and_split_are_seen_by_a_running_responder(store_url, settings) -> None:
+    """The web UI (another process, another store handle) changes events between
+    batches; the responder, its open events in memory, must group by the new truth."""
+    responder = Store(store_url)
+    web = Store(store_url)
+    client = TestClient(create_app(settings, store=web))
+    try:
+        handle_batch(responder, settings, [_similar(0)])
+        with web.reader() as s:
+            first = s.scalars(select(Event)).one()
+        tid = client.get("/api/tickets").json()["tickets"][0]["id"]
+        assert client.post(f"/api/tickets/{tid}/close", json={"officer": "王五", "outcome": "已处理"}).status_code == 200
+        handle_batch(responder, settings, [_similar(1)])  # the closed event takes no post
+        part = _partition(responder)
+        assert part["s0"] == first.id and part["s1"] != first.id
+        second = part["s1"]
+
+        other = assessed("o0", title="包河区学校门口交通拥堵", text=STORIES[3][1], published_at=T0, place="包河区")
+        handle_batch(responder, settings, [other])
+        third = _partition(responder)["o0"]
+        r = client.post(f"/api/events/{second}/merge", json={"officer": "王五", "into": third})
+        assert r.status_code == 200, r.text
+        handle_batch(responder, settings, [_similar(2, place="待定")])  # like s1, whose event is now `third`
+        assert _partition(responder)["s2"] == third
+
+        r = client.post(f"/api/events/{third}/split",
+                        json={"officer": "王五", "post_ids": ["s1", "s2"], "reason": "另一件事"})
+        assert r.status_code == 200, r.text
+        fourth = r.json()["new_ticket"]["event"]["id"]
+        handle_batch(responder, settings, [_similar(3, place="待定")])  # joins the split-off posts
+        assert _partition(responder)["s3"] == fourth
+    finally:
+        client.close()
+        web.close()
+        responder.close()
+
+
+def test_place_names_used_here_exist() -> None:
+    assert set(PLACE_NAMES) <= set(PLACES)
+
+
+def test_equal_scores_go_to_the_oldest_event(store, settings) -> None:
+    """Two open events told in the same words in two sibling districts; a post
+    with no place matches both equally: it joins the older one."""
+    title, body = STORIES[5]
+    handle_batch(store, settings, [
+        assessed("a", title=title, text=body, published_at=T0, place="包河区"),
+        assessed("b", title=title, text=body, published_at=T0 + timedelta(minutes=5), place="蜀山区"),
+    ])
+    handle_batch(store, settings, [assessed("c", title=title, text=body, published_at=T0 + timedelta(hours=1),
+                                            place="待定")])
+    got = _partition(store)
+    assert got["a"] != got["b"] and got["c"] == min(got["a"], got["b"])
+
+
+@pytest.mark.parametrize("replies", [MAX_MEMBERS_COMPARED - 1, MAX_MEMBERS_COMPARED])
+def test_an_event_is_compared_by_its_most_recent_members_only(store, settings, replies) -> None:
+    """The first post of a thread is the only one that reads like a new post. With
+    50 later replies it is no longer among the members compared."""
+    first = assessed("first", title="自来水浑浊发黄", text=STORIES[5][1], published_at=T0)
+    thread = [
+        assessed(f"r{i}", title="", text=f"跟帖{i}：楼主说得对，顶一下！", parent_id="first",
+                 published_at=T0 + timedelta(minutes=10), source_kind="forum")
+        for i in range(replies)
+    ]
+    handle_batch(store, settings, [first, *thread])
+    handle_batch(store, settings, [assessed("again", title="自来水浑浊发黄", text=STORIES[5][1],
+                                            published_at=T0 + timedelta(hours=2))])
+    got = _partition(store)
+    assert len({got[p] for p in ["first", *(f"r{i}" for i in range(replies))]}) == 1
+    assert (got["again"] == got["first"]) is (replies < MAX_MEMBERS_COMPARED)
+
+
+def test_an_event_opened_by_a_batch_that_failed_is_forgotten(tmp_path, settings) -> None:
+    """A fire opens an event in a batch the database then refuses; when the batch
+    comes again, the fire opens its event anew (the same-emergency rule must not
+    find the one that was never written)."""
+    store = Store(f"sqlite:///{tmp_path / 'fail.db'}")
+    fire = dict(is_emergency=True, event_type="事故灾难", event_subtype="火灾", severity="重大", place="蜀山区")
+    batch = [
+        assessed("f1", title="蜀山区居民楼火灾", text="一居民楼起火。", published_at=T0, **fire),
+        assessed("bad", title="促销", text="全场五折", published_at=T0 + timedelta(minutes=1), relevant=False),
+    ]
+    with store.engine.begin() as c:
+        c.execute(text("CREATE TRIGGER refuse BEFORE INSERT ON posts WHEN NEW.post_id = 'bad' "
+                       "BEGIN SELECT RAISE(ABORT, 'refused by test trigger'); END"))
+    try:
+        with pytest.raises(Exception, match="refused by test trigger"):
+            handle_batch(store, settings, batch)
+        with store.engine.begin() as c:
+            c.execute(text("DROP TRIGGER refuse"))
+        handle_batch(store, settings, batch)
+        handle_batch(store, settings, [assessed("f2", title="蜀山区一居民楼发生大火", text="火势已扑灭。",
+                                                published_at=T0 + timedelta(hours=1), **fire)])
+        got = _partition(store)
+        assert got["f1"] is not None and got["f2"] == got["f1"] and store.count(Event) == 1
+    finally:
+        store.close()
