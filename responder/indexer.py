@@ -34,6 +34,23 @@ from responder.store import Audit, Post, SearchProgress, Store, utcnow
 log = logging.getLogger("yuqing.indexer")
 
 PROGRESS = "posts"
+# What a search document needs (not the stored message, ``raw``, which is most of a row).
+_DOC_COLUMNS = (
+    Post.id,
+    Post.post_id,
+    Post.title,
+    Post.text,
+    Post.source_id,
+    Post.source_kind,
+    Post.url,
+    Post.published_at,
+    Post.place_code,
+    Post.place_label,
+    Post.topic,
+    Post.severity,
+    Post.relevant,
+    Post.event_id,
+)
 MEMBERSHIP_ACTIONS = ("event_merged", "event_split")
 _BACKOFF_MAX_S = 30.0
 
@@ -88,7 +105,9 @@ class SearchIndexer:
         """Index the next batch of new posts and of merges/splits; what was done."""
         last_post, last_audit = self.progress()
         with self.store.reader() as s:
-            posts = s.scalars(select(Post).where(Post.id > last_post).order_by(Post.id).limit(self.batch)).all()
+            posts = s.execute(
+                select(*_DOC_COLUMNS).where(Post.id > last_post).order_by(Post.id).limit(self.batch)
+            ).all()
             changes = s.execute(
                 select(Audit.id, Audit.action, Audit.detail)
                 .where(Audit.id > last_audit, Audit.action.in_(MEMBERSHIP_ACTIONS))
@@ -96,9 +115,9 @@ class SearchIndexer:
                 .limit(100)
             ).all()
             events = sorted({e for _, action, detail in changes for e in _events_of(action, detail)})
-            moved: list[Post] = []
+            moved: list[Any] = []
             for i in range(0, len(events), 500):
-                moved += s.scalars(select(Post).where(Post.event_id.in_(events[i : i + 500]))).all()
+                moved += s.execute(select(*_DOC_COLUMNS).where(Post.event_id.in_(events[i : i + 500]))).all()
         done = Step()
         if posts:
             self.search.index(post_docs(posts))

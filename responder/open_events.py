@@ -58,10 +58,14 @@ class Member:
     post_id: str
     deaths: int | None
     compared: bool = True  # False once newer members pushed it out of the most recent
+    _newest_first: int = 0
+
+    def __post_init__(self) -> None:
+        self._newest_first = -((self.published_at - _EPOCH) // _US)
 
     def order(self) -> tuple[int, int]:
         # Newest first; among equal times the lower id first.
-        return (-((self.published_at - _EPOCH) // _US), self.row)
+        return (self._newest_first, self.row)
 
 
 @dataclass(slots=True)

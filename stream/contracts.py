@@ -219,16 +219,31 @@ def encode(msg: BaseModel) -> bytes:
     """Validate and serialise a contract message to UTF-8 JSON bytes."""
     if type(msg) not in CONTRACTS.values():
         raise ContractError(f"{type(msg).__name__} is not a stream contract")
-    # Re-validate: a model mutated after construction may no longer hold.
+    data = msg.model_dump_json(by_alias=True, exclude_none=False)
+    # Re-validate what is sent: a model mutated after construction may no longer hold.
     try:
-        type(msg).model_validate(msg.model_dump(by_alias=True))
+        type(msg).model_validate_json(data)
     except ValidationError as e:
         raise ContractError(_explain(e)) from None
-    return msg.model_dump_json(by_alias=True, exclude_none=False).encode("utf-8")
+    return data.encode("utf-8")
+
+
+_ENVELOPE = frozenset({"schema_", "v"})
 
 
 def decode(data: bytes, expect: type[BaseModel] | None = None) -> BaseModel:
     """Parse and validate bytes from a topic; raise :class:`ContractError`."""
+    if expect is not None:
+        # The common case, parsed and validated in one pass by pydantic-core;
+        # anything it does not accept as is (and a message that leaves out its
+        # schema or version) goes the long way below, which says what is wrong.
+        try:
+            msg = expect.model_validate_json(data)
+        except ValidationError:
+            pass
+        else:
+            if _ENVELOPE <= msg.model_fields_set:
+                return msg
     try:
         obj = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as e:
