@@ -46,6 +46,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import re
 import sys
 import tempfile
 import time
@@ -101,9 +102,16 @@ _TABLES = {
 }
 
 
+_SQLITE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$")
+
+
 def _canon(v: Any) -> Any:
+    """One form for both databases: times as ISO UTC (SQLite hands back its
+    stored UTC text), JSON columns parsed."""
     if isinstance(v, datetime):
         return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+    if isinstance(v, str) and _SQLITE_TIME.match(v):
+        return datetime.fromisoformat(v).replace(tzinfo=UTC).isoformat()
     if isinstance(v, str) and v[:1] in "[{":
         try:
             return json.loads(v)
@@ -143,11 +151,17 @@ def cmd_run(args: argparse.Namespace) -> None:
         settings = load_settings(code / "config")  # each tree with its own config
         settings.data_dir = tmp
         store = Store(args.store or f"sqlite:///{Path(tmp) / 'yuqing.db'}")
-        search = None
+        search = indexer = None
         if args.search:
             from responder.search import open_search
 
             search = open_search(settings)
+            try:  # since the indexer stage; earlier trees indexed inside handle_batch
+                from responder.indexer import SearchIndexer
+
+                indexer = SearchIndexer(store, search)
+            except ImportError:
+                pass
         tenths: list[float] = []
         step = max(1, len(msgs) // 10)
         t_all = time.perf_counter()
@@ -156,7 +170,12 @@ def cmd_run(args: argparse.Namespace) -> None:
         for i in range(0, len(msgs), args.batch):
             batch = msgs[i : i + args.batch]
             now = max(m.post.fetched_at for m in batch) + timedelta(seconds=1)
-            service.handle_batch(store, settings, batch, now=now, search=search)
+            if search is not None and indexer is None:
+                service.handle_batch(store, settings, batch, now=now, search=search)
+            else:
+                service.handle_batch(store, settings, batch, now=now)
+                if indexer is not None:
+                    indexer.catch_up()
             done += len(batch)
             if done >= step * (len(tenths) + 1) or done == len(msgs):
                 t = time.perf_counter()
@@ -188,7 +207,7 @@ def _natural_keys(d: dict[str, Any]) -> dict[str, Any]:
     """Deadlines and their warnings by what they are (ticket, milestone, percent),
     not by row id: new tickets' deadlines are written together, so their ids
     may come in another order than when each ticket was written alone."""
-    d = dict(d)
+    d = {t: [{k: _canon(v) for k, v in r.items()} for r in rows] if t in _TABLES else rows for t, rows in d.items()}
     by_id = {r["id"]: r for r in d.get("deadlines", [])}
     d["deadlines"] = sorted(
         ({k: v for k, v in r.items() if k != "id"} for r in by_id.values()),
@@ -259,7 +278,9 @@ def main() -> None:
     r.add_argument("workload")
     r.add_argument("--batch", type=int, default=100)
     r.add_argument("--store", default="", help="database URL (default: SQLite in a temporary directory)")
-    r.add_argument("--search", action="store_true", help="also write the embedded full-text index")
+    r.add_argument(
+        "--search", action="store_true", help="also index each batch into the embedded full-text index, in this process"
+    )
     r.add_argument("--code", default="", help="source tree whose responder to run (default: this one)")
     r.add_argument("--dump", default="", help="write the canonical grouping dump here (.json.gz)")
     c = sub.add_parser("compare", help="compare two dumps")
