@@ -144,3 +144,33 @@ def test_the_stage_follows_the_store_until_stopped(tmp_path, settings) -> None:
         backend.close()
         store.close()
     assert not t.is_alive()
+
+
+def test_reindex_command_fills_the_index_and_from_start_rebuilds_it(tmp_path, settings) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    store = Store(settings.store_url)
+    handle_batch(store, settings, _posts("e", 3))
+    store.close()
+
+    def reindex(*args: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "yuqing.cli", "--config", str(settings.config_dir), "reindex", *args],
+            cwd=root, env={**os.environ, "YUQING_DATA_DIR": str(settings.data_dir)},
+            capture_output=True, text=True, timeout=120,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    assert reindex() == "已索引 3 条帖子（全文检索：embedded）"
+    assert reindex() == "已索引 0 条帖子（全文检索：embedded）"
+    assert reindex("--from-start") == "已索引 3 条帖子（全文检索：embedded）"
+    backend = open_search(settings)
+    try:
+        assert backend.count() == 3 and backend.get("e2") is not None
+    finally:
+        backend.close()
