@@ -18,10 +18,12 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -344,6 +346,18 @@ def save_linear(model: LinearModel, label_names: Sequence[str], out_dir: Path, s
                         classes=np.arange(len(label_names)), scale=np.float32(scale))
 
 
+# sklearn's character analyzer collapses runs of white space to one space.
+_WHITE_SPACES = re.compile(r"\s\s+")
+# A unigram's key: its code point, then a low part no code point has (they end
+# at 0x10FFFF), so it never equals a bigram's (code << 21 | next code).
+_UNIGRAM = (1 << 21) - 1
+
+
+def _char_key(term: str) -> int:
+    a = ord(term[0])
+    return (a << 21) | (ord(term[1]) if len(term) == 2 else _UNIGRAM)
+
+
 class TfidfTopicModel:
     """A linear TF-IDF topic model stored by :func:`save_linear`."""
 
@@ -364,9 +378,62 @@ class TfidfTopicModel:
         self.labels = [meta["labels"][int(c)] for c in arr["classes"]]
         self.variant = (meta.get("variant") or {}).get("name", "tfidf")
         self.version = f"tfidf:{d.name}"
+        self._keys: np.ndarray | None = None
+        self._features = np.empty(0, np.int32)
+        vocab: dict[str, int] = meta["vocabulary"]
+        if (
+            params.get("analyzer") == "char"
+            and params.get("lowercase", True)
+            and tuple(params["ngram_range"]) == (1, 2)
+            and all(1 <= len(term) <= 2 for term in vocab)
+        ):
+            terms = sorted(vocab, key=_char_key)
+            self._keys = np.array([_char_key(t) for t in terms], dtype=np.int64)
+            self._features = np.array([vocab[t] for t in terms], dtype=np.int32)
+
+    def _char_counts(self, texts: Sequence[str]) -> Any:
+        """The count matrix sklearn's ``CountVectorizer.transform`` gives for a
+        lower-cased char 1-2-gram vocabulary, the same entries in the same
+        order, without a Python loop over the n-grams: each n-gram is a 64-bit
+        key, looked up in the sorted vocabulary with ``searchsorted``."""
+        from scipy import sparse
+
+        assert self._keys is not None
+        indices: list[np.ndarray] = []
+        values: list[np.ndarray] = []
+        indptr = [0]
+        for text in texts:
+            t = _WHITE_SPACES.sub(" ", text.lower())
+            codes = np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32).astype(np.int64)
+            grams = np.concatenate(((codes << 21) | _UNIGRAM, (codes[:-1] << 21) | codes[1:]))
+            keys, counts = np.unique(grams, return_counts=True)
+            pos = np.searchsorted(self._keys, keys)
+            pos[pos == len(self._keys)] = 0
+            hit = self._keys[pos] == keys
+            features = self._features[pos[hit]]
+            order = np.argsort(features)
+            indices.append(features[order])
+            values.append(counts[hit][order].astype(np.intc))
+            indptr.append(indptr[-1] + len(order))
+        x = sparse.csr_array(
+            (
+                np.concatenate(values) if values else np.empty(0, np.intc),
+                np.concatenate(indices) if indices else np.empty(0, np.int32),
+                np.asarray(indptr, dtype=np.int32),
+            ),
+            shape=(len(texts), len(self.vec.vocabulary)),
+            dtype=self.vec.dtype,
+        )
+        x.sort_indices()
+        return x
 
     def decision(self, texts: Sequence[str]) -> np.ndarray:
-        x = self.vec.transform([t[:MAX_CHARS] for t in texts])
+        texts = [t[:MAX_CHARS] for t in texts]
+        counts = self._char_counts(texts) if self._keys is not None else None
+        if counts is None:
+            x = self.vec.transform(texts)
+        else:
+            x = self.vec._tfidf.transform(counts, copy=False)  # type: ignore[attr-defined]
         z = np.asarray(x @ self.coef.T) + self.intercept
         if z.shape[1] == 1:  # binary logistic regression stored by an old version: one score
             z = np.hstack([np.zeros_like(z), z])

@@ -71,6 +71,28 @@ def test_committed_model_predicts_clear_messages(committed) -> None:
 
 
 @needs_model
+def test_char_counts_are_sklearns_counts_exactly() -> None:
+    """The vectorised n-gram counting gives sklearn's count matrix entry for entry,
+    so the topic scores are the same floats (white-space runs, case folding that
+    changes length, characters beyond the BMP, one-character and empty texts)."""
+    import random
+
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    model = TfidfTopicModel(DEFAULT_MODEL_DIR)
+    assert model._keys is not None  # the committed model is a char 1-2-gram one
+    rng = random.Random(2)
+    texts = ["", " ", "物", "İstanbul  ÀB\n\n\t x", "\u3000\u3000全角　空格", "ﬁ ß Σ ΣΣ", "𠀀𠀁 😀😀", *CLEAR.values()]
+    texts += ["".join(rng.choice("物业费 \n\tAbc，。！ＡＢ小区停车学校") for _ in range(rng.randint(0, 60))) for _ in range(300)]
+    want = CountVectorizer.transform(model.vec, texts)
+    got = model._char_counts(texts)
+    assert np.array_equal(want.indptr, got.indptr) and np.array_equal(want.indices, got.indices)
+    assert np.array_equal(want.data, got.data) and want.nnz > 1000
+    sk = np.asarray(model.vec.transform(texts) @ model.coef.T) + model.intercept
+    assert np.array_equal(model.decision(texts), sk)
+
+
+@needs_model
 def test_committed_model_handles_empty_and_huge_text(committed) -> None:
     out = committed.predict(["", "学校" * 50000])
     assert len(out) == 2
