@@ -11,8 +11,9 @@ when the bodies are rewritten.
 **The index.** :class:`MemberIndex` holds the vectors of many posts (the
 members an event is compared by) in inverted lists, bigram → (row, count),
 and computes the cosine of a new post with every one of them in a few
-vectorised steps: look the post's bigrams up, gather their lists, sum
-``count × count`` per row (``numpy.bincount``), divide by the norms. Only
+vectorised steps: look the post's bigrams up (``numpy.searchsorted``), cut
+their lists out of the index read as a sparse matrix and multiply them by
+the post's counts (scipy), divide by the norms. Only
 rows that share a bigram with the post are touched. The result is the same
 number :func:`similarity` gives, to the last bit: the dot products are sums
 of small integers (exact in float64), the norms are computed the same way
@@ -39,6 +40,7 @@ import re
 from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy import sparse
@@ -165,7 +167,8 @@ class _Tier:
     ukeys: np.ndarray  # int64, sorted, unique
     indptr: np.ndarray  # int64, len(ukeys) + 1
     rows: np.ndarray  # int64 slots
-    counts: np.ndarray  # float64: the weights bincount sums
+    counts: np.ndarray  # float64: what the products sum
+    matrix: Any = None  # the same arrays as a scipy CSC matrix, made on first query
 
     @classmethod
     def empty(cls) -> _Tier:
@@ -199,8 +202,13 @@ class _Tier:
     def entry_keys(self) -> np.ndarray:
         return np.repeat(self.ukeys, np.diff(self.indptr))
 
-    def gather(self, qkeys: np.ndarray, qcounts: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-        """(rows, count × query count) of every entry whose key is in the query."""
+    def dots(self, qkeys: np.ndarray, qcounts: np.ndarray) -> np.ndarray | None:
+        """Per slot, the sum of count × query count over the query's keys (a dense
+        vector as long as this tier's highest slot), or None if no key is here.
+
+        The tier's arrays are also a sparse matrix, slots × keys, in CSC form:
+        the query's columns are cut out and multiplied by its counts, both in
+        scipy's compiled code (integer values in float64: the sums are exact)."""
         if not len(self.ukeys):
             return None
         pos = np.searchsorted(self.ukeys, qkeys)
@@ -208,13 +216,11 @@ class _Tier:
         hit = self.ukeys[pos] == qkeys
         if not hit.any():
             return None
-        pos = pos[hit]
-        lo = self.indptr[pos]
-        ln = self.indptr[pos + 1] - lo
-        total = int(ln.sum())
-        # The entry ranges [lo, lo + ln) of all the query's keys, concatenated.
-        idx = np.repeat(lo - np.cumsum(ln) + ln, ln) + np.arange(total)
-        return self.rows[idx], self.counts[idx] * np.repeat(qcounts[hit], ln)
+        if self.matrix is None:
+            self.matrix = sparse.csc_array(
+                (self.counts, self.rows, self.indptr), shape=(int(self.rows.max()) + 1, len(self.ukeys))
+            )
+        return self.matrix[:, pos[hit]] @ qcounts[hit]
 
     def merged(self, other: _Tier) -> _Tier:
         """Both tiers' entries in one (linear in their size)."""
@@ -265,15 +271,11 @@ class _TermIndex:
 
 
 def _dots(tiers: Iterable[_Tier], q: PostVectors, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    parts = [got for tier in tiers if len(tier) and (got := tier.gather(q.keys, q.counts)) is not None]
-    if not parts:
-        both = np.zeros(2 * n_rows, dtype=np.float64)
-    elif len(parts) == 1:
-        both = np.bincount(parts[0][0], weights=parts[0][1], minlength=2 * n_rows)
-    else:
-        rows = np.concatenate([r for r, _ in parts])
-        w = np.concatenate([x for _, x in parts])
-        both = np.bincount(rows, weights=w, minlength=2 * n_rows)
+    both = np.zeros(2 * n_rows, dtype=np.float64)
+    for tier in tiers:
+        got = tier.dots(q.keys, q.counts)
+        if got is not None:
+            both[: len(got)] += got
     return both[0::2], both[1::2]
 
 
@@ -283,14 +285,12 @@ def _similarities(
     """Per row: ``dot / (|q| × |row|)`` of the bodies, or of the titles when that
     is higher (both titles long enough). The same float operations as the
     pairwise cosine; 0 where nothing is shared."""
-    sim = np.zeros(len(body), dtype=np.float64)
-    nz = np.flatnonzero(body)
-    if len(nz):
-        sim[nz] = body[nz] / (q.body.norm * body_norm[nz])
-    if q.title is not None and len(q.title):
-        tz = np.flatnonzero(title)
-        if len(tz):
-            sim[tz] = np.maximum(sim[tz], title[tz] / (q.title.norm * title_norm[tz]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sim = body / (q.body.norm * body_norm)
+        if q.title is not None and len(q.title):
+            # A row without a title has no title dots and norm 0: 0/0, dropped by fmax.
+            sim = np.fmax(sim, title / (q.title.norm * title_norm))
+    sim[np.isnan(sim)] = 0.0  # an empty text: 0/0
     return sim
 
 
@@ -335,7 +335,7 @@ class BatchSimilarity:
 
 
 class MemberIndex:
-    """Posts (members) grouped under owners (events): the best similarity per owner.
+    """Posts (members) grouped under owners (events, by id): the best similarity per owner.
 
     ``add_many([(member, owner, vectors), ...])`` indexes members (a batch at a
     time), ``remove(member)`` forgets one, and ``best_per_owner(vectors,
@@ -346,10 +346,11 @@ class MemberIndex:
     def __init__(self) -> None:
         self._terms = _TermIndex()
         self._row_of: dict[Hashable, int] = {}
-        self._owner: list[Hashable] = []
+        self._owner: list[int] = []
         self._member: list[Hashable] = []
         self._cap = 1024
         self._alive = np.zeros(self._cap, dtype=bool)
+        self._owners = np.zeros(self._cap, dtype=np.int64)
         self._body_norm = np.zeros(self._cap, dtype=np.float64)
         self._title_norm = np.zeros(self._cap, dtype=np.float64)
         self._dead = 0
@@ -364,11 +365,11 @@ class MemberIndex:
     def rows(self) -> int:
         return len(self._owner)
 
-    def owner_of(self, member: Hashable) -> Hashable | None:
+    def owner_of(self, member: Hashable) -> int | None:
         row = self._row_of.get(member)
         return None if row is None else self._owner[row]
 
-    def add_many(self, items: Sequence[tuple[Hashable, Hashable, PostVectors]]) -> None:
+    def add_many(self, items: Sequence[tuple[Hashable, int, PostVectors]]) -> None:
         if not items:
             return
         for member, _, _ in items:
@@ -383,6 +384,7 @@ class MemberIndex:
             self._member.append(member)
             self._row_of[member] = row
             self._alive[row] = True
+            self._owners[row] = owner
             self._body_norm[row] = v.body.norm
             if v.title is not None:
                 self._title_norm[row] = v.title.norm
@@ -401,24 +403,25 @@ class MemberIndex:
         for m in list(members):
             self.remove(m)
 
-    def best_per_owner(self, q: PostVectors, floor: float) -> dict[Hashable, float]:
+    def best_per_owner(self, q: PostVectors, floor: float) -> dict[int, float]:
         n = len(self._owner)
         if not n or not len(q.body):
             return {}
         body, title = self._terms.dots(q, n)
         sim = _similarities(q, body, title, self._body_norm[:n], self._title_norm[:n])
         cand = np.flatnonzero((sim >= floor) & self._alive[:n])
-        best: dict[Hashable, float] = {}
-        owner = self._owner
-        for row, s in zip(cand.tolist(), sim[cand].tolist(), strict=True):
-            o = owner[row]
-            if s > best.get(o, -1.0):
-                best[o] = s
-        return best
+        if not len(cand):
+            return {}
+        # The highest similarity per owner: sort the candidates by owner, max per run.
+        owners = self._owners[cand]
+        order = np.argsort(owners, kind="stable")
+        owners, sims = owners[order], sim[cand][order]
+        starts = np.flatnonzero(np.concatenate(([True], owners[1:] != owners[:-1])))
+        return dict(zip(owners[starts].tolist(), np.maximum.reduceat(sims, starts).tolist(), strict=True))
 
     def _grow(self) -> None:
         self._cap *= 2
-        for name in ("_alive", "_body_norm", "_title_norm"):
+        for name in ("_alive", "_owners", "_body_norm", "_title_norm"):
             old = getattr(self, name)
             new = np.zeros(self._cap, dtype=old.dtype)
             new[: len(old)] = old
@@ -433,7 +436,7 @@ class MemberIndex:
         self._owner = [self._owner[i] for i in keep.tolist()]
         self._member = [self._member[i] for i in keep.tolist()]
         self._row_of = {m: i for i, m in enumerate(self._member)}
-        for name in ("_alive", "_body_norm", "_title_norm"):
+        for name in ("_alive", "_owners", "_body_norm", "_title_norm"):
             old = getattr(self, name)
             new = np.zeros(self._cap, dtype=old.dtype)
             new[: len(keep)] = old[keep]
