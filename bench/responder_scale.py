@@ -39,12 +39,26 @@ before a change, to save the baseline the change must reproduce:
     .venv/bin/python bench/responder_scale.py compare /tmp/base.json.gz /tmp/new.json.gz
 
 ``compare`` lists every difference (first 10 per table) and exits 1 if any.
+
+The baselines saved with the project are fingerprints (a digest per table,
+nothing of the texts) in ``bench/baselines/``, taken from the per-post scan
+of commit 0d9b479, the last before the in-memory grouping:
+
+    .venv/bin/python bench/responder_scale.py workload --corpus demo --posts 10000 --out /tmp/w.jsonl.gz
+    .venv/bin/python bench/responder_scale.py run /tmp/w.jsonl.gz --dump /tmp/new.json.gz
+    .venv/bin/python bench/responder_scale.py compare bench/baselines/responder_demo_10k.json /tmp/new.json.gz
+
+A fingerprint names the workload it was taken on (its SHA-256): when the
+classifier or its config changes, the assessed workload changes and
+``compare`` says so instead of reporting a difference in grouping.
+``fingerprint DUMP --out F.json`` makes one.
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
+import hashlib
 import json
 import re
 import sys
@@ -108,6 +122,8 @@ _SQLITE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d+)?$")
 def _canon(v: Any) -> Any:
     """One form for both databases: times as ISO UTC (SQLite hands back its
     stored UTC text), JSON columns parsed."""
+    if isinstance(v, bool):
+        return int(v)  # SQLite hands back 0/1
     if isinstance(v, datetime):
         return (v if v.tzinfo else v.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
     if isinstance(v, str) and _SQLITE_TIME.match(v):
@@ -184,6 +200,8 @@ def cmd_run(args: argparse.Namespace) -> None:
         elapsed = time.perf_counter() - t_all
         n_events, n_tickets = store.count(Event), store.count(Ticket)
         dump = dump_store(store) if args.dump else None
+        if dump is not None:
+            dump["workload_sha256"] = workload_sha256(Path(args.workload))
         if search is not None:
             search.close()
         store.close()
@@ -250,11 +268,63 @@ def compare(a: dict[str, Any], b: dict[str, Any], limit: int = 10) -> list[str]:
     return diffs
 
 
+def workload_sha256(path: Path) -> str:
+    with gzip.open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _digest(rows: Any) -> str:
+    text = json.dumps(rows, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def fingerprint(dump: dict[str, Any]) -> dict[str, Any]:
+    """What a dump decided, as a digest per table: small enough to commit, and
+    it holds nothing of the posts' texts."""
+    d = _natural_keys(dump)
+    tables = {"posts": {"rows": len(d["posts"]), "sha256": _digest(sorted(d["posts"].items()))}}
+    for t in _TABLES:
+        tables[t] = {"rows": len(d.get(t, [])), "sha256": _digest(d.get(t, []))}
+    return {"workload_sha256": dump.get("workload_sha256"), "tables": tables}
+
+
+def _load_dump(path: str) -> dict[str, Any]:
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def cmd_fingerprint(args: argparse.Namespace) -> None:
+    dump = _load_dump(args.dump)
+    if args.workload:
+        dump["workload_sha256"] = workload_sha256(Path(args.workload))
+    if not dump.get("workload_sha256"):
+        sys.exit("the dump does not say which workload it ran: give --workload")
+    fp = fingerprint(dump) | {"note": args.note} if args.note else fingerprint(dump)
+    Path(args.out).write_text(json.dumps(fp, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"{args.out}: " + ", ".join(f"{t} {v['rows']}" for t, v in fp["tables"].items()))
+
+
+def _compare_fingerprint(base: dict[str, Any], new: dict[str, Any]) -> None:
+    got = fingerprint(new)
+    if base.get("workload_sha256") != got.get("workload_sha256"):
+        sys.exit(
+            "the baseline was taken on another workload (the classifier, its config or the corpus changed): "
+            "build the workload again from the baseline's commit, or save a new baseline"
+        )
+    bad = [t for t, v in base["tables"].items() if got["tables"].get(t) != v]
+    sizes = ", ".join(f"{t} {v['rows']}" for t, v in got["tables"].items())
+    if bad:
+        print(f"DIFFERENT in {', '.join(bad)} ({sizes}); compare with a full baseline dump to see the rows")
+        sys.exit(1)
+    print(f"identical to the saved baseline: {sizes}")
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
-    with gzip.open(args.base, "rt", encoding="utf-8") as fh:
-        a = json.load(fh)
-    with gzip.open(args.new, "rt", encoding="utf-8") as fh:
-        b = json.load(fh)
+    b = _load_dump(args.new)
+    if args.base.endswith(".json"):
+        _compare_fingerprint(json.loads(Path(args.base).read_text(encoding="utf-8")), b)
+        return
+    a = _load_dump(args.base)
     diffs = compare(a, b)
     sizes = ", ".join(f"{t} {len(a.get(t, []))}" for t in ("posts", *_TABLES))
     if diffs:
@@ -283,15 +353,22 @@ def main() -> None:
     )
     r.add_argument("--code", default="", help="source tree whose responder to run (default: this one)")
     r.add_argument("--dump", default="", help="write the canonical grouping dump here (.json.gz)")
-    c = sub.add_parser("compare", help="compare two dumps")
+    c = sub.add_parser("compare", help="compare a run's dump with a baseline dump (.json.gz) or fingerprint (.json)")
     c.add_argument("base")
     c.add_argument("new")
+    f = sub.add_parser("fingerprint", help="the committable digest of a dump")
+    f.add_argument("dump")
+    f.add_argument("--workload", default="", help="the workload it ran (for dumps that do not say)")
+    f.add_argument("--note", default="", help="e.g. which commit made the dump")
+    f.add_argument("--out", required=True)
     args = ap.parse_args()
     if args.cmd == "workload":
         sys.path.insert(0, str(ROOT))
         cmd_workload(args)
     elif args.cmd == "run":
         cmd_run(args)
+    elif args.cmd == "fingerprint":
+        cmd_fingerprint(args)
     else:
         cmd_compare(args)
 
