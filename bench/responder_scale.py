@@ -199,6 +199,9 @@ def cmd_run(args: argparse.Namespace) -> None:
                 t_slice = t
         elapsed = time.perf_counter() - t_all
         n_events, n_tickets = store.count(Event), store.count(Ticket)
+        memory = None
+        if hasattr(service, "grouper_for"):  # the in-memory view of open events, since it exists
+            memory = service.grouper_for(store, settings, service.clocks_for(settings)).cache.stats()
         dump = dump_store(store) if args.dump else None
         if dump is not None:
             dump["workload_sha256"] = workload_sha256(Path(args.workload))
@@ -212,6 +215,11 @@ def cmd_run(args: argparse.Namespace) -> None:
     )
     print(f"responder: {len(msgs) / elapsed:8.0f} posts/s  ({elapsed:.1f} s)")
     print("per tenth of the stream (posts/s): " + " ".join(f"{r:.0f}" for r in tenths))
+    if memory is not None:
+        print(
+            f"in memory at the end: {memory['events']} open events, {memory['members']} members compared, "
+            f"{memory['loaded']} events read from the store"
+        )
     if dump is not None:
         with gzip.open(args.dump, "wt", encoding="utf-8") as fh:
             json.dump(dump, fh, ensure_ascii=False, sort_keys=True)

@@ -71,7 +71,7 @@ from sqlalchemy.orm import Session
 from responder.clocks import Clocks, iso_shanghai
 from responder.open_events import Member, OpenEvent, OpenEvents
 from responder.scheduler import plan_deadlines, plan_new_deadlines, recompute_deadlines
-from responder.similarity import BatchSimilarity, PostVectors, bigram_vector, cosine, post_vectors, similarity
+from responder.similarity import BatchSimilarity, PostVectors, post_vectors, similarity
 from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, RawJSON, Ticket, TicketEventRow
 from stream.contracts import AssessedPost, Place
 
@@ -97,8 +97,6 @@ __all__ = [
     "EventGrouper",
     "FactBuffer",
     "NewPost",
-    "bigram_vector",
-    "cosine",
     "places_compatible",
     "similarity",
     "upgrade_rule",

@@ -183,61 +183,54 @@ class OpenEvents:
         self.loaded += len(events)
 
     def _put(self, ev: Event) -> OpenEvent:
-        self.drop(ev.id)
         oe = OpenEvent(
             ev.id, ev.status, ev.t0, ev.last_published_at, ev.place_code, bool(ev.is_emergency), ev.event_subtype
         )
-        self.events[ev.id] = oe
-        if oe.place_code:
-            self.by_place.setdefault(oe.place_code, set()).add(oe.id)
+        self.put(oe)
         return oe
 
     def drop(self, event_id: int) -> None:
         oe = self.events.pop(event_id, None)
         if oe is None:
             return
-        if oe.place_code:
-            ids = self.by_place.get(oe.place_code)
-            if ids is not None:
-                ids.discard(event_id)
-                if not ids:
-                    del self.by_place[oe.place_code]
+        self._unplace(oe.place_code, event_id)
         self.index.remove_all(m.post_id for m in oe.members)
+
+    def _place(self, code: str | None, event_id: int) -> None:
+        if code:
+            self.by_place.setdefault(code, set()).add(event_id)
+
+    def _unplace(self, code: str | None, event_id: int) -> None:
+        ids = self.by_place.get(code) if code else None
+        if ids is not None:
+            ids.discard(event_id)
+            if not ids:
+                del self.by_place[code]  # type: ignore[arg-type]
 
     # ---- changes the current batch makes
 
     def put(self, oe: OpenEvent) -> None:
-        """A new event of the current batch (under a provisional id until written)."""
+        """An event to keep: read from the store, or new in the current batch
+        (under a provisional id until it is written)."""
         self.drop(oe.id)
         self.events[oe.id] = oe
-        if oe.place_code:
-            self.by_place.setdefault(oe.place_code, set()).add(oe.id)
+        self._place(oe.place_code, oe.id)
 
     def moved(self, oe: OpenEvent, old_place: str | None) -> None:
         """``oe``'s place changed from ``old_place``: keep the place lookup right."""
-        if old_place == oe.place_code:
-            return
-        if old_place:
-            ids = self.by_place.get(old_place)
-            if ids is not None:
-                ids.discard(oe.id)
-                if not ids:
-                    del self.by_place[old_place]
-        if oe.place_code:
-            self.by_place.setdefault(oe.place_code, set()).add(oe.id)
+        if old_place != oe.place_code:
+            self._unplace(old_place, oe.id)
+            self._place(oe.place_code, oe.id)
 
     def rekey(self, old: int, new: int) -> None:
         """A new event was written: its provisional id becomes its real one."""
         oe = self.events.pop(old, None)
         if oe is None:
             return
-        if oe.place_code:
-            ids = self.by_place.get(oe.place_code)
-            if ids is not None:
-                ids.discard(old)
-                ids.add(new)
+        self._unplace(oe.place_code, old)
         oe.id = new
         self.events[new] = oe
+        self._place(oe.place_code, new)
 
     def add_member(self, oe: OpenEvent, m: Member) -> bool:
         """A post joined ``oe``; False when it is too old to be among the members compared.

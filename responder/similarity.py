@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -61,24 +60,6 @@ RECENT_ENTRIES = 131_072
 def normalise(s: str) -> str:
     """What the measure sees of a text: lower case, letters and digits only."""
     return _NOISE.sub("", s.lower())
-
-
-def bigram_vector(s: str) -> Counter[str]:
-    s = normalise(s)
-    if len(s) == 1:
-        return Counter([s])
-    return Counter(s[i : i + 2] for i in range(len(s) - 1))
-
-
-def cosine(a: Counter[str], b: Counter[str]) -> float:
-    if not a or not b:
-        return 0.0
-    if len(a) > len(b):
-        a, b = b, a
-    dot = sum(v * b.get(k, 0) for k, v in a.items())
-    na = math.sqrt(sum(v * v for v in a.values()))
-    nb = math.sqrt(sum(v * v for v in b.values()))
-    return dot / (na * nb)
 
 
 @dataclass(frozen=True, slots=True)
