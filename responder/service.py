@@ -136,9 +136,10 @@ def _store_batch(
     """One transaction: the batch's posts, their events, tickets and facts.
 
     Reads are per batch, not per post: which posts are stored already (a
-    redelivery), their facts, the thread links. Posts, facts and audit rows
-    are written with one multi-row INSERT each at the end; events, tickets
-    and deadlines go through the ORM (one flush, plus one per new event).
+    redelivery), their facts, the thread links, the touched events and
+    tickets. Posts, facts and audit rows are written with one multi-row
+    INSERT each at the end; events, tickets and deadlines go through the ORM
+    in a few flushes for the whole batch (:meth:`EventGrouper.apply`).
     """
     with grouper.lock:
         try:
