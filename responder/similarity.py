@@ -52,6 +52,8 @@ _SINGLE = (1 << 21) - 1
 # Title bigrams live in the same index as body bigrams, with this bit set.
 TITLE_BIT = 1 << 62
 RECENT_ENTRIES = 131_072
+# A query summing this many index entries or more is summed by scipy (see _Tier.dots).
+_SCIPY_FROM = 10_000
 
 
 # --------------------------------------------------------------------------- the measure
@@ -187,9 +189,11 @@ class _Tier:
         """Per slot, the sum of count × query count over the query's keys (a dense
         vector as long as this tier's highest slot), or None if no key is here.
 
-        The tier's arrays are also a sparse matrix, slots × keys, in CSC form:
-        the query's columns are cut out and multiplied by its counts, both in
-        scipy's compiled code (integer values in float64: the sums are exact)."""
+        Integer values in float64, so the sums are exact in any order. Few
+        entries are summed with numpy (``bincount`` over the gathered lists);
+        many by scipy, the tier read as a slots × keys CSC matrix whose query
+        columns are cut out and multiplied by the counts in compiled code,
+        which costs more to call but less per entry."""
         if not len(self.ukeys):
             return None
         pos = np.searchsorted(self.ukeys, qkeys)
@@ -197,11 +201,19 @@ class _Tier:
         hit = self.ukeys[pos] == qkeys
         if not hit.any():
             return None
+        pos, qc = pos[hit], qcounts[hit]
+        lo = self.indptr[pos]
+        ln = self.indptr[pos + 1] - lo
+        total = int(ln.sum())
+        if total < _SCIPY_FROM:
+            # The entry ranges [lo, lo + ln) of the query's keys, concatenated.
+            idx = np.repeat(lo - np.cumsum(ln) + ln, ln) + np.arange(total)
+            return np.bincount(self.rows[idx], weights=self.counts[idx] * np.repeat(qc, ln))
         if self.matrix is None:
             self.matrix = sparse.csc_array(
                 (self.counts, self.rows, self.indptr), shape=(int(self.rows.max()) + 1, len(self.ukeys))
             )
-        return self.matrix[:, pos[hit]] @ qcounts[hit]
+        return self.matrix[:, pos] @ qc
 
     def merged(self, other: _Tier) -> _Tier:
         """Both tiers' entries in one (linear in their size)."""

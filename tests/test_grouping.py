@@ -78,7 +78,11 @@ def test_similarity_is_bit_for_bit_the_counter_cosine() -> None:
         assert similarity(ta, xa, tb, xb) == _counter_similarity(ta, xa, tb, xb), (ta, xa, tb, xb)
 
 
-def test_member_index_gives_the_pairwise_best_per_owner() -> None:
+@pytest.mark.parametrize("summed_by", ["numpy", "scipy"])
+def test_member_index_gives_the_pairwise_best_per_owner(monkeypatch, summed_by) -> None:
+    import responder.similarity as sim_mod
+
+    monkeypatch.setattr(sim_mod, "_SCIPY_FROM", 10**9 if summed_by == "numpy" else 0)
     rng = random.Random(5)
     words = ["物业", "涨价", "业主", "停车", "火灾", "死亡", "小区", "合肥", "噪音", "学校", "交通", "拥堵"]
     texts = {i: ("".join(rng.choices(words, k=rng.randint(0, 4))),
