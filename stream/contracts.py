@@ -238,7 +238,8 @@ def decode(data: bytes, expect: type[BaseModel] | None = None) -> BaseModel:
         # anything it does not accept as is (and a message that leaves out its
         # schema or version) goes the long way below, which says what is wrong.
         try:
-            msg = expect.model_validate_json(data)
+            # Aliases only, as on the long path ("schema", never "schema_").
+            msg = expect.model_validate_json(data, by_alias=True, by_name=False)
         except ValidationError:
             pass
         else:

@@ -431,6 +431,9 @@ def test_query_validation() -> None:
 def test_segmentation() -> None:
     assert seg.normalize("ＡＢＣ公司３．５亿元　Ok") == "abc公司3.5亿元 ok"
     assert len(seg.normalize("ＡＢＣ　ｘ")) == len("ＡＢＣ　ｘ")
+    # One character for one: what does not lower to one character stays; Σ lowers on its own.
+    assert seg.normalize("İＳΣ物") == "İsσ物" and seg.normalize("ΟΔΟΣ路") == "οδοσ路"
+    assert seg.normalize("Ｉ物业ΑΒ") == "i物业αβ"
     toks = seg.index_tokens("霍山县一在建厂房发生坍塌事故")
     assert {"霍山", "霍山县", "厂房", "坍塌"} <= set(toks)
     assert all(" " not in t and t.isalnum() for t in seg.index_tokens("3.5亿元，ABC_def！"))

@@ -171,3 +171,29 @@ def test_non_ascii_text_survives_as_utf8() -> None:
     assert "暴雨致💧内涝".encode() in data  # raw UTF-8, not \u escapes
     back = decode(data, RawPost)
     assert isinstance(back, RawPost) and back.text == "暴雨致💧内涝"
+
+
+def test_a_stage_expecting_a_schema_accepts_and_refuses_exactly_the_same() -> None:
+    """decode(data, expect) takes a one-pass path for the schema it expects; it
+    must accept what the full check accepts and refuse with the same words."""
+    good = encode(raw_post())
+    assert decode(good, RawPost) == decode(good)
+    obj = json.loads(good)
+    variants = []
+    for change in (
+        lambda o: o.pop("v"),
+        lambda o: o.update(v=2),
+        lambda o: o.update(schema_=o.pop("schema")),  # the field's name, not its alias
+        lambda o: o.pop("schema"),
+        lambda o: o.update(source_kind="blog"),
+        lambda o: o.update(published_at="2024-07-01T09:30:00"),
+    ):
+        bad = json.loads(json.dumps(obj))
+        change(bad)
+        variants.append(json.dumps(bad).encode())
+    for data in variants:
+        with pytest.raises(ContractError) as plain:
+            decode(data)
+        with pytest.raises(ContractError) as expecting:
+            decode(data, RawPost)
+        assert str(expecting.value) == str(plain.value)

@@ -68,10 +68,20 @@ def _norm_char(c: str) -> str:
     return low if len(low) == 1 else c
 
 
+# Full-width ASCII → half-width, the ideographic space → space.
+_HALF_WIDTH = {o: o - 0xFEE0 for o in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
+
+
 def normalize(text: str) -> str:
     """Full-width → half-width and lower-case, one character for one character."""
     if text.isascii():
         return text.lower()
+    half = text.translate(_HALF_WIDTH)
+    low = half.lower()
+    # Lower-casing the whole string is lower-casing each character unless one
+    # becomes two (İ → i̇; the length tells) or a Σ ends a word (σ or ς).
+    if len(low) == len(half) and "Σ" not in half:
+        return low
     return "".join(_norm_char(c) for c in text)
 
 
