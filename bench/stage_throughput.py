@@ -109,7 +109,7 @@ def serial(posts: list[RawPost], batch: int) -> None:
     print(f"  classifier load             : {load_s:8.2f} s once per process")
     print(f"  classifier (rules + model)  : {n / classify_s:8.0f} posts/s")
     print(f"  responder (SQLite)          : {n / respond_s:8.0f} posts/s")
-    print(f"  indexer (jieba + FTS5)      : {n / index_s:8.0f} posts/s")
+    print(f"  indexer (rjieba + FTS5)     : {n / index_s:8.0f} posts/s")
     print(f"  all three on one core       : {n / (classify_s + respond_s + index_s):8.0f} posts/s")
 
 

@@ -1,6 +1,6 @@
 """The search indexer: stored posts into the full-text index, as their own stage.
 
-Chinese word segmentation (jieba) is the costliest step per post. Done inside
+Chinese word segmentation is the costliest step per post. Done inside
 the responder's batch it halved the rate at which tickets open and clocks
 start, and a search backend that was down lost the batch's documents until
 someone rebuilt the index. So the responder only stores; this stage

@@ -444,6 +444,20 @@ def test_segmentation() -> None:
     assert seg.highlight("AI said", ["ai"]) == "<em>AI</em> said"
 
 
+
+def test_a_query_for_a_passage_finds_the_document_holding_it() -> None:
+    # Search mode must emit every word precise mode cuts a passage into, Latin
+    # and digit runs included, or a quoted sentence would miss its own page.
+    doc = (
+        "合肥市住建局通报：GB50016规范第5.5.17条，iPhone15 Pro用户反映5m宽消防通道被占，"
+        "损失约3.5亿元；详见http://gov.example.cn/a_b?id=20（ABC_def）。霍山县一在建厂房发生坍塌事故。"
+    )
+    indexed = set(seg.index_tokens(doc))
+    for passage in ["GB50016规范", "5m宽消防通道", "iPhone15 Pro用户", "3.5亿元", "a_b?id=20", "霍山县厂房坍塌"]:
+        terms = seg.query_terms(passage)
+        assert terms and set(terms) <= indexed, (passage, terms)
+    assert seg.query_terms("消防通道被占") != seg.query_terms("消防通道")
+
 def test_open_search_follows_settings(tmp_path: Path) -> None:
     s = Settings(data_dir=str(tmp_path))
     b = open_search(s)

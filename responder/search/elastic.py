@@ -169,7 +169,6 @@ class ElasticSearch:
         self._client = Elasticsearch(url, transport_class=_CompatTransport, request_timeout=request_timeout_s)
         self._ready = False
         self._lock = threading.Lock()
-        seg.ensure_loaded()
 
     # -- set-up on first use -------------------------------------------------
 

@@ -125,7 +125,6 @@ class EmbeddedSearch:
             if "fts5" in str(e):
                 raise RuntimeError(f"this SQLite ({sqlite3.sqlite_version}) has no FTS5: {e}") from e
             raise
-        seg.ensure_loaded()
 
     # -- transactions -------------------------------------------------------
 

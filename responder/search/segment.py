@@ -5,17 +5,25 @@ query into the same words (:func:`query_terms`), so the embedded SQLite FTS5
 index and Elasticsearch (whitespace analyzer, no IK plugin) match the same
 documents.
 
-* Index side: jieba *search mode* (``cut_for_search``), which emits a long
-  word and its dictionary sub-words (霍山县 → 霍山, 山县, 霍山县), so a query
-  for a part of a word still matches.
-* Query side: jieba *precise mode* (``cut``), one reading of the query, each
-  word of which must match (AND). Common function words (的, 了, …) are dropped
-  from a query that has other words.
+The segmenter is jieba's algorithm and dictionary as compiled in jieba-rs
+(``rjieba``): the same prefix-dictionary DAG, the same HMM for unknown words,
+about fifteen times faster than pure-Python jieba, which was half of the
+indexer's time. On Chinese text the two agree word for word; they differ only
+at the edges of Latin/digit runs (jieba-rs keeps ``abc_def`` or ``a.b``
+whole in search mode and adds their parts), and since the index and every
+query use this one segmenter, a query still matches what it names.
+
+* Index side: *search mode* (``cut_for_search``), which emits a long word and
+  its dictionary sub-words (霍山县 → 霍山, 山县, 霍山县), so a query for a part
+  of a word still matches.
+* Query side: *precise mode* (``cut``), one reading of the query, each word of
+  which must match (AND). Common function words (的, 了, …) are dropped from a
+  query that has other words.
 * Normalisation before both: full-width ASCII → half-width, the ideographic
   space → space, lower-case. It is length-preserving, so an offset in the
   normalised text is the same offset in the original, which is how snippets
   are cut from and highlighted in the readable original.
-* Tokens are runs of letters and digits only (``3.5亿`` → ``3``, ``5亿``…), the
+* Tokens are runs of letters and digits only (``3.5亿元`` → ``3``, ``5``, ``亿元``), the
   same rule as SQLite's ``unicode61`` tokenizer, so re-tokenising the
   space-joined text in either engine yields exactly these tokens.
 """
@@ -23,15 +31,10 @@ documents.
 from __future__ import annotations
 
 import html
-import logging
 import re
-import threading
 from collections.abc import Iterable, Sequence
 
-import jieba
-
-_init_lock = threading.Lock()
-_ready = False
+import rjieba
 
 # Letters and digits, no underscore: what unicode61 keeps as a token.
 _WORD_RE = re.compile(r"[^\W_]+")
@@ -42,20 +45,6 @@ _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 QUERY_STOPWORDS = frozenset(
     "的 了 和 与 及 或 在 是 有 被 把 对 从 向 就 也 都 而 之 其 该 此 着 过 吗 呢 吧 啊".split()
 )
-
-
-def ensure_loaded() -> None:
-    """Load jieba's dictionary once per process, without its log chatter."""
-    global _ready
-    if _ready:
-        return
-    with _init_lock:
-        if _ready:
-            return
-        jieba.setLogLevel(logging.WARNING)
-        logging.getLogger("jieba").setLevel(logging.WARNING)
-        jieba.initialize()
-        _ready = True
 
 
 def _norm_char(c: str) -> str:
@@ -96,8 +85,7 @@ def index_tokens(text: str) -> list[str]:
     """The tokens a document is indexed under (search mode, normalised)."""
     if not text:
         return []
-    ensure_loaded()
-    return _words(jieba.cut_for_search(normalize(text)))
+    return _words(rjieba.cut_for_search(normalize(text)))
 
 
 def segment(text: str) -> str:
@@ -109,8 +97,7 @@ def query_terms(text: str) -> list[str]:
     """The words a query must all match; ``[]`` means "no text condition"."""
     if not text or not text.strip():
         return []
-    ensure_loaded()
-    words = _words(jieba.cut(normalize(text)))
+    words = _words(rjieba.cut(normalize(text)))
     seen: dict[str, None] = {}
     for w in words:
         seen.setdefault(w, None)
