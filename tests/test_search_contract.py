@@ -510,3 +510,84 @@ def test_embedded_survives_reopen_and_concurrent_writers(tmp_path: Path) -> None
         assert reader.search(SearchQuery(text="坍塌")).total == 1 + 4 * per_writer
     finally:
         reader.close()
+
+
+def test_embedded_index_cut_by_another_segmenter_is_recut_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    import responder.search.embedded as embedded
+
+    path = tmp_path / "old.db"
+    b = EmbeddedSearch(path)
+    b.index(DOCS)
+    b.close()
+    # As an index written by another segmenter would look: other words in the
+    # FTS rows (one stale token each) and another name in meta.
+    db = sqlite3.connect(path)
+    with db:
+        rows = db.execute("SELECT id FROM posts ORDER BY id").fetchall()
+        for (rowid,) in rows:
+            db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
+            db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, 'stale', 'stale')", (rowid,))
+        db.execute("UPDATE meta SET value = 'jieba 0.42.1' WHERE key = 'segmenter'")
+    db.close()
+
+    monkeypatch.setattr(embedded, "_RESEGMENT_CHUNK", 2)  # several transactions
+    b = EmbeddedSearch(path)
+    try:
+        assert b.search(SearchQuery(text="stale")).total == 0
+        assert {h.post_id for h in b.search(SearchQuery(text="坍塌")).hits} == {"p01", "p06"}
+        assert b.search(SearchQuery()).total == len(DOCS)
+    finally:
+        b.close()
+    db = sqlite3.connect(path)
+    meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    db.close()
+    assert meta["segmenter"] == seg.SEGMENTER and "resegmented_upto" not in meta
+
+
+def test_embedded_resegmenting_resumes_after_the_last_row_it_recut(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "half.db"
+    b = EmbeddedSearch(path)
+    b.index(DOCS)
+    b.close()
+    db = sqlite3.connect(path)
+    with db:
+        ids = [r[0] for r in db.execute("SELECT id FROM posts ORDER BY id")]
+        for rowid in ids:
+            db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
+            db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, 'stale', 'stale')", (rowid,))
+        db.execute("DELETE FROM meta WHERE key = 'segmenter'")  # as before the key existed
+        # A crash after the first two rows were re-cut: those are not cut again.
+        db.execute("INSERT INTO meta (key, value) VALUES ('resegmented_upto', ?)", (str(ids[1]),))
+    db.close()
+    b = EmbeddedSearch(path)
+    try:
+        assert b.search(SearchQuery(text="stale")).total == 2
+    finally:
+        b.close()
+
+
+def test_elastic_index_records_its_segmenter_and_flags_another(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    b, cleanup = _make_elastic(tmp_path)
+    assert isinstance(b, ElasticSearch)
+    try:
+        b.index(DOCS[:2])
+        assert b.segmenter() == seg.SEGMENTER
+        b._es().indices.put_mapping(index=b.index_name, meta={"segmenter": "jieba 0.42.1"})
+        url = os.environ["YUQING_ES_URL"]
+        with caplog.at_level("WARNING", logger="responder.search.elastic"):
+            again = ElasticSearch(url, b.index_name)
+            assert again.count() == 2
+        assert any("jieba 0.42.1" in r.getMessage() and "reindex" in r.getMessage() for r in caplog.records)
+        again.record_segmenter()
+        assert again.segmenter() == seg.SEGMENTER
+        again.close()
+    finally:
+        cleanup()  # type: ignore[operator]

@@ -19,10 +19,16 @@ Server versions: the 9.x Python client asks for ``compatible-with=9`` media
 types, which an 8.x server rejects. On first use the backend reads the
 server's version and, for an older server, sends its major version instead
 (``_CompatTransport``); 8.x and 9.x servers both work.
+
+The index's mapping ``_meta.segmenter`` names the segmenter that cut its
+``*_seg`` fields. An index cut by another one is reported at start: queries
+would miss words cut differently until ``yuqing reindex --from-start`` has
+sent every document again and recorded the current segmenter.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -41,6 +47,8 @@ from responder.search.base import (
     SearchResult,
     as_values,
 )
+
+log = logging.getLogger(__name__)
 
 _COMPAT_RE = re.compile(r"compatible-with=(\d+)")
 _CLIENT_MAJOR = 9
@@ -195,6 +203,7 @@ class ElasticSearch:
     def _create_index(self) -> None:
         es = self._client
         if es.indices.exists(index=self.index_name):
+            self._check_segmenter()
             return
         try:
             es.indices.create(
@@ -204,12 +213,38 @@ class ElasticSearch:
                     "number_of_replicas": self._replicas,
                     "analysis": ANALYSIS,
                 },
-                mappings=MAPPINGS,
+                mappings={**MAPPINGS, "_meta": {"segmenter": seg.SEGMENTER}},
             )
         except BadRequestError as e:
             # Another process created it between exists() and create().
             if e.error != "resource_already_exists_exception":
                 raise
+
+    def segmenter(self) -> str | None:
+        """The segmenter the index records (``None`` for one made before it was recorded)."""
+        self._es()
+        return self._recorded_segmenter()
+
+    def _recorded_segmenter(self) -> str | None:
+        # Called while _es() sets up (holding its lock): the bare client, no _es().
+        body = self._client.indices.get_mapping(index=self.index_name).body
+        meta = next(iter(body.values()), {}).get("mappings", {}).get("_meta") or {}
+        value = meta.get("segmenter")
+        return value if isinstance(value, str) else None
+
+    def _check_segmenter(self) -> None:
+        found = self._recorded_segmenter()
+        if found != seg.SEGMENTER:
+            log.warning(
+                "全文索引 %s 由分词器 %s 切分，与当前 %s 不同：部分检索词可能查不到，请运行 yuqing reindex --from-start",
+                self.index_name,
+                found or "（未记录）",
+                seg.SEGMENTER,
+            )
+
+    def record_segmenter(self) -> None:
+        """After every document was sent again: the index is cut by the current segmenter."""
+        self._es().indices.put_mapping(index=self.index_name, meta={"segmenter": seg.SEGMENTER})
 
     def drop_index(self) -> None:
         """Delete the whole index (tests, re-indexing); the next call recreates it."""

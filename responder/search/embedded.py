@@ -1,4 +1,4 @@
-"""Embedded full-text search: SQLite FTS5 over jieba-segmented text.
+"""Embedded full-text search: SQLite FTS5 over segmented text (:mod:`segment`).
 
 Two tables in one SQLite file:
 
@@ -13,10 +13,16 @@ cut from the readable original by :func:`segment.snippet`.
 
 Several processes may open the same file: WAL journal, a generous
 ``busy_timeout`` and one short ``BEGIN IMMEDIATE`` transaction per write.
+
+The ``meta`` table records which segmenter cut the indexed text. A file cut
+by another one is re-segmented from its own ``posts`` table when it is
+opened, in short transactions that resume after a crash, so queries and the
+index always cut text the same way.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -34,8 +40,11 @@ from responder.search.base import (
     as_values,
 )
 
+log = logging.getLogger(__name__)
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SCHEMA_VERSION = "1"
+_RESEGMENT_CHUNK = 2000  # posts per write transaction: other processes wait at most ~1 s
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -125,6 +134,45 @@ class EmbeddedSearch:
             if "fts5" in str(e):
                 raise RuntimeError(f"this SQLite ({sqlite3.sqlite_version}) has no FTS5: {e}") from e
             raise
+        self._ensure_segmenter()
+
+    def _ensure_segmenter(self) -> None:
+        """Re-segment every post if the index was cut by another segmenter."""
+        with self._read() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'segmenter'").fetchone()
+        if row is not None and row["value"] == seg.SEGMENTER:
+            return
+        done = 0
+        while True:
+            with self._write() as db:
+                row = db.execute("SELECT value FROM meta WHERE key = 'segmenter'").fetchone()
+                if row is not None and row["value"] == seg.SEGMENTER:
+                    break  # finished (by us or by another process)
+                # The progress key is the last rowid re-cut: a crash resumes after it.
+                mark = db.execute("SELECT value FROM meta WHERE key = 'resegmented_upto'").fetchone()
+                upto = int(mark["value"]) if mark is not None else 0
+                rows = db.execute(
+                    "SELECT id, title, text FROM posts WHERE id > ? ORDER BY id LIMIT ?",
+                    (upto, _RESEGMENT_CHUNK),
+                ).fetchall()
+                for r in rows:
+                    db.execute("DELETE FROM posts_fts WHERE rowid = ?", (r["id"],))
+                    db.execute(
+                        "INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, ?, ?)",
+                        (r["id"], seg.segment(r["title"]), seg.segment(r["text"])),
+                    )
+                if rows:
+                    db.execute(
+                        "INSERT OR REPLACE INTO meta (key, value) VALUES ('resegmented_upto', ?)",
+                        (str(rows[-1]["id"]),),
+                    )
+                    done += len(rows)
+                    continue
+                db.execute("DELETE FROM meta WHERE key = 'resegmented_upto'")
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('segmenter', ?)", (seg.SEGMENTER,))
+                break
+        if done:
+            log.info("search index %s: %d posts re-segmented with %s", self.path, done, seg.SEGMENTER)
 
     # -- transactions -------------------------------------------------------
 

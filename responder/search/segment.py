@@ -33,8 +33,13 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterable, Sequence
+from importlib.metadata import version
 
 import rjieba
+
+# Which segmenter cut an index's text. An index records it; one cut by another
+# (an older yuqing used pure-Python jieba) is re-segmented or flagged on open.
+SEGMENTER = f"rjieba {version('rjieba')}"
 
 # Letters and digits, no underscore: what unicode61 keeps as a token.
 _WORD_RE = re.compile(r"[^\W_]+")
