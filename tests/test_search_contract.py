@@ -8,9 +8,11 @@ index, deleted afterwards.
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -512,27 +514,32 @@ def test_embedded_survives_reopen_and_concurrent_writers(tmp_path: Path) -> None
         reader.close()
 
 
-def test_embedded_index_cut_by_another_segmenter_is_recut_on_open(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import sqlite3
-
-    import responder.search.embedded as embedded
-
-    path = tmp_path / "old.db"
+@contextmanager
+def _cut_by_another_segmenter(path: Path) -> Iterator[sqlite3.Connection]:
+    """DOCS indexed, then every FTS row replaced by one stale token, as another segmenter's
+    index would differ; the caller edits ``meta`` in the same transaction."""
     b = EmbeddedSearch(path)
     b.index(DOCS)
     b.close()
-    # As an index written by another segmenter would look: other words in the
-    # FTS rows (one stale token each) and another name in meta.
     db = sqlite3.connect(path)
-    with db:
-        rows = db.execute("SELECT id FROM posts ORDER BY id").fetchall()
-        for (rowid,) in rows:
-            db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
-            db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, 'stale', 'stale')", (rowid,))
+    try:
+        with db:
+            for (rowid,) in db.execute("SELECT id FROM posts ORDER BY id").fetchall():
+                db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
+                db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, 'stale', 'stale')", (rowid,))
+            yield db
+    finally:
+        db.close()
+
+
+def test_embedded_index_cut_by_another_segmenter_is_recut_on_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import responder.search.embedded as embedded
+
+    path = tmp_path / "old.db"
+    with _cut_by_another_segmenter(path) as db:
         db.execute("UPDATE meta SET value = 'jieba 0.42.1' WHERE key = 'segmenter'")
-    db.close()
 
     monkeypatch.setattr(embedded, "_RESEGMENT_CHUNK", 2)  # several transactions
     b = EmbeddedSearch(path)
@@ -549,22 +556,12 @@ def test_embedded_index_cut_by_another_segmenter_is_recut_on_open(
 
 
 def test_embedded_resegmenting_resumes_after_the_last_row_it_recut(tmp_path: Path) -> None:
-    import sqlite3
-
     path = tmp_path / "half.db"
-    b = EmbeddedSearch(path)
-    b.index(DOCS)
-    b.close()
-    db = sqlite3.connect(path)
-    with db:
+    with _cut_by_another_segmenter(path) as db:
         ids = [r[0] for r in db.execute("SELECT id FROM posts ORDER BY id")]
-        for rowid in ids:
-            db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
-            db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, 'stale', 'stale')", (rowid,))
         db.execute("DELETE FROM meta WHERE key = 'segmenter'")  # as before the key existed
         # A crash after the first two rows were re-cut: those are not cut again.
         db.execute("INSERT INTO meta (key, value) VALUES ('resegmented_upto', ?)", (str(ids[1]),))
-    db.close()
     b = EmbeddedSearch(path)
     try:
         assert b.search(SearchQuery(text="stale")).total == 2
