@@ -124,8 +124,8 @@ def cmd_reindex(args: argparse.Namespace) -> int:
         if args.from_start:
             ix.reset()
         n = ix.catch_up()
-        if args.from_start and hasattr(search, "record_segmenter"):
-            search.record_segmenter()  # every document was cut again (Elasticsearch)
+        if args.from_start:
+            search.record_segmenter()  # every document was cut again
     finally:
         search.close()
         store.close()

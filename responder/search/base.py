@@ -168,4 +168,7 @@ class SearchBackend(Protocol):
 
     def count(self) -> int: ...
 
+    def record_segmenter(self) -> None:
+        """Every document has been indexed again: the index is cut by the current segmenter."""
+
     def close(self) -> None: ...

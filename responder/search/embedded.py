@@ -84,6 +84,15 @@ def _epoch_us(dt: datetime) -> int:
     return (dt - _EPOCH) // timedelta(microseconds=1)
 
 
+def _put_fts(db: sqlite3.Connection, rowid: int, title_seg: str, text_seg: str) -> None:
+    db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
+    db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, ?, ?)", (rowid, title_seg, text_seg))
+
+
+def _put_segmenter(db: sqlite3.Connection) -> None:
+    db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('segmenter', ?)", (seg.SEGMENTER,))
+
+
 def _row_values(d: PostDoc) -> tuple[Any, ...]:
     return (
         d.post_id,
@@ -156,11 +165,7 @@ class EmbeddedSearch:
                     (upto, _RESEGMENT_CHUNK),
                 ).fetchall()
                 for r in rows:
-                    db.execute("DELETE FROM posts_fts WHERE rowid = ?", (r["id"],))
-                    db.execute(
-                        "INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, ?, ?)",
-                        (r["id"], seg.segment(r["title"]), seg.segment(r["text"])),
-                    )
+                    _put_fts(db, r["id"], seg.segment(r["title"]), seg.segment(r["text"]))
                 if rows:
                     db.execute(
                         "INSERT OR REPLACE INTO meta (key, value) VALUES ('resegmented_upto', ?)",
@@ -169,10 +174,15 @@ class EmbeddedSearch:
                     done += len(rows)
                     continue
                 db.execute("DELETE FROM meta WHERE key = 'resegmented_upto'")
-                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('segmenter', ?)", (seg.SEGMENTER,))
+                _put_segmenter(db)
                 break
         if done:
             log.info("search index %s: %d posts re-segmented with %s", self.path, done, seg.SEGMENTER)
+
+    def record_segmenter(self) -> None:
+        """The text is cut by the current segmenter (already so once this index is open)."""
+        with self._write() as db:
+            _put_segmenter(db)
 
     # -- transactions -------------------------------------------------------
 
@@ -232,11 +242,7 @@ class EmbeddedSearch:
                 if old is not None and (old["title"], old["text"]) == (d.title, d.text):
                     continue  # same words: the FTS row stands
                 title_seg, text_seg = segs.get(pid) or (seg.segment(d.title), seg.segment(d.text))
-                db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
-                db.execute(
-                    "INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, ?, ?)",
-                    (rowid, title_seg, text_seg),
-                )
+                _put_fts(db, rowid, title_seg, text_seg)
 
     def _stored_content(self, post_ids: list[str]) -> dict[str, tuple[str, str]]:
         out: dict[str, tuple[str, str]] = {}
