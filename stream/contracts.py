@@ -9,17 +9,26 @@ reason (see :mod:`stream.stage`).
 Times are ISO 8601 with an offset. Producers write Asia/Shanghai; consumers
 accept any offset. A naive time is rejected: a clock must never start from a
 time whose zone was guessed.
+
+Versioning: a change every reader of version ``v`` already accepts keeps
+``v``. An optional field may be added to a version when it is written only
+where it is set (``exclude_if``), so a reader of the previous release, which
+forbids unknown fields, still takes every message that does not use it (e.g.
+``RawPost.text_length``, only on a truncated post). Anything else is a new
+version, and :func:`decode` accepts the old one until every producer has moved.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import to_json
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 
@@ -73,6 +82,9 @@ class RawPost(_Contract):
     parent_id: str | None = None  # thread of a reply, original of a repost
     engagement: Engagement = Field(default_factory=Engagement)
     content_hash: str = ""
+    # Set only when ``text`` was cut to the size limit (:func:`fit_text`): the
+    # original length in characters. Written only when set (see Versioning).
+    text_length: int | None = Field(None, ge=0, exclude_if=lambda v: v is None)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -199,6 +211,9 @@ class CrawlHealth(_Contract):
     error_rate: float = 0.0  # failed pages / pages over the last crawls
     reason: str = ""
     alert: bool = False
+    # Pages of the last crawl that no encoding decoded cleanly (refused, not sent on as
+    # posts). Written only when there were any, so older readers take the rest.
+    encoding_failed: int = Field(0, ge=0, exclude_if=lambda v: v == 0)
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -251,6 +266,9 @@ def decode(data: bytes, expect: type[BaseModel] | None = None) -> BaseModel:
         raise ContractError(f"not UTF-8: {e}") from None
     except json.JSONDecodeError as e:
         raise ContractError(f"not JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        # json.loads recurses per nesting level: [[[[... must not take the stage down.
+        raise ContractError("JSON nested too deep") from None
     if not isinstance(obj, dict):
         raise ContractError("not a JSON object")
     name = obj.get("schema")
@@ -266,6 +284,8 @@ def decode(data: bytes, expect: type[BaseModel] | None = None) -> BaseModel:
         return model.model_validate(obj)
     except ValidationError as e:
         raise ContractError(_explain(e)) from None
+    except RecursionError:
+        raise ContractError("nested too deep") from None
 
 
 def _explain(e: ValidationError) -> str:
@@ -274,6 +294,42 @@ def _explain(e: ValidationError) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "(message)"
         parts.append(f"{loc}: {err['msg']}")
     return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Fitted:
+    post: RawPost
+    truncated: bool
+
+
+def fit_text(post: RawPost, max_chars: int, max_bytes: int | None = None) -> Fitted:
+    """``post`` with its text cut to ``max_chars`` characters and, with ``max_bytes``,
+    short enough that the encoded post takes at most that many bytes.
+
+    A cut post records the original length in ``text_length`` (kept from an
+    earlier cut). The text is cut at a character, never inside one. Other
+    fields are left alone: a post still over ``max_bytes`` without any text
+    stays over it, and the stage refuses to produce it.
+    """
+    text = post.text
+    n = min(len(text), max_chars)
+    if max_bytes is not None:
+        empty = len(encode(post.model_copy(update={"text": "", "text_length": post.text_length or len(text)})))
+        room = max_bytes - empty + 2  # the empty text's two quotes are counted in ``empty``
+        if len(to_json(text[:n])) > room:
+            # Largest prefix whose JSON form fits: binary search, each probe one Rust call.
+            lo, hi = 0, n
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if len(to_json(text[:mid])) <= room:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            n = lo
+    if n >= len(text):
+        return Fitted(post, False)
+    original = post.text_length if post.text_length is not None else len(text)
+    return Fitted(post.model_copy(update={"text": text[:n], "text_length": original}), True)
 
 
 def make_post_id(source_id: str, native_id: str) -> str:

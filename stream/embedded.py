@@ -22,6 +22,10 @@ Made for one machine where several processes (the stages) share the file:
   A topic no group reads (the dead-letter topic) is pruned by age alone.
   The newest message of a partition is always kept: offsets continue from it.
   The heartbeat thread prunes every ``prune_every_s``; :meth:`prune` does it now.
+* Size: a record over ``max_message_bytes`` (counted by
+  :func:`stream.transport.record_bytes`, as Kafka's client would refuse it)
+  is refused at ``send`` with :class:`stream.transport.MessageTooLargeError`,
+  so the embedded log takes nothing the Kafka transport would not.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from stream.factory import partition_count
-from stream.transport import Record
+from stream.transport import MAX_MESSAGE_BYTES, MessageTooLargeError, Record, record_bytes
 
 log = logging.getLogger("yuqing.stream")
 
@@ -165,8 +169,10 @@ class EmbeddedTransport:
         busy_timeout_ms: int = 30000,
         retention_hours: float = 0.0,
         prune_every_s: float = 600.0,
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
     ) -> None:
         self.path = Path(path)
+        self.max_message_bytes = max_message_bytes
         self.retention_hours = retention_hours
         self.prune_every_s = prune_every_s
         self._last_prune = time.monotonic()
@@ -374,6 +380,11 @@ class EmbeddedProducer:
         for k, v in headers:
             if not isinstance(k, str) or not isinstance(v, bytes | bytearray):
                 raise TypeError("headers must be (str, bytes) pairs")
+        size = record_bytes(value, key, headers)
+        if size > self._t.max_message_bytes:
+            raise MessageTooLargeError(
+                f"message of {size} bytes for {topic} is over the limit of {self._t.max_message_bytes} bytes"
+            )
         with self._lock:
             self._buf.append(
                 (

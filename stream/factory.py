@@ -44,9 +44,14 @@ def open_transport(settings: Settings) -> Transport:
         from stream.embedded import EmbeddedTransport
 
         return EmbeddedTransport(settings.data_path(ts.embedded_path), topic_prefix=ts.topic_prefix,
-                                 retention_hours=ts.embedded_retention_hours)
+                                 retention_hours=ts.embedded_retention_hours,
+                                 max_message_bytes=settings.limits.max_message_bytes)
     if ts.kind == "kafka":
         from stream.kafka import KafkaTransport
 
-        return KafkaTransport(ts.kafka, topic_prefix=ts.topic_prefix)
+        kt = KafkaTransport(ts.kafka, topic_prefix=ts.topic_prefix)
+        # The producer's own max_request_size is Kafka's 1 MiB default, the
+        # ceiling of this setting; stages check against the configured value.
+        kt.max_message_bytes = settings.limits.max_message_bytes  # type: ignore[attr-defined]
+        return kt
     raise ValueError(f"unknown transport kind {ts.kind!r}")

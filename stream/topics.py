@@ -20,6 +20,8 @@ DLQ_PARTITION = "yuqing.dlq.partition"
 DLQ_OFFSET = "yuqing.dlq.offset"
 DLQ_STAGE = "yuqing.dlq.stage"
 DLQ_AT = "yuqing.dlq.at"
+# Only on a dead letter whose value had to be cut to fit: the original length in bytes.
+DLQ_TRUNCATED = "yuqing.dlq.truncated_from"
 
 
 def qualified(name: str, prefix: str = "yuqing.") -> str:

@@ -9,6 +9,10 @@ the same at-least-once contract:
   offsets move only when the stage calls ``commit`` with the records it has
   finished, so a crash before that replays them (consumers are idempotent by
   post id / event key).
+* Neither takes a message larger than the transport's maximum
+  (``max_message_bytes``; Kafka's producer default, 1 MiB): the embedded
+  log refuses it with :class:`MessageTooLargeError` as Kafka's client does,
+  so a stage that checks with :func:`record_bytes` first never sees that.
 """
 
 from __future__ import annotations
@@ -16,6 +20,34 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
+
+# Kafka's producer default (max.request.size). A transport may have a lower
+# limit (``max_message_bytes`` attribute); nothing above this is ever sent.
+MAX_MESSAGE_BYTES = 1_048_576
+
+# Room for Kafka's batch header and per-record framing (82 bytes plus
+# varints in kafka-python's estimate), with plenty to spare.
+RECORD_OVERHEAD_BYTES = 512
+
+
+class MessageTooLargeError(ValueError):
+    """A message over the transport's maximum: sending it again cannot succeed."""
+
+
+def record_bytes(value: bytes, key: bytes | None = None, headers: Sequence[tuple[str, bytes]] = ()) -> int:
+    """What a record costs against ``max_message_bytes``: an upper bound of Kafka's own estimate."""
+    return (
+        len(value)
+        + (len(key) if key else 0)
+        + sum(len(k.encode("utf-8")) + len(v) for k, v in headers)
+        + RECORD_OVERHEAD_BYTES
+    )
+
+
+def max_message_bytes(transport: object) -> int:
+    """The largest record ``transport`` takes (its ``max_message_bytes``, else Kafka's default)."""
+    limit = getattr(transport, "max_message_bytes", None)
+    return int(limit) if isinstance(limit, int) and limit > 0 else MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from yuqing.configfile import load_model
 
@@ -72,6 +72,33 @@ class ClassifierSettings(_Section):
     model_dir: str = ""
 
 
+class LimitsSettings(_Section):
+    """What no message may exceed, so that no stage ever produces one the transport refuses."""
+
+    # The largest message a stage produces (bytes, with its key and headers).
+    # 1 MiB is Kafka's producer default (max.request.size) and about its
+    # broker's message.max.bytes; more needs both raised, so it is the ceiling.
+    max_message_bytes: int = Field(1_048_576, ge=65_536, le=1_048_576)
+    # Post text longer than this (characters) is cut where it enters: the post
+    # records its original length (text_length), the crawler keeps the full text.
+    max_text_chars: int = Field(100_000, ge=1_000)
+    # A message handed to a stage's handler this many times without success
+    # (failures, or the process dying while handling it) goes to the dead-letter topic.
+    max_attempts: int = Field(3, ge=1, le=100)
+
+    @field_validator("max_text_chars")
+    @classmethod
+    def _text_fits(cls, v: int, info: ValidationInfo) -> int:
+        limit = info.data.get("max_message_bytes")
+        # 3 bytes per Chinese character in UTF-8, and 32 KiB for the rest of an assessed post.
+        if isinstance(limit, int) and v * 3 + 32_768 > limit:
+            raise ValueError(
+                f"{v} characters take up to {v * 3} bytes; with 32 KiB for the rest of a message "
+                f"that is over max_message_bytes ({limit})"
+            )
+        return v
+
+
 class ResponderSettings(_Section):
     # Posts within this window, same place and similar text, join one event.
     event_window_hours: float = Field(72.0, gt=0)
@@ -89,6 +116,7 @@ class Settings(_Section):
     demo_site: DemoSiteSettings = Field(default_factory=DemoSiteSettings)
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
 
     # Not from YAML: where the config files live.
     config_dir: Path = Field(default=Path("config"), exclude=True)
