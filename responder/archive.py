@@ -46,6 +46,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.safety import DbId, link_html, spreadsheet_row
 from responder.search.base import FACET_FIELDS, SearchBackend, SearchHit, SearchQuery, SearchResult
 from responder.store import Audit, SavedSearch, Store
 
@@ -106,7 +107,8 @@ class SearchParams:
         out: dict[str, Any] = {"q": self.q.strip(), "place": self.place.strip(), "kind": self.kind,
                                "topic": self.topic, "severity": self.severity, "from": self.date_from,
                                "to": self.date_to, "sort": self.sort}
-        return {k: v for k, v in out.items() if v and (k, v) not in _DEFAULTS}
+        # Lists (kind, topic, severity) are never defaults; only scalars are looked up.
+        return {k: v for k, v in out.items() if v and (isinstance(v, list) or (k, v) not in _DEFAULTS)}
 
     def link(self, **change: Any) -> str:
         """``/search?…`` with some parameters changed (``None`` drops one)."""
@@ -201,7 +203,7 @@ def export_csv(hits: list[SearchHit]) -> str:
     w = csv.writer(buf)
     w.writerow(["发布时间", "标题", "来源类型", "来源", "属地", "属地代码", "主题", "级别", "事件编号", "链接", "摘要"])
     for h in hits:
-        w.writerow([
+        w.writerow(spreadsheet_row([
             h.published_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
             h.title,
             KIND_LABEL.get(h.source_kind, h.source_kind),
@@ -213,7 +215,7 @@ def export_csv(hits: list[SearchHit]) -> str:
             h.event_id if h.event_id is not None else "",
             h.url,
             html.unescape(_EM.sub("", h.snippet)),
-        ])
+        ]))
     return "\ufeff" + buf.getvalue()
 
 
@@ -295,9 +297,10 @@ def search_page(p: SearchParams, res: SearchResult | None, error: str = "",
                 ) if x
             )
             # title_html and snippet are escaped by the backend; their only markup is <em>.
+            # Only an http(s) URL becomes a link; anything else stays text.
             hits.append(
-                f'<div class="hit"><a class="t" href="{_e(h.url)}" target="_blank" rel="noopener noreferrer">'
-                f'{h.title_html or "（无标题）"}</a><div class="s">{h.snippet}</div><div class="muted">{meta}</div></div>'
+                f'<div class="hit">{link_html(h.url, h.title_html or "（无标题）", cls="t")}'
+                f'<div class="s">{h.snippet}</div><div class="muted">{meta}</div></div>'
             )
         pages = max(1, -(-res.total // p.size))
         pager = []
@@ -484,7 +487,7 @@ def search_router(
         return JSONResponse(item, status_code=201)
 
     @router.delete("/api/searches/{sid}")
-    def delete_search(sid: int, request: Request, officer: str = Query(..., min_length=1)) -> dict[str, Any]:
+    def delete_search(sid: DbId, request: Request, officer: str = Query(..., min_length=1)) -> dict[str, Any]:
         at = now()
         with store.transaction() as s:
             row = s.get(SavedSearch, sid)

@@ -38,6 +38,7 @@ from typing import Any
 from sqlalchemy import select
 
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.safety import spreadsheet_row
 from responder.store import Deadline, Store, Ticket, utcnow
 
 NEAR_MISS_FRACTION = 0.1
@@ -192,8 +193,9 @@ def write_csv(rep: Report, path: str | Path) -> None:
     with open(path, "w", newline="", encoding="utf-8-sig") as f:  # BOM: Excel opens it as UTF-8
         w = csv.writer(f)
         w.writerow([label for _k, label in COLUMNS])
+        # Groups are department names an officer typed and place labels: never formulas.
         for r in rep.rows:
-            w.writerow(["" if getattr(r, k) is None else getattr(r, k) for k, _l in COLUMNS])
+            w.writerow(spreadsheet_row(["" if getattr(r, k) is None else getattr(r, k) for k, _l in COLUMNS]))
 
 
 def write_xlsx(rep: Report, path: str | Path) -> None:
@@ -204,8 +206,9 @@ def write_xlsx(rep: Report, path: str | Path) -> None:
     ws.title = "回应及时性"
     ws.append([f"统计区间 {rep.date_from}～{rep.date_to}，统计时点 {iso_shanghai(rep.as_of)}"])
     ws.append([label for _k, label in COLUMNS])
+    # openpyxl stores any text beginning with "=" as a formula: neutralise it first.
     for r in rep.rows:
-        ws.append([getattr(r, k) for k, _l in COLUMNS])
+        ws.append(spreadsheet_row([getattr(r, k) for k, _l in COLUMNS]))
     wb.save(str(path))
 
 

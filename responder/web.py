@@ -43,6 +43,10 @@
 
 The client address is the TCP peer (``request.client.host``); behind a
 reverse proxy run uvicorn with ``--proxy-headers`` so it is the real one.
+
+Every request body is limited to ``web.max_body_bytes`` (413 without the
+rest being read); a path id outside the database's integer range is 404 like
+any unknown id; only http(s) URLs become links (:mod:`responder.safety`).
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import func, select, text, update
@@ -62,6 +68,7 @@ from sqlalchemy.orm import Session
 
 from responder.archive import search_router
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.safety import BodyLimitMiddleware, DbId, id_out_of_range, link_html, valid_id
 from responder.search.base import SearchBackend
 from responder.sources import banner_html, metrics_text, source_views
 from responder.store import (
@@ -320,9 +327,10 @@ setInterval(refresh, 5000);
 def _deadline_html(tid: int, d: dict[str, Any]) -> str:
     ms = _e(d["milestone"])
     if d["met_at"]:
+        evidence = f" {link_html(d['evidence_url'], '佐证')}" if d.get("evidence_url") else ""
         return (
             f'<div class="dl">{ms}：<span class="met">已完成 {_e(d["met_at"][:16].replace("T", " "))}'
-            f"（{_e(d['met_by'] or '')}）</span></div>"
+            f"（{_e(d['met_by'] or '')}）</span>{evidence}</div>"
         )
     due_txt = _e(d["due_at"][:16].replace("T", " "))
     ms_js = _e(json.dumps(d["milestone"], ensure_ascii=False))
@@ -420,6 +428,17 @@ def create_app(
     app.state.store = st
     app.state.settings = settings
     app.state.search = search
+    # Every request body is bounded (413 without reading the rest), JSON and forms alike.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.web.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Any:
+        # A path id outside the database's integer range names nothing: 404, like
+        # any unknown id, instead of an overflow inside the database driver.
+        err = id_out_of_range(list(exc.errors()))
+        if err is not None:
+            return JSONResponse({"detail": f"编号 {err.get('input')} 不存在"}, status_code=404)
+        return await request_validation_exception_handler(request, exc)
 
     def search_backend() -> SearchBackend | None:
         if app.state.search is None:
@@ -460,7 +479,7 @@ def create_app(
         return metrics_text(st)
 
     @app.get("/tickets/{tid}", response_class=HTMLResponse)
-    def ticket_page(tid: int) -> str:
+    def ticket_page(tid: DbId) -> str:
         """One ticket on its own page (the link in notifications)."""
         n = now()
         with st.reader() as s:
@@ -468,7 +487,7 @@ def create_app(
             return page([ticket_view(s, t, n)], n, live=False)
 
     @app.get("/events/{eid}", response_class=HTMLResponse)
-    def event_page(eid: int) -> str:
+    def event_page(eid: DbId) -> str:
         """The ticket of one event (the link from a search hit)."""
         n = now()
         with st.reader() as s:
@@ -548,7 +567,7 @@ def create_app(
         return {"now": iso_shanghai(n), "count": len(items), "tickets": items}
 
     @app.get("/api/tickets/{tid}")
-    def get_ticket(tid: int) -> dict[str, Any]:
+    def get_ticket(tid: DbId) -> dict[str, Any]:
         n = now()
         with st.reader() as s:
             t = _get_ticket(s, tid)
@@ -588,7 +607,7 @@ def create_app(
         return out
 
     @app.post("/api/tickets/{tid}/ack")
-    def acknowledge(tid: int, body: AckIn, request: Request) -> JSONResponse:
+    def acknowledge(tid: DbId, body: AckIn, request: Request) -> JSONResponse:
         n = now()
         addr = request.client.host if request.client else None
         with st.transaction() as s:
@@ -619,7 +638,7 @@ def create_app(
             return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
 
     @app.post("/api/tickets/{tid}/assign")
-    def assign(tid: int, body: AssignIn, request: Request) -> JSONResponse:
+    def assign(tid: DbId, body: AssignIn, request: Request) -> JSONResponse:
         """Assign the responsible department (new/acknowledged tickets; audited)."""
         n = now()
         addr = request.client.host if request.client else None
@@ -651,7 +670,7 @@ def create_app(
             return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
 
     @app.post("/api/tickets/{tid}/close")
-    def close(tid: int, body: CloseIn, request: Request) -> JSONResponse:
+    def close(tid: DbId, body: CloseIn, request: Request) -> JSONResponse:
         """Close with a handling outcome (办结). Unmet statutory milestones keep their
         clocks (only a milestone stops one) and count as breaches in the reports.
         A pending 持续发布 follow-up is dropped: the event is over."""
@@ -695,7 +714,7 @@ def create_app(
             return JSONResponse({"already": False, "ticket": ticket_view(s, t, n)})
 
     @app.post("/api/events/{eid}/merge")
-    def merge(eid: int, body: MergeIn, request: Request) -> JSONResponse:
+    def merge(eid: DbId, body: MergeIn, request: Request) -> JSONResponse:
         """A duty officer merges event ``eid`` into event ``into`` (audited).
 
         The posts move; the target's T0 becomes the earlier of the two (its open
@@ -712,6 +731,8 @@ def create_app(
         addr = request.client.host if request.client else None
         if body.into == eid:
             raise HTTPException(status_code=422, detail="不能将事件合并到自身")
+        if not valid_id(body.into):
+            raise HTTPException(status_code=404, detail=f"事件 {body.into} 不存在")
         with st.transaction() as s:
             st.lock_events(s)
             src, dst = s.get(Event, eid, with_for_update=True), s.get(Event, body.into, with_for_update=True)
@@ -802,7 +823,7 @@ def create_app(
             return JSONResponse({"ticket": ticket_view(s, dt_ticket, n), "closed_ticket": st_ticket.id})
 
     @app.post("/api/events/{eid}/split")
-    def split(eid: int, body: SplitIn, request: Request) -> JSONResponse:
+    def split(eid: DbId, body: SplitIn, request: Request) -> JSONResponse:
         """A duty officer splits ``post_ids`` off event ``eid`` into a new event (audited).
 
         The posts must all belong to the event and may not be all of them
@@ -846,7 +867,7 @@ def create_app(
             )
 
     @app.post("/api/tickets/{tid}/milestones")
-    def milestone(tid: int, body: MilestoneIn, request: Request) -> JSONResponse:
+    def milestone(tid: DbId, body: MilestoneIn, request: Request) -> JSONResponse:
         from responder.scheduler import plan_followup
         from responder.service import clocks_for
 

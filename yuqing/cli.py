@@ -76,8 +76,8 @@ def run_stage(name: str, settings) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from yuqing.checks import prepare
-    from yuqing.supervisor import Supervisor
+    from yuqing.checks import prepare, validate_config
+    from yuqing.supervisor import StartRefused, Supervisor
 
     setup_logging("up", args.verbose)
     settings = settings_from(args)
@@ -85,8 +85,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         settings.transport.kind = args.transport
     if args.no_demo:
         settings.demo_site.enabled = False
+    validate_config(settings)  # a bad file is reported first, whatever else is wrong
+    sup = Supervisor(settings)
+    try:
+        # One `yuqing up` per data directory, and its ports free, before anything starts.
+        # (The lock goes with this process if prepare fails.)
+        sup.claim()
+    except StartRefused as e:
+        print(f"yuqing up 无法启动：\n{e}", file=sys.stderr)
+        return e.code
     prepare(settings)
-    return Supervisor(settings).run()
+    return sup.run()
 
 
 def cmd_stage(args: argparse.Namespace) -> int:

@@ -54,6 +54,8 @@ class WebSettings(_Section):
     port: int = Field(8000, ge=1, le=65535)
     # Public address used in notification links.
     base_url: str = "http://127.0.0.1:8000"
+    # A request body over this many bytes gets 413 without the rest being read.
+    max_body_bytes: int = Field(1024 * 1024, ge=1)
 
 
 class DemoSiteSettings(_Section):
