@@ -3,6 +3,12 @@
 * Each item is validated as a :class:`stream.contracts.RawPost`; a bad one is
   dropped with the reason in the log and counted (``yuqing/rejected``); the
   crawl goes on.
+* Text over ``limits.max_text_chars`` (or too long for the message, assessed,
+  to fit ``limits.max_message_bytes``) is cut before it is sent: the post
+  records its original length (``text_length``), the full text stays in the
+  seen-state (``full_texts``, compressed; :meth:`SeenState.full_text`), and
+  the crawl counts it (``yuqing/truncated``). A post still too large (a
+  huge title) is dropped like a bad one.
 * A persistent seen-state (``crawl_state.db`` in the data dir: post_id →
   hash of what was sent) skips posts sent before unchanged, also across
   restarts. A changed hash (edited text, new counts) sends the same
@@ -19,6 +25,7 @@ import json
 import logging
 import sqlite3
 import threading
+import zlib
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,9 @@ from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
 
 from crawlers.items import RAW_POST_FIELDS
-from stream.contracts import SHANGHAI, ContractError, RawPost, encode
+from stream.contracts import ASSESSMENT_RESERVE_BYTES, SHANGHAI, ContractError, RawPost, encode, fit_text
+from stream.transport import record_bytes
+from yuqing.settings import LimitsSettings
 
 log = logging.getLogger("yuqing.crawlers")
 
@@ -54,6 +63,14 @@ _SCHEMA = (
         finish_reason TEXT NOT NULL
     )""",
     "CREATE INDEX IF NOT EXISTS runs_by_source ON runs(source_id, id)",
+    # The whole text of posts sent cut to the size limit (zlib of UTF-8).
+    """CREATE TABLE IF NOT EXISTS full_texts (
+        post_id TEXT PRIMARY KEY,
+        source_id TEXT NOT NULL,
+        length INTEGER NOT NULL,
+        text_z BLOB NOT NULL,
+        updated_at TEXT NOT NULL
+    )""",
 )
 
 
@@ -102,6 +119,23 @@ class SeenState:
                 " ON CONFLICT(post_id) DO UPDATE SET state_hash=excluded.state_hash, updated_at=excluded.updated_at",
                 [(pid, src, h, now) for pid, (src, h) in rows.items()],
             )
+
+    def keep_full_text(self, post_id: str, source_id: str, text: str) -> None:
+        """Keep the whole text of a post that is sent cut."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT INTO full_texts(post_id, source_id, length, text_z, updated_at) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT(post_id) DO UPDATE SET length=excluded.length, text_z=excluded.text_z,"
+                " updated_at=excluded.updated_at",
+                (post_id, source_id, len(text), zlib.compress(text.encode("utf-8")),
+                 datetime.now(SHANGHAI).isoformat()),
+            )
+
+    def full_text(self, post_id: str) -> str | None:
+        """The whole text of a post that was sent cut (None if it was not)."""
+        with self._lock:
+            row = self._conn.execute("SELECT text_z FROM full_texts WHERE post_id=?", (post_id,)).fetchone()
+        return zlib.decompress(row[0]).decode("utf-8") if row else None
 
     def count(self, source_id: str | None = None) -> int:
         with self._lock:
@@ -170,8 +204,15 @@ class RawPostPipeline:
     def process_item(self, item: Any) -> Any:
         fields = {k: item.get(k) for k in RAW_POST_FIELDS if item.get(k) is not None}
         where = item.get("url") or item.get("native_id") or "?"
+        limits = getattr(self.ctx, "limits", None) or LimitsSettings()
+        full_text: str | None = None
         try:
             post = RawPost.model_validate(fields)
+            # Room for the post in its message, leaving the assessment's share.
+            room = limits.max_message_bytes - ASSESSMENT_RESERVE_BYTES - record_bytes(b"", post.post_id.encode())
+            fitted = fit_text(post, limits.max_text_chars, room)
+            if fitted.truncated:
+                full_text, post = post.text, fitted.post
             data = encode(post)
         except ValidationError as e:
             self._stats("rejected")
@@ -180,6 +221,13 @@ class RawPostPipeline:
         except ContractError as e:
             self._stats("rejected")
             raise DropItem(f"不合格的内容 {where}：{e}", log_level="WARNING") from None
+        size = record_bytes(data, post.post_id.encode("utf-8"))
+        if size > limits.max_message_bytes - ASSESSMENT_RESERVE_BYTES:
+            self._stats("rejected")
+            raise DropItem(f"内容过大 {where}：正文截短后仍有 {size} 字节（标题等字段过长）", log_level="WARNING")
+        if full_text is not None:
+            self._stats("truncated")
+            log.info("内容 %s 正文过长（%d 字），发送前 %d 字", where, len(full_text), len(post.text))
         self._newest(post)
         h = state_hash(post)
         # The same post twice in one crawl (a Weibo original also embedded in
@@ -194,6 +242,8 @@ class RawPostPipeline:
         if self.state.get(post.post_id) == h:
             self._stats("unchanged")
             return item
+        if full_text is not None:
+            self.state.keep_full_text(post.post_id, post.source_id, full_text)
         try:
             ctx.producer.send(ctx.topic, data, key=post.post_id.encode("ascii"))
         except Exception as e:  # noqa: BLE001 - the broker said no: retried next crawl

@@ -243,7 +243,7 @@ def _crawl_session(settings: Settings) -> Iterator[tuple[Any, str, Any, Any]]:
         transport.ensure_topics([raw_topic, health_topic])
         producer = transport.producer()
         ctx = CrawlContext(producer=producer, topic=raw_topic, state_path=settings.data_path(STATE_FILE),
-                           health_topic=health_topic)
+                           health_topic=health_topic, limits=settings.limits)
         yield reactor, reactor_path, CrawlerRunner({"TWISTED_REACTOR": reactor_path}), ctx
         producer.close()
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ from crawlers.items import PostItem
 from crawlers.sources import Source
 from stream.contracts import SHANGHAI, content_hash, make_post_id
 from stream.transport import Producer
+from yuqing.settings import LimitsSettings
 
 
 @dataclass
@@ -31,6 +32,8 @@ class CrawlContext:
     topic: str
     state_path: Path
     health_topic: str | None = None  # crawl.health, when the stage reports health
+    # Text over limits.max_text_chars is cut before it is sent (crawlers.pipelines).
+    limits: LimitsSettings = field(default_factory=LimitsSettings)
 
 
 def canonical_url(url: str) -> str:
