@@ -30,7 +30,7 @@ def cmd_crawl(args: argparse.Namespace) -> int:
 
 def cmd_extract(args: argparse.Namespace) -> int:
     """Extract one saved page: title, time, author, source, body as JSON."""
-    from crawlers.extract import decode_html, extract_page, strip_wrapper
+    from crawlers.extract import PageEncodingError, decode_html, extract_page, strip_wrapper
     from stream.contracts import SHANGHAI
 
     path = Path(args.page)
@@ -49,7 +49,11 @@ def cmd_extract(args: argparse.Namespace) -> int:
         fetched = fetched.replace(tzinfo=SHANGHAI) if fetched.tzinfo is None else fetched
     else:
         fetched = datetime.fromtimestamp(path.stat().st_mtime, SHANGHAI).replace(microsecond=0)
-    html, encoding = decode_html(raw, args.charset)
+    try:
+        html, encoding = decode_html(raw, args.charset)
+    except PageEncodingError as e:
+        print(f"{path}：{e}", file=sys.stderr)
+        return 2
     out = extract_page(html, args.url or wrapped_url or "", fetched)
     out["encoding"] = encoding
     print(json.dumps(out, ensure_ascii=False, indent=2))

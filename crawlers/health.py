@@ -9,6 +9,10 @@ States: ``ok``; ``failing`` (the last crawl failed, not dark yet); ``blocked``
 (HTTP 418/403 or a captcha page in the last crawl); ``cookie_expired`` (the
 site asked for a login); ``dark`` (see below); ``never`` (never crawled).
 
+Pages that no encoding decodes cleanly are refused by the spider (never sent on as
+mojibake) and counted per source: ``encoding_failed`` (last crawl) in the message and
+the table, the total and the last such URL in the reason. They do not change the state.
+
 Two clocks per source: ``dark_s``, since the last successful crawl, and ``lag_s``,
 since the newest item the source showed (its publication time, whether the item was
 new or already seen; never later than the fetch). "Dark" means the office is blind to
@@ -58,8 +62,14 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS health (
     consecutive_failures INTEGER NOT NULL DEFAULT 0,
     pages INTEGER NOT NULL DEFAULT 0,
     errors INTEGER NOT NULL DEFAULT 0,
-    alerted_dark_at TEXT
+    alerted_dark_at TEXT,
+    encoding_failed INTEGER NOT NULL DEFAULT 0,
+    encoding_failed_total INTEGER NOT NULL DEFAULT 0,
+    encoding_failed_url TEXT
 )"""
+# Columns added after the first release: (name, definition), added to an older file on open.
+_ADDED = (("encoding_failed", "INTEGER NOT NULL DEFAULT 0"), ("encoding_failed_total", "INTEGER NOT NULL DEFAULT 0"),
+          ("encoding_failed_url", "TEXT"))
 # Pages and errors are kept as an exponentially weighted sum over crawls, so the
 # error rate follows recent crawls without keeping each one.
 _DECAY = 0.8
@@ -70,6 +80,14 @@ def _connect(path: Path | str) -> sqlite3.Connection:
     conn = sqlite3.connect(str(path), timeout=30)
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute(_SCHEMA)
+    have = {r[1] for r in conn.execute("PRAGMA table_info(health)")}
+    for name, definition in _ADDED:
+        if name not in have:
+            try:
+                conn.execute(f"ALTER TABLE health ADD COLUMN {name} {definition}")
+            except sqlite3.OperationalError as e:  # another process added it first
+                if "duplicate column" not in str(e):
+                    raise
     return conn
 
 
@@ -90,9 +108,14 @@ def crawl_state(stats: dict[str, Any], failed: bool) -> tuple[str, str]:
 
 def record_crawl(state_path: Path | str, source_id: str, *, started: datetime, finished: datetime,
                  pages: int, errors: int, failed: bool, stats: dict[str, Any]) -> str:
-    """Update the source's health row after a crawl; return its state."""
+    """Update the source's health row after a crawl; return its state.
+
+    Pages refused because no encoding decodes them (``yuqing/encoding_failed``, see
+    ``SourceSpider.fix_encoding``) are kept per crawl and in total, with the last one's URL."""
     state, reason = crawl_state(stats, failed)
     newest = stats.get("yuqing/newest_item_at")
+    enc_failed = int(stats.get("yuqing/encoding_failed", 0))
+    enc_url = stats.get("yuqing/encoding_failed_url") if enc_failed else None
     conn = _connect(state_path)
     try:
         with conn:
@@ -115,6 +138,9 @@ def record_crawl(state_path: Path | str, source_id: str, *, started: datetime, f
                 (source_id, state, reason, started.isoformat(), last_ok, old_newest, fails,
                  old_pages * _DECAY + pages, old_errors * _DECAY + errors),
             )
+            conn.execute("UPDATE health SET encoding_failed=?, encoding_failed_total=encoding_failed_total+?,"
+                         " encoding_failed_url=COALESCE(?, encoding_failed_url) WHERE source_id=?",
+                         (enc_failed, enc_failed, enc_url, source_id))
     finally:
         conn.close()
     return state
@@ -126,14 +152,15 @@ def health_of(state_path: Path | str, source: Source, now: datetime | None = Non
     limit = dark_after_s if dark_after_s is not None else source.dark_after_min * 60
     conn = _connect(state_path)
     try:
-        row = conn.execute("SELECT state, reason, last_attempt_at, last_success_at, newest_item_at, pages, errors"
+        row = conn.execute("SELECT state, reason, last_attempt_at, last_success_at, newest_item_at, pages, errors,"
+                           " encoding_failed, encoding_failed_total, encoding_failed_url"
                            " FROM health WHERE source_id=?", (source.id,)).fetchone()
     finally:
         conn.close()
     if row is None:
         return CrawlHealth(source_id=source.id, source_name=source.name, state="never", checked_at=now,
                            reason="尚未抓取")
-    state, reason, attempt, ok_at, newest, pages, errors = row
+    state, reason, attempt, ok_at, newest, pages, errors, enc_failed, enc_total, enc_url = row
     last_ok, newest_at = _dt(ok_at), _dt(newest)
     dark_s = (now - last_ok).total_seconds() if last_ok else None
     since = last_ok or _dt(attempt)
@@ -148,12 +175,16 @@ def health_of(state_path: Path | str, source: Source, now: datetime | None = Non
         reason = (f"抓取正常，但已 {int(lag_s // 60)} 分钟没有新内容（最新一条发布于 "
                   f"{newest_at.astimezone(SHANGHAI):%m-%d %H:%M}，超过 {source.max_lag_min:g} 分钟的上限），"  # type: ignore[union-attr]
                   "请检查页面是否改版或被缓存")
+    if enc_failed:
+        note = (f"最近一轮有 {enc_failed} 个页面无法识别编码，未作为帖子发出（累计 {enc_total} 个，"
+                f"最近一个：{enc_url}）")
+        reason = f"{reason}；{note}" if reason else note
     return CrawlHealth(
         source_id=source.id, source_name=source.name, state=state, checked_at=now,
         last_success_at=last_ok, last_attempt_at=_dt(attempt), newest_item_at=newest_at,
         lag_s=lag_s, dark_s=dark_s,
         error_rate=round(errors / pages, 3) if pages else (1.0 if errors else 0.0),
-        reason=reason, alert=alert or state in ("blocked", "cookie_expired"),
+        reason=reason, alert=alert or state in ("blocked", "cookie_expired"), encoding_failed=enc_failed,
     )
 
 
@@ -201,12 +232,12 @@ def _ago(seconds: float | None) -> str:
 
 
 def health_table(rows: list[CrawlHealth]) -> str:
-    head = ("信息源", "状态", "上次成功", "距最新内容", "错误率", "说明")
+    head = ("信息源", "状态", "上次成功", "距最新内容", "错误率", "编码失败", "说明")
     lines = [head]
     for r in rows:
         lines.append((r.source_id, _STATE_CN.get(r.state, r.state) + (" ⚠" if r.alert else ""),
                       r.last_success_at.strftime("%m-%d %H:%M") if r.last_success_at else "-",
-                      _ago(r.lag_s), f"{r.error_rate:.0%}", r.reason))
+                      _ago(r.lag_s), f"{r.error_rate:.0%}", str(r.encoding_failed or 0), r.reason))
     widths = [max(_width(x[i]) for x in lines) for i in range(len(head) - 1)]
     return "\n".join("  ".join(c + " " * (w - _width(c)) for c, w in zip(x[:-1], widths, strict=True)) + "  " + x[-1]
                      for x in lines)

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from w3lib.url import canonicalize_url
 
 from crawlers.dates import Parsed
-from crawlers.extract import decode_html, sel_text
+from crawlers.extract import PageEncodingError, choose_decoding, content_type_charset, norm_charset, sel_text
 from crawlers.items import PostItem
 from crawlers.sources import Source
 from stream.contracts import SHANGHAI, content_hash, make_post_id
@@ -83,20 +83,26 @@ class SourceSpider(scrapy.Spider):
             self.logger.warning("页面 %s 不完整（没有 </html>），只取到部分内容", response.url)
             self.count("truncated_pages")
 
-    def fix_encoding(self, response: scrapy.http.TextResponse) -> scrapy.http.TextResponse:
-        """A page whose header says UTF-8 but whose bytes are not (a GBK page behind a
-        misconfigured server): decoded as the page's <meta> or GB18030 says."""
-        if response.encoding.lower().replace("-", "") not in ("utf8", "utf_8"):
-            return response
+    def fix_encoding(self, response: scrapy.http.TextResponse) -> scrapy.http.TextResponse | None:
+        """The page decoded in the encoding that yields valid text for all of it
+        (:func:`crawlers.extract.choose_decoding`: HTTP header, <meta>, then the bytes), not
+        the one Scrapy picked from the header or <meta> alone: a UTF-8 page with a few stray
+        bytes stays UTF-8, a page that says GBK but is UTF-8 is read as UTF-8.
+
+        None for a page that no encoding decodes cleanly: it is not sent on as a post, but
+        logged and counted (``encoding_failed``, shown by ``yuqing crawl-health``)."""
         try:
-            response.body.decode("utf-8")
-            return response
-        except UnicodeDecodeError as e:
-            if e.start >= len(response.body) - 3:
-                return response  # cut off inside the last character
-        _, enc = decode_html(response.body)
-        self.count("encoding_fixed")
-        return response.replace(encoding="gb18030" if enc == "utf-8" else enc)
+            d = choose_decoding(response.body, content_type_charset(response.headers.get(b"Content-Type")))
+        except PageEncodingError as e:
+            self.reject(response.url, str(e))
+            self.count("encoding_failed")
+            if self.crawler is not None and self.crawler.stats is not None:
+                self.crawler.stats.set_value("yuqing/encoding_failed_url", response.url)
+            return None
+        if d.encoding != norm_charset(response.encoding):
+            self.count("encoding_fixed")
+        # The text as decoded here, whatever the page's <meta> says.
+        return response.replace(body=d.text.encode("utf-8"), encoding="utf-8")
 
     def on_error(self, failure: Failure) -> None:
         """A page that failed (HTTP error, timeout, refused): logged, counted, crawl goes on."""

@@ -65,7 +65,10 @@ class GovBoardSpider(SourceSpider):
             self.reject(response.url, "不是文本页面")
             return
         self.check_complete(response)
-        response = self.fix_encoding(response)
+        decoded = self.fix_encoding(response)
+        if decoded is None:
+            return
+        response = decoded
         sel = response.selector
         sels = self.source.selectors
         reply_sel = _first(sel, _REPLY_CSS)

@@ -84,6 +84,10 @@ class ForumSpider(SourceSpider):
             self.reject(response.url, "不是文本页面")
             return
         self.check_complete(response)
+        decoded = self.fix_encoding(response)
+        if decoded is None:
+            return
+        response = decoded
         sel = response.selector
         if title is None:
             title = clean_lines(" ".join(sel.css("#thread_subject ::text").getall()))
@@ -158,6 +162,10 @@ class ForumSpider(SourceSpider):
             self.reject(response.url, "不是文本页面")
             return
         self.check_complete(response)
+        decoded = self.fix_encoding(response)
+        if decoded is None:
+            return
+        response = decoded
         sel = response.selector
         if title is None:
             title = clean_lines(sel.css(".core_title_txt::attr(title)").get()

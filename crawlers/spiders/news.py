@@ -1,7 +1,9 @@
 """News portals (and government sites): list page or RSS/Atom feed → article pages.
 
-The page's encoding comes from Scrapy's TextResponse (HTTP header, then
-``<meta>``, then a guess), so GBK / GB2312 / UTF-8 sites need nothing special.
+An article's encoding is the one that decodes the whole page into valid, plausible
+text (``SourceSpider.fix_encoding``: HTTP header, ``<meta>``, then the bytes), so
+GBK / GB2312 / GB18030 / Big5 / UTF-8 sites need nothing special, and a page no
+encoding decodes is refused and counted rather than sent on as mojibake.
 A start URL that answers with an RSS 2.0 or Atom feed is read as one: each
 entry's link is fetched, and the feed's title and date win over the page's
 (they are the publisher's own metadata).
@@ -60,7 +62,10 @@ class NewsSpider(SourceSpider):
             self.reject(response.url, "不是文本页面")
             return
         self.check_complete(response)
-        response = self.fix_encoding(response)
+        decoded = self.fix_encoding(response)
+        if decoded is None:
+            return
+        response = decoded
         art = extract_article(response.selector, fetched_at, self.source.selectors)
         if feed_title:
             art.title = feed_title
