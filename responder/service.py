@@ -311,7 +311,7 @@ def _health_stage(settings: Settings, store: Store, transport: Any, stop: thread
     """Consume ``crawl.health``: keep each source's latest state, notify admins (:mod:`responder.sources`)."""
     from responder.sources import record_health
     from stream.contracts import CrawlHealth
-    from stream.stage import run_stage
+    from stream.stage import StageOptions, run_stage
 
     def handle(msgs: list[Any]) -> list[Outgoing]:
         record_health(store, msgs)
@@ -328,6 +328,7 @@ def _health_stage(settings: Settings, store: Store, transport: Any, stop: thread
             dead_letter_topic=_topic(settings, T.DEAD_LETTER),
             stop=stop,
             batch_size=50,
+            options=StageOptions.from_settings(settings),
         )
     except Exception:  # noqa: BLE001 - the posts stage keeps running; the supervisor sees the log
         log.exception("crawl-health stage stopped")
@@ -336,7 +337,7 @@ def _health_stage(settings: Settings, store: Store, transport: Any, stop: thread
 def run(settings: Settings, stop: threading.Event) -> None:
     """Run the responder until ``stop`` is set: stage loop + scheduler + outbox relay + notifications."""
     from stream.factory import open_transport
-    from stream.stage import run_stage
+    from stream.stage import StageOptions, run_stage
 
     store = Store(settings.store_url)
     transport = None
@@ -383,6 +384,7 @@ def run(settings: Settings, stop: threading.Event) -> None:
             handle=lambda msgs: handle_batch(store, settings, msgs, clocks=clocks),
             dead_letter_topic=_topic(settings, T.DEAD_LETTER),
             stop=stop,
+            options=StageOptions.from_settings(settings),
         )
     finally:
         stop.set()

@@ -475,8 +475,11 @@ def create_app(
 
     @app.get("/metrics", response_class=PlainTextResponse)
     def metrics() -> str:
-        """Prometheus text: source health and ticket counts."""
-        return metrics_text(st)
+        """Prometheus text: source health and ticket counts, and each stage loop's health."""
+        from stream.health import metrics_text as stage_metrics
+        from stream.stage import STATE_DIR
+
+        return metrics_text(st) + stage_metrics(settings.data_path(STATE_DIR))
 
     @app.get("/tickets/{tid}", response_class=HTMLResponse)
     def ticket_page(tid: DbId) -> str:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import BaseModel
@@ -178,6 +179,7 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_max_attempts(
 CHILD = """
 import os, signal, sys, threading
 from pathlib import Path
+from typing import Any
 from stream.contracts import RawPost
 from stream.embedded import EmbeddedTransport
 from stream.stage import Outgoing, StageOptions, run_stage
@@ -381,3 +383,31 @@ def test_transient_failures_wait_and_say_so_in_stage_health(transport: Transport
     dead_line = next(ln for ln in text.splitlines() if "dead_letters_total" in ln and 'cause="contract"' in ln)
     assert dead_line.endswith(" 1.0")
     assert json.loads((next(state.glob("guard@*.json"))).read_text(encoding="utf-8"))["transport"] == transport.name
+
+
+def test_metrics_page_shows_each_stage_health(settings: Any, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from responder.store import Store
+    from responder.web import create_app
+    from stream.health import HealthFile
+    from stream.stage import STATE_DIR
+
+    h = StageHealth("classifier", group="classifier", transport="embedded", consumed=7, handled=5)
+    h.dead("contract", 2)
+    h.waiting("下游暂不可用：数据库不可用")
+    HealthFile(settings.data_path(STATE_DIR), h).write(force=True)
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    try:
+        with TestClient(create_app(settings, store=store)) as c:
+            text = c.get("/metrics").text
+    finally:
+        store.close()
+    assert 'yuqing_tickets{status="new"} 0' in text  # what was there stays
+    lines = {ln.rsplit(" ", 1)[0]: ln.rsplit(" ", 1)[1] for ln in text.splitlines() if ln.startswith("yuqing_stage")}
+    host = h.host
+    assert lines[f'yuqing_stage_consumed_total{{stage="classifier",host="{host}"}}'] == "7.0"
+    assert lines[f'yuqing_stage_dead_letters_total{{stage="classifier",host="{host}",cause="contract"}}'] == "2.0"
+    assert lines[f'yuqing_stage_dead_letters_total{{stage="classifier",host="{host}",cause="crashed"}}'] == "0.0"
+    assert lines[f'yuqing_stage_waiting{{stage="classifier",host="{host}"}}'] == "1"
+    assert float(lines[f'yuqing_stage_report_age_seconds{{stage="classifier",host="{host}"}}']) < 60
