@@ -191,8 +191,10 @@ def banner_html(views: list[dict[str, Any]]) -> str:
     return f'<div class="source-alert" role="alert">信息源告警：{items}。失联期间的舆情可能漏报。</div>'
 
 
-def metrics_text(store: Store) -> str:
-    """Prometheus text exposition: per-source health and ticket counts."""
+def metrics_text(store: Store, now: datetime | None = None) -> str:
+    """Prometheus text exposition: per-source health, ticket counts, notices nobody received."""
+    from responder.notify.unrouted import unrouted_metrics
+
     lines = [
         "# HELP yuqing_source_up 1 when the source's last crawl health is ok.",
         "# TYPE yuqing_source_up gauge",
@@ -218,4 +220,5 @@ def metrics_text(store: Store) -> str:
         )
     lines += ["# HELP yuqing_tickets Tickets by status.", "# TYPE yuqing_tickets gauge"]
     lines += [f'yuqing_tickets{{status="{k}"}} {int(counts.get(k, 0))}' for k in ("new", "acknowledged", "closed")]
+    lines += unrouted_metrics(store, now or utcnow())
     return "\n".join(lines) + "\n"

@@ -323,6 +323,25 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+class UnroutedNotice(Base):
+    """A notice that escalation steps apply to but no recipient of
+    ``config/notify.yaml`` covers (its jurisdiction, department or role), with
+    the steps that found nobody. Written with the notice by the dispatcher;
+    the web process shows them on the board and in ``/metrics``."""
+
+    __tablename__ = "unrouted_notices"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    notice_id: Mapped[int] = mapped_column(ForeignKey("notices.id"), unique=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(40))
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True, default=None)
+    place_code: Mapped[str | None] = mapped_column(String(12), default=None)
+    department: Mapped[str | None] = mapped_column(String(100), default=None)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
 class TicketEventRow(Base):
     """Every TicketEvent the responder emitted, keyed by its idempotency key."""
 

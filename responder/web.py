@@ -36,7 +36,10 @@
 * ``GET /api/healthz``.
 * ``GET /api/sources`` — every crawled source's latest health (problems
   first); the page shows a warning strip while any source is dark or blocked.
-* ``GET /metrics`` — Prometheus text: source health, lag, error rate, tickets.
+* ``GET /metrics`` — Prometheus text: source health, lag, error rate, tickets,
+  notices nobody received (``yuqing_notices_unrouted_total``, ``…_24h``).
+* ``GET /api/notices/unrouted`` — notices of the last 24 h that no recipient of
+  ``config/notify.yaml`` covered, with why; the page shows an alert strip too.
 * ``GET /search``, ``GET /api/search``, ``GET /api/search/export`` — the
   archive search (:mod:`responder.archive`); ``GET /events/{id}`` — the
   ticket of an event (the link from a search hit).
@@ -68,6 +71,7 @@ from sqlalchemy.orm import Session
 
 from responder.archive import search_router
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.notify.unrouted import unrouted_banner_html, unrouted_summary
 from responder.safety import BodyLimitMiddleware, DbId, id_out_of_range, link_html, valid_id
 from responder.search.base import SearchBackend
 from responder.sources import banner_html, metrics_text, source_views
@@ -459,13 +463,15 @@ def create_app(
     def index() -> str:
         n = now()
         with st.reader() as s:
-            return page(open_tickets(s, n), n, banner=banner_html(source_views(st)))
+            banner = banner_html(source_views(st)) + unrouted_banner_html(unrouted_summary(st, n))
+            return page(open_tickets(s, n), n, banner=banner)
 
     @app.get("/fragment/tickets", response_class=HTMLResponse)
     def fragment() -> str:
         n = now()
         with st.reader() as s:
-            return banner_html(source_views(st)) + tickets_fragment(open_tickets(s, n), n)
+            banner = banner_html(source_views(st)) + unrouted_banner_html(unrouted_summary(st, n))
+            return banner + tickets_fragment(open_tickets(s, n), n)
 
     @app.get("/api/sources")
     def sources() -> dict[str, Any]:
@@ -479,7 +485,13 @@ def create_app(
         from stream.health import metrics_text as stage_metrics
         from stream.stage import STATE_DIR
 
-        return metrics_text(st) + stage_metrics(settings.data_path(STATE_DIR))
+        return metrics_text(st, now()) + stage_metrics(settings.data_path(STATE_DIR))
+
+    @app.get("/api/notices/unrouted")
+    def notices_unrouted() -> dict[str, Any]:
+        """Notices of the last 24 h that no recipient of notify.yaml covered, with why."""
+        n = now()
+        return {"now": iso_shanghai(n), **unrouted_summary(st, n, limit=200)}
 
     @app.get("/tickets/{tid}", response_class=HTMLResponse)
     def ticket_page(tid: DbId) -> str:

@@ -10,7 +10,15 @@ from datetime import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from yuqing.configfile import read_yaml, validate
 
@@ -85,8 +93,10 @@ class RecipientSpec(_Model):
     # "340104" 蜀山区; a full code such as 340100 is read as its prefix).
     # Empty: the top level, which also receives items whose place is 待定.
     jurisdiction: str = ""
-    # For role department: the departments (generic names as in
-    # taxonomy.yaml) this recipient answers for; empty = all.
+    # For role department: the departments this recipient answers for; empty = all.
+    # A generic name (as in taxonomy.yaml: 住房和城乡建设局) covers that kind of
+    # department anywhere in the jurisdiction (蜀山区住房和城乡建设局 under 3401);
+    # a full name (蜀山区住房和城乡建设局) only itself. See responder.notify.router.
     departments: list[str] = Field(default_factory=list)
     channel: str
     # E-mail address or mobile number (email / sms channels; robots: optional @mobile).
@@ -166,6 +176,13 @@ class NotifyConfig(_Model):
     retry: Retry = Field(default_factory=Retry)
     # A claimed delivery whose process died is taken over after this long.
     claim_lease_s: float = Field(60, gt=0)
+    # The config dir it was read from: department names are read back to their
+    # kind with that dir's responders.yaml and regions.yaml.
+    _config_dir: Path | None = PrivateAttr(default=None)
+
+    @property
+    def config_dir(self) -> Path | None:
+        return self._config_dir
 
     @model_validator(mode="after")
     def _channels_known(self) -> NotifyConfig:
@@ -192,7 +209,9 @@ def load_notify(config_dir: Path | str, filename: str = "notify.yaml") -> Notify
         return None
     data, lines = read_yaml(p)
     enabled = not (isinstance(data, dict) and data.get("enabled") is False)
-    return validate(p, data, lines, NotifyConfig, context={"enabled": enabled})
+    cfg = validate(p, data, lines, NotifyConfig, context={"enabled": enabled})
+    cfg._config_dir = Path(config_dir)
+    return cfg
 
 
 def load_notify_config(settings: Settings) -> NotifyConfig | None:

@@ -11,7 +11,10 @@ Every tick:
    its kind (:mod:`responder.notify.router`). New tickets still
    unacknowledged get a notice ``{ticket}:unack:0`` (新工单) and then one
    reminder per ``unacknowledged.interval_minutes`` (``{ticket}:unack:N``, at
-   most ``max_reminders``; after downtime only the current one).
+   most ``max_reminders``; after downtime only the current one). A notice
+   whose escalation steps find nobody gets an
+   :class:`~responder.store.UnroutedNotice` row with the steps that found
+   nobody, in the same transaction: the board and ``/metrics`` show it.
 2. **Deliver.** Due deliveries are grouped by channel. A robot takes at most
    ``rate_per_minute`` messages in any 60 s (counted from the deliveries
    table, so a restart keeps counting): when more are due, the first ones go
@@ -51,9 +54,20 @@ from sqlalchemy.exc import IntegrityError
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.notify.channels import Channel, DeliveryError, Message, make_channel
 from responder.notify.config import ROLE_LABEL, NotifyConfig
-from responder.notify.router import route
+from responder.notify.departments import DepartmentNames
+from responder.notify.router import Routing, names_for, plan_route
 from responder.sources import SOURCE_KINDS, render_alert
-from responder.store import Deadline, Delivery, Event, Notice, Outbox, Store, Ticket, utcnow
+from responder.store import (
+    Deadline,
+    Delivery,
+    Event,
+    Notice,
+    Outbox,
+    Store,
+    Ticket,
+    UnroutedNotice,
+    utcnow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +118,12 @@ class Dispatcher:
         base_url: str,
         now: Callable[[], datetime] = utcnow,
         channels: dict[str, Channel] | None = None,
+        departments: DepartmentNames | None = None,
     ):
         self.store = store
         self.cfg = cfg
+        # Reads 蜀山区住房和城乡建设局 as a 住房和城乡建设局 for routing (router docstring).
+        self.departments = departments or names_for(cfg)
         self.base_url = (cfg.base_url or base_url).rstrip("/")
         self.now = now
         self.run_id = uuid.uuid4().hex[:16]
@@ -161,12 +178,14 @@ class Dispatcher:
         now: datetime,
     ) -> Notice:
         if ticket is not None:
-            targets = route(self.cfg, kind, place_code=ticket.place_code, department=ticket.department,
-                            severity=ticket.severity)
+            routing = plan_route(self.cfg, kind, place_code=ticket.place_code, department=ticket.department,
+                                 severity=ticket.severity, names=self.departments)
         elif kind in SOURCE_KINDS:  # crawl health: the admins at the top level
-            targets = route(self.cfg, kind, place_code=None, department=None, severity="一般")
+            routing = plan_route(self.cfg, kind, place_code=None, department=None, severity="一般",
+                                 names=self.departments)
         else:
-            targets = []
+            routing = Routing()
+        targets = routing.targets
         n = Notice(
             key=key,
             outbox_id=outbox_id,
@@ -199,8 +218,24 @@ class Dispatcher:
                     created_at=now,
                 )
             )
-        if not targets:
-            log.info("通知 %s（%s）没有配置接收人", key, kind)
+        if routing.unrouted:
+            # Nobody would hear of it: kept for the board and /metrics, not only logged.
+            reason = "；".join(routing.missing)
+            s.add(
+                UnroutedNotice(
+                    notice_id=n.id,
+                    key=key,
+                    kind=kind,
+                    ticket_id=n.ticket_id,
+                    place_code=ticket.place_code if ticket is not None else None,
+                    department=ticket.department if ticket is not None else None,
+                    reason=reason[:4000],
+                    created_at=now,
+                )
+            )
+            log.warning("通知 %s（%s）没有接收人：%s", key, KIND_LABEL.get(kind, kind), reason)
+        elif not targets:
+            log.info("通知 %s（%s）按配置不发给任何人", key, kind)
         return n
 
     def plan(self, now: datetime | None = None) -> int:

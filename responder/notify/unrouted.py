@@ -1,0 +1,96 @@
+"""Notices that reached nobody: the board's alert strip, ``/api/notices/unrouted`` and ``/metrics``.
+
+The dispatcher (responder process) writes an :class:`~responder.store.UnroutedNotice`
+row when escalation steps apply to a notice but no recipient of
+``config/notify.yaml`` covers it; the web process reads those rows here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+
+from sqlalchemy import func, select
+
+from responder.clocks import iso_shanghai
+from responder.notify.dispatcher import KIND_LABEL
+from responder.store import Store, UnroutedNotice
+
+WINDOW = timedelta(hours=24)
+
+
+def unrouted_summary(store: Store, now: datetime, *, limit: int = 20) -> dict[str, Any]:
+    """Unrouted notices of the last 24 h (newest first, at most ``limit``) and counts."""
+    since = now - WINDOW
+    with store.reader() as s:
+        recent = int(
+            s.scalar(select(func.count()).select_from(UnroutedNotice).where(UnroutedNotice.created_at > since))
+            or 0
+        )
+        by_kind = dict(
+            s.execute(
+                select(UnroutedNotice.kind, func.count()).group_by(UnroutedNotice.kind)  # type: ignore[arg-type]
+            ).all()
+        )
+        rows = s.scalars(
+            select(UnroutedNotice)
+            .where(UnroutedNotice.created_at > since)
+            .order_by(UnroutedNotice.created_at.desc(), UnroutedNotice.id.desc())
+            .limit(limit)
+        ).all()
+        items = [
+            {
+                "key": r.key,
+                "kind": r.kind,
+                "kind_label": KIND_LABEL.get(r.kind, r.kind),
+                "ticket_id": r.ticket_id,
+                "place_code": r.place_code,
+                "department": r.department,
+                "reason": r.reason,
+                "created_at": iso_shanghai(r.created_at),
+            }
+            for r in rows
+        ]
+    return {
+        "last_24h": recent,
+        "total_by_kind": {str(k): int(v) for k, v in by_kind.items()},
+        "items": items,
+    }
+
+
+def unrouted_banner_html(summary: dict[str, Any], *, shown: int = 5) -> str:
+    """The alert strip on the board; empty when every notice of the last 24 h reached someone."""
+    n = summary["last_24h"]
+    if not n:
+        return ""
+    parts = []
+    for it in summary["items"][:shown]:
+        ticket = f"工单 #{it['ticket_id']}" if it["ticket_id"] is not None else "系统通知"
+        parts.append(
+            f"<li>{escape(it['created_at'][:16].replace('T', ' '))} {escape(it['kind_label'])}"
+            f"（{escape(ticket)}）：{escape(it['reason'])}</li>"
+        )
+    more = f"<li>……另有 {n - shown} 条，见 /api/notices/unrouted</li>" if n > shown else ""
+    return (
+        '<div class="source-alert notice-unrouted" role="alert">'
+        f"通知无人接收：最近24小时有 {n} 条通知没有任何接收人，请在 config/notify.yaml 补充接收人"
+        f"（yuqing check-config 列出未覆盖的辖区和部门）。<ul>{''.join(parts)}{more}</ul></div>"
+    )
+
+
+def unrouted_metrics(store: Store, now: datetime) -> list[str]:
+    """Prometheus lines: a counter per notice kind and a gauge of the last 24 h."""
+    summary = unrouted_summary(store, now, limit=0)
+    lines = [
+        "# HELP yuqing_notices_unrouted_total Notices that no recipient of notify.yaml covered, by kind.",
+        "# TYPE yuqing_notices_unrouted_total counter",
+    ]
+    kinds = sorted(set(KIND_LABEL) | set(summary["total_by_kind"]))
+    lines += [f'yuqing_notices_unrouted_total{{kind="{k}"}} {summary["total_by_kind"].get(k, 0)}' for k in kinds]
+    lines += [
+        "# HELP yuqing_notices_unrouted_24h Notices in the last 24 hours that no recipient covered.",
+        "# TYPE yuqing_notices_unrouted_24h gauge",
+        f"yuqing_notices_unrouted_24h {summary['last_24h']}",
+    ]
+    return lines
