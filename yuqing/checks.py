@@ -32,6 +32,38 @@ def validate_config(settings: Settings) -> list[str]:
     return checked
 
 
+def notify_coverage_warnings(settings: Settings) -> list[str]:
+    """Every escalation step of notify.yaml that would reach nobody, per jurisdiction
+    and department (:mod:`responder.notify.coverage`); empty without notify.yaml.
+    Warnings, not errors: such notices still show on the board and in /metrics."""
+    from classifiers.places import load_regions
+    from crawlers.sources import load_sources
+    from responder.notify.config import load_notify
+    from responder.notify.coverage import coverage_gaps, watched_jurisdictions
+    from responder.notify.departments import DepartmentNames
+    from yuqing.configfile import read_yaml
+
+    cfg = load_notify(settings.config_dir)
+    if cfg is None:
+        return []
+    names = DepartmentNames.load(settings.config_dir)
+    regions = load_regions(settings).regions
+    jurisdictions = watched_jurisdictions(
+        names,
+        source_regions=[s.region for s in load_sources(settings, enabled_only=True)],
+        region_codes=[a.code for a in regions.aliases] + [e.code for e in regions.extra_regions],
+        cfg=cfg,
+    )
+    path = settings.config_path("notify.yaml")
+    _, lines = read_yaml(path)
+    out = [
+        f"{path}:{g.line or 1}: 警告：{g.text}" for g in coverage_gaps(cfg, names, jurisdictions, lines=lines)
+    ]
+    if out and not cfg.enabled:
+        out.insert(0, f"{path}: 提示：通知未启用（enabled: false），以下为启用后的覆盖缺口")
+    return out
+
+
 def prepare(settings: Settings) -> None:
     """Validate config and create the topics, so stages start on a known base."""
     from stream.factory import open_transport, topic

@@ -114,12 +114,15 @@ def cmd_demo_site(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from yuqing.checks import validate_config
+    from yuqing.checks import notify_coverage_warnings, validate_config
 
     settings = settings_from(args)
     for line in validate_config(settings):
         print(line)
-    print("配置检查通过")
+    warnings = notify_coverage_warnings(settings)
+    for line in warnings:
+        print(line)
+    print("配置检查通过" + (f"（{sum('警告' in w for w in warnings)} 条通知覆盖警告）" if warnings else ""))
     return 0
 
 
