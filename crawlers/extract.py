@@ -404,6 +404,7 @@ _COMMON = frozenset(
     _charset_table("gb2312", range(0xB0, 0xD8), _GB_TRAILS) | _charset_table("gb2312", range(0xA1, 0xA4, 2), _GB_TRAILS)
     | _charset_table("big5", range(0xA4, 0xC7), _BIG5_TRAILS) | _charset_table("big5", range(0xA1, 0xA4), _BIG5_TRAILS)
 )
+_COMMON_RE = re.compile("[" + "".join(map(re.escape, sorted(_COMMON))) + "]")  # one C-level scan
 
 
 def plausibility(text: str) -> tuple[float, int]:
@@ -414,10 +415,14 @@ def plausibility(text: str) -> tuple[float, int]:
     land on rare characters and score at most 0.34 (measured on the 117 pages of
     ``../shared/data/news_extraction``, each read correctly and as mojibake); the cut-off
     ``_MIN_PLAUSIBLE`` is 0.7."""
-    chars = [c for c in text if c > "\x7f"]
-    if not chars:
+    n = len(text) - len(text.encode("ascii", "ignore"))
+    if not n:
         return 1.0, 0
-    return sum(map(_COMMON.__contains__, chars)) / len(chars), len(chars)
+    return len(_COMMON_RE.findall(text)) / n, n
+
+
+def _allowed_invalid(high: int) -> int:
+    return max(1, int(high * _MAX_INVALID))
 
 
 @dataclass(frozen=True)
@@ -432,7 +437,7 @@ class Decoding:
 
     @property
     def ok(self) -> bool:
-        if self.invalid > max(1, int(self.high * _MAX_INVALID)):
+        if self.invalid > _allowed_invalid(self.high):
             return False
         return self.plausible is None or self.plausible >= _MIN_PLAUSIBLE
 
@@ -490,20 +495,28 @@ def _single_byte(enc: str) -> bool:
 
 def _try(body: bytes, enc: str, high: int) -> Decoding:
     try:
-        text = body.decode(enc, errors="surrogateescape")
-    except (LookupError, UnicodeError):
+        text, invalid = body.decode(enc), 0  # the usual case, and the fast one
+    except UnicodeDecodeError:
+        try:
+            text = body.decode(enc, errors="surrogateescape")
+        except (LookupError, UnicodeError):
+            return Decoding(enc, high or 1, high, None, "")
+        invalid = len(_ESCAPED.findall(text))
+        cut = 0
+        while cut < min(4, len(text)) and "\udc80" <= text[-1 - cut] <= "\udcff":
+            cut += 1
+        if cut <= 3:
+            invalid -= cut  # a page cut off inside its last character
+        if invalid > _allowed_invalid(high):
+            return Decoding(enc, invalid, high, None, "")
+        text = _ESCAPED.sub("\ufffd", text)
+    except (LookupError, UnicodeError):  # not a text encoding ("rot13")
         return Decoding(enc, high or 1, high, None, "")
-    invalid = len(_ESCAPED.findall(text))
-    cut = 0
-    while cut < min(4, len(text)) and "\udc80" <= text[-1 - cut] <= "\udcff":
-        cut += 1
-    if cut <= 3:
-        invalid -= cut  # a page cut off inside its last character
     plausible: float | None = None
     if enc in _SCORED:
-        score, n = plausibility(_ESCAPED.sub("", text))
+        score, n = plausibility(text.replace("\ufffd", ""))
         plausible = score if n >= _MIN_SCORED else None
-    return Decoding(enc, invalid, high, plausible, _ESCAPED.sub("\ufffd", text))
+    return Decoding(enc, invalid, high, plausible, text)
 
 
 def choose_decoding(body: bytes, header_charset: str | None = None) -> Decoding:
