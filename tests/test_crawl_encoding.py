@@ -85,7 +85,15 @@ def test_garbage_is_refused_naming_each_encoding_tried() -> None:
     tried = [d.encoding for d in e.value.tried]
     assert tried == ["utf-8", "gb18030", "big5hkscs"]
     assert all(not d.ok for d in e.value.tried)
-    assert "无法识别页面编码" in str(e.value) and "疑似乱码" in str(e.value)
+    assert "无法识别页面编码" in str(e.value) and "个字节无法解码" in str(e.value)
+    # Valid GB18030 bytes, but of characters no page uses (GBK's extension rows): mojibake.
+    rare = "".join(chr(c) for c in range(0x4E02, 0x4E80) if len(chr(c).encode("gb18030")) == 2
+                   and chr(c).encode("gb18030")[0] < 0xA1)
+    with pytest.raises(PageEncodingError) as e:
+        decode_html(f"<html><body><p>{rare}</p></body></html>".encode("gb18030"))
+    gb = next(d for d in e.value.tried if d.encoding == "gb18030")
+    assert gb.invalid == 0 and gb.plausible is not None and gb.plausible < 0.1
+    assert "gb18030：疑似乱码（常用汉字占" in str(e.value)
 
 
 def test_header_says_utf8_body_is_gbk() -> None:
