@@ -4,6 +4,24 @@ Only plain Kafka APIs that any compatible broker answers correctly are used:
 produce, fetch, group membership, offset commit/fetch and CreateTopics. No
 ``end_offsets``, ``describe_groups``, ``create_partitions`` or
 ``delete_records`` (the tansu test broker answers these wrongly).
+
+Broker restarts are survived without restarting the stage:
+
+* A producer whose client cannot deliver any more is closed and a fresh client
+  takes its place: a fatal client error (its idempotence state no longer
+  matches the broker's: ``UnknownProducerIdError`` and a failed epoch bump,
+  which kafka-python makes fatal), a topic that got a new id (its producer id
+  and sequence numbers mean nothing there), a flush that timed out, or several
+  failed flushes in a row. The failed ``flush`` still raises: callers send the
+  whole batch again (the stage loop, the crawler and the outbox relay all do),
+  and consumers are idempotent.
+* After any failed flush the topics are ensured again before the next send:
+  a broker that keeps its data in memory comes back without them. Clients
+  never let the broker auto-create a topic, so partition counts stay ours.
+* A consumer re-creates a subscribed topic that disappeared, and reads a topic
+  that was re-created (a new topic id: the old offsets mean nothing there)
+  from its beginning. A consumer whose ``poll`` or ``commit`` keeps failing is
+  replaced by a fresh one, which resumes from the committed offsets.
 """
 
 from __future__ import annotations
@@ -16,12 +34,21 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.errors import (
+    AuthorizationError,
     CommitFailedError,
+    IllegalStateError,
     IncompatibleBrokerVersion,
+    InvalidProducerEpochError,
+    InvalidProducerIdMappingError,
     KafkaError,
     KafkaTimeoutError,
+    OutOfOrderSequenceNumberError,
+    PolicyViolationError,
+    ProducerFencedError,
     RebalanceInProgressError,
     TopicAlreadyExistsError,
+    UnknownProducerIdError,
+    for_code,
 )
 from kafka.structs import OffsetAndMetadata
 
@@ -32,6 +59,22 @@ from yuqing.settings import KafkaSettings
 log = logging.getLogger("yuqing.stream")
 
 _COMMIT_ATTEMPTS = 5
+# Consecutive failures after which a client is replaced even without a fatal error.
+_RESET_AFTER_FAILURES = 3
+# How often a consumer looks for subscribed topics that vanished (seconds).
+_TOPIC_CHECK_EVERY_S = 5.0
+# Longest a send may block waiting for metadata or buffer space (ms).
+_MAX_BLOCK_MS = 15000
+
+# Errors that leave a producer's idempotence state out of step with the broker.
+_PRODUCER_STATE_ERRORS = (
+    UnknownProducerIdError,
+    OutOfOrderSequenceNumberError,
+    InvalidProducerEpochError,
+    InvalidProducerIdMappingError,
+    ProducerFencedError,
+    IllegalStateError,
+)
 
 
 class KafkaTransport:
@@ -62,30 +105,43 @@ class KafkaTransport:
             admin = self._admin
             wanted = {t: partition_count(t, self.topic_prefix) for t in dict.fromkeys(topics)}
             try:
-                res = self._create(admin, wanted, replication=-1)  # -1: the broker's default
-            except IncompatibleBrokerVersion:
-                res = self._create(admin, wanted, replication=1)  # brokers before 2.4
+                try:
+                    res = self._create(admin, wanted, replication=-1)  # -1: the broker's default
+                except IncompatibleBrokerVersion:
+                    res = self._create(admin, wanted, replication=1)  # brokers before 2.4
+            except Exception:
+                # Build a new admin client next time: this one may be stuck on a
+                # connection to a broker that went away.
+                self._admin = None
+                _close_quietly(admin.close)
+                raise
         for t in res.get("topics", []):
             code = t.get("error_code", 0)
             if code in (0, TopicAlreadyExistsError.errno):
                 continue
-            raise KafkaError(f"creating topic {t.get('name')!r} failed: {code} {t.get('error_message')}")
+            # The error's own class, so that callers can tell e.g. a missing right.
+            raise for_code(code)(f"creating topic {t.get('name')!r} failed: {code} {t.get('error_message')}")
         with self._lock:
             self._known.update(wanted)
 
     def _ensure_known(self, topic: str) -> None:
-        """Create a topic before its first use, so the broker never auto-creates it
-        with its default partition count."""
+        """Create a topic before its first use, so it always has our partition count
+        (clients never let the broker auto-create it)."""
         if topic in self._known:
             return
         try:
             self.ensure_topics([topic])
-        except KafkaError as e:
-            # E.g. no right to create topics where operations pre-create them:
-            # go on and let the broker answer for the topic itself.
+        except (AuthorizationError, PolicyViolationError) as e:
+            # No right to create topics where operations pre-create them: go on
+            # and let the broker answer for the topic itself.
             log.warning("could not ensure topic %s: %s", topic, e)
             with self._lock:
                 self._known.add(topic)
+
+    def _forget_topics(self) -> None:
+        """Ensure topics again before their next use (the broker may have lost them)."""
+        with self._lock:
+            self._known.clear()
 
     @staticmethod
     def _create(admin: KafkaAdminClient, wanted: dict[str, int], replication: int) -> dict[str, Any]:
@@ -128,19 +184,108 @@ class KafkaTransport:
         self.close()
 
 
+def _close_quietly(close: Any, *args: Any, **kwargs: Any) -> None:
+    try:
+        close(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - a client being thrown away may fail to close
+        log.debug("closing a kafka client failed", exc_info=True)
+
+
+def _producer_broken(p: KafkaProducer) -> bool:
+    """True when kafka-python will fail every further send of ``p``."""
+    if getattr(p, "_closed", False):
+        return True
+    tm = getattr(p, "_transaction_manager", None)
+    return bool(tm is not None and tm.has_fatal_error())
+
+
+def _discard_producer(p: KafkaProducer) -> None:
+    """Close ``p`` without waiting for its pending records (they are failed)."""
+    try:
+        p.close(timeout=0)
+        return
+    except Exception:  # noqa: BLE001 - close(0) raises while batches are pending
+        pass
+    sender = getattr(p, "_sender", None)
+    if sender is not None:
+        sender.force_close()  # fails the pending batches
+        sender.join(5)
+    _close_quietly(p.close, timeout=0)
+
+
 class KafkaTransportProducer:
     def __init__(self, transport: KafkaTransport) -> None:
         self._t = transport
         self._lock = threading.Lock()
         self._futures: list[Any] = []
         self._closed = False
-        self._p = KafkaProducer(
-            **transport._common(),
+        self._failures = 0  # consecutive failed flushes
+        self.resets = 0  # clients replaced so far
+        # Topic id of each topic this client sent to, when it first knew it.
+        self._topic_ids: dict[str, Any] = {}
+        self._p: KafkaProducer | None = self._new_client()
+
+    def _new_client(self) -> KafkaProducer:
+        return KafkaProducer(
+            **self._t._common(),
             acks="all",
             retries=10,
             retry_backoff_ms=200,
             linger_ms=5,
+            max_block_ms=_MAX_BLOCK_MS,
+            allow_auto_create_topics=False,
         )
+
+    def _client(self) -> KafkaProducer:
+        with self._lock:
+            p = self._p
+        if p is not None:
+            why = self._unusable(p)
+            if why is None:
+                return p
+            self._reset(p, why)
+        fresh = self._new_client()
+        with self._lock:
+            if self._p is None:
+                self._p = fresh
+                return fresh
+            current = self._p  # another thread was quicker
+        _discard_producer(fresh)
+        return current
+
+    def _unusable(self, p: KafkaProducer) -> str | None:
+        """Why ``p`` cannot deliver any more, or None.
+
+        A topic that got a new id was deleted and created again (a broker that
+        kept it in memory restarted): the client's producer id and sequence
+        numbers mean nothing there, and kafka-python would retry them forever.
+        """
+        if _producer_broken(p):
+            return "a fatal client error"
+        cluster = getattr(p, "_metadata", None)
+        if cluster is None:
+            return None
+        with self._lock:
+            known = list(self._topic_ids.items())
+        for topic, tid in known:
+            now = cluster.topic_id(topic)
+            if tid is None:
+                if now is not None:
+                    with self._lock:
+                        self._topic_ids[topic] = now
+            elif now is not None and now != tid:
+                return f"topic {topic} was re-created"
+        return None
+
+    def _reset(self, p: KafkaProducer, why: str) -> None:
+        with self._lock:
+            if self._p is not p:
+                return
+            self._p = None
+            self._topic_ids = {}
+            self.resets += 1
+        log.warning("kafka producer replaced after %s", why)
+        _discard_producer(p)
 
     def send(
         self,
@@ -150,39 +295,85 @@ class KafkaTransportProducer:
         headers: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         self._t._ensure_known(topic)
-        fut = self._p.send(topic, value=value, key=key, headers=list(headers) or None)
+        p = self._client()
+        try:
+            fut = p.send(topic, value=value, key=key, headers=list(headers) or None)
+        except KafkaError:
+            self._t._forget_topics()
+            raise
         with self._lock:
+            if self._p is p:
+                cluster = getattr(p, "_metadata", None)
+                self._topic_ids.setdefault(topic, cluster.topic_id(topic) if cluster is not None else None)
             self._futures.append(fut)
 
     def flush(self, timeout_s: float = 30.0) -> None:
         with self._lock:
             futures, self._futures = self._futures, []
-        try:
-            self._p.flush(timeout=timeout_s)
-        except KafkaTimeoutError as e:
-            raise KafkaTimeoutError(
-                f"flush: {len(futures)} message(s) not acknowledged in {timeout_s}s"
-            ) from e
-        errors = []
+            p = self._p
+        why = self._wait(p, timeout_s) if p is not None else None
+        errors: list[BaseException] = []
         for f in futures:
             if not f.is_done:
                 errors.append(KafkaTimeoutError("message not acknowledged"))
             elif f.failed():
                 errors.append(f.exception)
-        if errors:
-            raise KafkaError(f"{len(errors)} of {len(futures)} message(s) failed: {errors[0]!r}") from errors[
-                0
-            ]
+        if why is None and not errors:
+            self._failures = 0
+            return
+        self._failed(p, errors, why)
+        if why is not None:
+            raise KafkaTimeoutError(f"flush: {len(futures)} message(s) not acknowledged: {why}")
+        raise KafkaError(f"{len(errors)} of {len(futures)} message(s) failed: {errors[0]!r}") from errors[0]
+
+    def _wait(self, p: KafkaProducer, timeout_s: float) -> str | None:
+        """Wait for ``p`` to finish its sends: None when it did, else why not. Gives up
+        early on a client that can no longer deliver."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            left = deadline - time.monotonic()
+            try:
+                p.flush(timeout=max(0.0, min(left, 1.0)))
+                return None
+            except KafkaTimeoutError:
+                pass
+            why = self._unusable(p)
+            if why is not None:
+                return why
+            if time.monotonic() >= deadline:
+                return f"not acknowledged in {timeout_s}s"
+
+    def _failed(self, p: KafkaProducer | None, errors: list[BaseException], why: str | None) -> None:
+        """After a failed flush: the broker may have lost its topics, and a client
+        that cannot recover is replaced (the caller sends the batch again)."""
+        self._t._forget_topics()
+        self._failures += 1
+        if p is None:
+            return
+        state = next((e for e in errors if isinstance(e, _PRODUCER_STATE_ERRORS)), None)
+        why = why or self._unusable(p) or (type(state).__name__ if state is not None else None)
+        if why is None and self._failures >= _RESET_AFTER_FAILURES:
+            why = f"{self._failures} failed flushes in a row"
+        if why is not None:
+            # What it still holds is failed; the caller sends the batch again
+            # through the new client (a copy the old one got through is a
+            # duplicate, which consumers drop by its key).
+            self._reset(p, why)
+            self._failures = 0
 
     def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        try:
-            self._p.flush(timeout=10)
-        except KafkaError:
-            log.warning("kafka producer closed with unsent messages")
-        self._p.close(timeout=10)
+        with self._lock:
+            p, self._p = self._p, None
+        if p is not None:
+            try:
+                p.flush(timeout=10)
+                p.close(timeout=10)
+            except KafkaError:
+                log.warning("kafka producer closed with unsent messages")
+                _discard_producer(p)
         with self._t._lock:
             self._t._producers.discard(self)
 
@@ -193,26 +384,101 @@ class KafkaTransportConsumer:
         self.group = group
         self.topics = topics
         self._closed = False
-        session = transport.settings.session_timeout_ms
-        self._c = KafkaConsumer(
-            *topics,
-            **transport._common(),
-            group_id=group,
+        self._failures = 0  # consecutive failed polls or commits
+        self.resets = 0  # clients replaced so far
+        # Topic id each assigned partition's position belongs to.
+        self._topic_ids: dict[TopicPartition, Any] = {}
+        self._next_topic_check = 0.0
+        self._c: KafkaConsumer | None = self._new_client()
+
+    def _new_client(self) -> KafkaConsumer:
+        session = self._t.settings.session_timeout_ms
+        return KafkaConsumer(
+            *self.topics,
+            **self._t._common(),
+            group_id=self.group,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=session,
             heartbeat_interval_ms=max(session // 3, 100),
+            allow_auto_create_topics=False,
         )
 
+    def _client(self) -> KafkaConsumer:
+        if self._c is None:
+            self._c = self._new_client()
+            self._topic_ids = {}
+        return self._c
+
+    def _reset(self, why: str) -> None:
+        c, self._c = self._c, None
+        self._failures = 0
+        self.resets += 1
+        log.warning("kafka consumer of %s replaced after %s", self.group, why)
+        if c is not None:
+            _close_quietly(c.close, autocommit=False)
+
+    def _failed(self, e: BaseException) -> None:
+        self._failures += 1
+        if isinstance(e, IllegalStateError) or self._failures >= _RESET_AFTER_FAILURES:
+            self._reset(f"{self._failures} failure(s), the last {type(e).__name__}: {e}")
+
     def poll(self, max_records: int = 100, timeout_s: float = 1.0) -> list[Record]:
-        batch = self._c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+        try:
+            c = self._client()
+            batch = c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
+            renewed = self._check_topics(c)
+        except Exception as e:
+            self._failed(e)
+            raise
+        self._failures = 0
         out: list[Record] = []
         for recs in batch.values():
             for r in recs:
+                if TopicPartition(r.topic, r.partition) in renewed:
+                    continue  # read again from the start of the new topic
                 headers = tuple((k, v if v is not None else b"") for k, v in (r.headers or ()))
                 value = r.value if r.value is not None else b""
                 out.append(Record(r.topic, r.partition, r.offset, r.key, value, headers, r.timestamp))
         return out
+
+    def _check_topics(self, c: KafkaConsumer) -> set[TopicPartition]:
+        """Assigned partitions whose topic was re-created since this consumer last
+        looked (a new topic id), now read from their start; also re-creates
+        subscribed topics the broker no longer has."""
+        cluster = getattr(c, "_cluster", None)
+        if cluster is None:
+            return set()
+        renewed: set[TopicPartition] = set()
+        for tp in c.assignment():
+            tid = cluster.topic_id(tp.topic)
+            if tid is None:
+                continue
+            old = self._topic_ids.setdefault(tp, tid)
+            if old != tid:
+                renewed.add(tp)
+        if renewed:
+            # The position (kept across a rejoin) counts in the old topic's
+            # offsets: it would skip the start of the new one.
+            log.warning(
+                "consumer %s: %d partition(s) of re-created topic(s) %s read again from the start",
+                self.group, len(renewed), sorted({tp.topic for tp in renewed}),
+            )
+            c.seek_to_beginning(*renewed)
+            for tp in renewed:
+                self._topic_ids[tp] = cluster.topic_id(tp.topic)
+        now = time.monotonic()
+        if now >= self._next_topic_check:
+            self._next_topic_check = now + _TOPIC_CHECK_EVERY_S
+            missing = [t for t in self.topics if cluster.partitions_for_topic(t) is None]
+            if missing:
+                log.warning("consumer %s: topic(s) %s missing on the broker; creating them", self.group, missing)
+                try:
+                    self._t.ensure_topics(missing)
+                except KafkaError as e:
+                    log.warning("consumer %s: creating %s failed: %s", self.group, missing, e)
+                cluster.request_update()
+        return renewed
 
     def commit(self, records: Sequence[Record]) -> None:
         if not records:
@@ -223,9 +489,17 @@ class KafkaTransportConsumer:
             upto[tp] = max(upto.get(tp, -1), r.offset + 1)
         # leader_epoch -1: unknown; the broker then skips the fencing check.
         offsets = {tp: OffsetAndMetadata(nxt, "", -1) for tp, nxt in upto.items()}
+        try:
+            self._commit(self._client(), offsets)
+        except Exception as e:
+            self._failed(e)
+            raise
+        self._failures = 0
+
+    def _commit(self, c: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         for attempt in range(_COMMIT_ATTEMPTS):
             try:
-                self._c.commit(offsets)
+                c.commit(offsets)
                 return
             except (RebalanceInProgressError, CommitFailedError) as e:
                 if attempt == _COMMIT_ATTEMPTS - 1:
@@ -239,8 +513,10 @@ class KafkaTransportConsumer:
         if self._closed:
             return
         self._closed = True
+        c, self._c = self._c, None
         try:
-            self._c.close(autocommit=False)
+            if c is not None:
+                c.close(autocommit=False)
         finally:
             with self._t._lock:
                 self._t._consumers.discard(self)
