@@ -384,11 +384,13 @@ class KafkaTransportConsumer:
         self.group = group
         self.topics = topics
         self._closed = False
-        self._failures = 0  # consecutive failed polls or commits
+        self._failures = 0  # consecutive failed polls
+        self._commit_failures = 0  # consecutive failed commits
         self.resets = 0  # clients replaced so far
         # Topic id each assigned partition's position belongs to.
         self._topic_ids: dict[TopicPartition, Any] = {}
-        self._next_topic_check = 0.0
+        # The first look waits for the client's first metadata.
+        self._next_topic_check = time.monotonic() + _TOPIC_CHECK_EVERY_S
         self._c: KafkaConsumer | None = self._new_client()
 
     def _new_client(self) -> KafkaConsumer:
@@ -412,7 +414,7 @@ class KafkaTransportConsumer:
 
     def _reset(self, why: str) -> None:
         c, self._c = self._c, None
-        self._failures = 0
+        self._failures = self._commit_failures = 0
         self.resets += 1
         log.warning("kafka consumer of %s replaced after %s", self.group, why)
         if c is not None:
@@ -421,17 +423,21 @@ class KafkaTransportConsumer:
     def _failed(self, e: BaseException) -> None:
         self._failures += 1
         if isinstance(e, IllegalStateError) or self._failures >= _RESET_AFTER_FAILURES:
-            self._reset(f"{self._failures} failure(s), the last {type(e).__name__}: {e}")
+            self._reset(f"{self._failures} failed poll(s), the last {type(e).__name__}: {e}")
 
     def poll(self, max_records: int = 100, timeout_s: float = 1.0) -> list[Record]:
         try:
             c = self._client()
             batch = c.poll(timeout_ms=int(timeout_s * 1000), max_records=max_records)
-            renewed = self._check_topics(c)
         except Exception as e:
             self._failed(e)
             raise
         self._failures = 0
+        try:
+            renewed = self._check_topics(c)
+        except Exception:  # noqa: BLE001 - the batch is in hand: never lose it to a check
+            log.warning("consumer %s: checking its topics failed", self.group, exc_info=True)
+            renewed = set()
         out: list[Record] = []
         for recs in batch.values():
             for r in recs:
@@ -464,9 +470,15 @@ class KafkaTransportConsumer:
                 "consumer %s: %d partition(s) of re-created topic(s) %s read again from the start",
                 self.group, len(renewed), sorted({tp.topic for tp in renewed}),
             )
-            c.seek_to_beginning(*renewed)
-            for tp in renewed:
-                self._topic_ids[tp] = cluster.topic_id(tp.topic)
+            try:
+                c.seek_to_beginning(*renewed)
+            except (ValueError, IllegalStateError) as e:
+                # Revoked meanwhile: the old ids stay, so a partition that comes
+                # back with its old position is caught next time.
+                log.info("consumer %s: seek skipped: %s", self.group, e)
+            else:
+                for tp in renewed:
+                    self._topic_ids[tp] = cluster.topic_id(tp.topic)
         now = time.monotonic()
         if now >= self._next_topic_check:
             self._next_topic_check = now + _TOPIC_CHECK_EVERY_S
@@ -489,12 +501,20 @@ class KafkaTransportConsumer:
             upto[tp] = max(upto.get(tp, -1), r.offset + 1)
         # leader_epoch -1: unknown; the broker then skips the fencing check.
         offsets = {tp: OffsetAndMetadata(nxt, "", -1) for tp, nxt in upto.items()}
+        c = self._c
+        if c is None:
+            # The client that delivered them is gone: its successor gets them again.
+            raise KafkaError(f"consumer of {self.group} was replaced; {len(records)} record(s) will be redelivered")
         try:
-            self._commit(self._client(), offsets)
+            self._commit(c, offsets)
         except Exception as e:
-            self._failed(e)
+            # One failed commit is normal (a rebalance); failing batch after
+            # batch means the client is stuck.
+            self._commit_failures += 1
+            if isinstance(e, IllegalStateError) or self._commit_failures >= _RESET_AFTER_FAILURES:
+                self._reset(f"{self._commit_failures} failed commit(s), the last {type(e).__name__}: {e}")
             raise
-        self._failures = 0
+        self._commit_failures = 0
 
     def _commit(self, c: KafkaConsumer, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
         for attempt in range(_COMMIT_ATTEMPTS):
