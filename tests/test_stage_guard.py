@@ -179,7 +179,6 @@ def test_a_message_that_kills_the_process_is_dead_lettered_after_max_attempts(
 CHILD = """
 import os, signal, sys, threading
 from pathlib import Path
-from typing import Any
 from stream.contracts import RawPost
 from stream.embedded import EmbeddedTransport
 from stream.stage import Outgoing, StageOptions, run_stage

@@ -56,13 +56,13 @@ def test_limits_are_validated_with_file_line_and_field(config_dir: Path, data_di
     monkeypatch.setenv("YUQING_DATA_DIR", str(data_dir))
     s = load_settings(config_dir)
     assert s.limits == LimitsSettings()  # the shipped file says what the defaults are
-    assert (s.limits.max_message_bytes, s.limits.max_text_chars, s.limits.max_attempts) == (1_048_576, 100_000, 3)
+    assert (s.limits.max_message_bytes, s.limits.max_text_chars, s.limits.max_attempts) == (1_048_576, 50_000, 3)
 
     path = config_dir / "settings.yaml"
     text = path.read_text(encoding="utf-8")
     lines = text.splitlines()
     line_no = next(i for i, ln in enumerate(lines, 1) if ln.strip().startswith("max_text_chars:"))
-    path.write_text(text.replace("max_text_chars: 100000", "max_text_chars: 400000"), encoding="utf-8")
+    path.write_text(text.replace("max_text_chars: 50000", "max_text_chars: 400000"), encoding="utf-8")
     with pytest.raises(ConfigError) as e:
         load_settings(config_dir)
     assert f"settings.yaml:{line_no}: limits.max_text_chars:" in str(e.value)

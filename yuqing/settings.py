@@ -83,7 +83,10 @@ class LimitsSettings(_Section):
     max_message_bytes: int = Field(1_048_576, ge=65_536, le=1_048_576)
     # Post text longer than this (characters) is cut where it enters: the post
     # records its original length (text_length), the crawler keeps the full text.
-    max_text_chars: int = Field(100_000, ge=1_000)
+    # 50,000 is a long report; assessing a text costs more than linear time in
+    # its place names (seconds at this length), and a batch must stay well
+    # inside Kafka's max.poll.interval (5 min).
+    max_text_chars: int = Field(50_000, ge=1_000)
     # A message handed to a stage's handler this many times without success
     # (failures, or the process dying while handling it) goes to the dead-letter topic.
     max_attempts: int = Field(3, ge=1, le=100)
