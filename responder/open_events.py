@@ -7,7 +7,7 @@ posts). :class:`OpenEvents` keeps, in the responder process:
 
 * for every open event whose latest member was published at or after
   ``horizon``: the fields grouping reads (status, T0, latest publication,
-  place, emergency subtype) and its :data:`MAX_MEMBERS_COMPARED` most recent
+  place, emergency type and subtype) and its :data:`MAX_MEMBERS_COMPARED` most recent
   members (newest first; among equal times the older row first, the order
   SQLite gives), with their death tolls;
 * those members' text vectors in a :class:`~responder.similarity.MemberIndex`,
@@ -41,7 +41,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from responder.similarity import MemberIndex, PostVectors, post_vectors
+from responder.similarity import MemberIndex, TextVector, post_vector
 from responder.store import Event, Post
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,6 +77,7 @@ class OpenEvent:
     place_code: str | None
     is_emergency: bool
     subtype: str | None
+    etype: str | None = None  # event type (事故灾难, 自然灾害, …)
     members: list[Member] = field(default_factory=list)  # sorted by Member.order, at most MAX
 
     def in_window(self, published_at: datetime, window: timedelta) -> bool:
@@ -169,7 +170,10 @@ class OpenEvents:
                 .label("rn")
             )
             inner = (
-                select(Post.id, Post.post_id, Post.event_id, Post.title, Post.text, Post.published_at, Post.deaths, rn)
+                select(
+                    Post.id, Post.post_id, Post.event_id, Post.title, Post.text, Post.place_code, Post.published_at,
+                    Post.deaths, rn,
+                )
                 .where(Post.event_id.in_(chunk))
                 .subquery()
             )
@@ -178,13 +182,14 @@ class OpenEvents:
             for r in rows:
                 oe = self.events[r.event_id]
                 oe.members.append(Member(r.published_at, r.id, r.post_id, r.deaths))  # already in order
-                items.append((r.post_id, oe.id, post_vectors(r.title or "", r.text or "")))
+                items.append((r.post_id, oe.id, post_vector(r.title or "", r.text or "", r.place_code)))
             self.index.add_many(items)
         self.loaded += len(events)
 
     def _put(self, ev: Event) -> OpenEvent:
         oe = OpenEvent(
-            ev.id, ev.status, ev.t0, ev.last_published_at, ev.place_code, bool(ev.is_emergency), ev.event_subtype
+            ev.id, ev.status, ev.t0, ev.last_published_at, ev.place_code, bool(ev.is_emergency), ev.event_subtype,
+            ev.event_type,
         )
         self.put(oe)
         return oe
@@ -247,7 +252,7 @@ class OpenEvents:
             self.index.remove(out.post_id)
         return True
 
-    def index_members(self, items: Sequence[tuple[Member, int, PostVectors]]) -> None:
+    def index_members(self, items: Sequence[tuple[Member, int, TextVector]]) -> None:
         """Index the batch's members (member, event id, vectors) still compared."""
         self.index.add_many([(m.post_id, eid, v) for m, eid, v in items if m.compared and eid in self.events])
 

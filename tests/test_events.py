@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import datetime, timedelta
@@ -380,36 +381,117 @@ def test_same_county_same_death_toll_joins(store, settings) -> None:
     assert "死亡人数一致" in reason["reason"]
 
 
-@pytest.mark.parametrize("emergency", [True, False])
-def test_two_emergencies_in_one_county_need_half_the_similarity(store, settings, emergency) -> None:
+def test_one_kind_of_emergency_in_one_county_needs_evidence_of_one_incident(store, settings) -> None:
+    """The school's own notice (no subtype found) joins the parents' Weibo post
+    three hours later: one kind of emergency in one county, reported in a burst.
+    The same kind two days later, in other words, is another incident; so is
+    a collapse in the burst of another whose toll it is below (tolls only rise),
+    while a higher toll may be an update and an equal one joins at any time."""
     settings.responder.similarity_threshold = 0.35
-    assert 0.175 <= similarity(*SCHOOL_NEWS, "", SCHOOL_WEIBO) < 0.35  # between half and full threshold
-    kw = dict(is_emergency=True, event_type="公共卫生事件") if emergency else {}
-    handle_batch(
-        store,
-        settings,
-        [
-            assessed(
-                "school-weibo",
-                text=SCHOOL_WEIBO,
-                source_kind="weibo",
-                published_at=T,
-                place="蜀山区",
-                event_subtype="食物中毒" if emergency else None,
-                **kw,
-            ),
-            # The classifier found no subtype in the official notice.
-            assessed(
-                "school-news",
-                title=SCHOOL_NEWS[0],
-                text=SCHOOL_NEWS[1],
-                published_at=T + timedelta(hours=3),
-                place="蜀山区",
-                **kw,
-            ),
-        ],
-    )
-    assert store.count(Event) == (1 if emergency else 2)
+    assert similarity(*SCHOOL_NEWS, "", SCHOOL_WEIBO, "340104", "340104") < 0.35  # no text evidence
+    health = dict(is_emergency=True, event_type="公共卫生事件", place="蜀山区")
+    accident = dict(is_emergency=True, event_type="事故灾难", event_subtype="坍塌", place="蜀山区")
+    handle_batch(store, settings, [
+        assessed("school-weibo", text=SCHOOL_WEIBO, source_kind="weibo", published_at=T, event_subtype="食物中毒",
+                 **health),
+        assessed("school-news", title=SCHOOL_NEWS[0], text=SCHOOL_NEWS[1], published_at=T + timedelta(hours=3),
+                 **health),
+        assessed("canteen-later", title="一工厂食堂数十名工人就餐后不适", text="工人们午饭后陆续感到头晕恶心，已送医。",
+                 published_at=T + timedelta(days=2), event_subtype="食物中毒", **health),
+        assessed("plant", title="一在建厂房坍塌 5人遇难", text="在建厂房钢结构突然垮下，5名工人遇难。", deaths=5,
+                 published_at=T, **accident),
+        assessed("house", title="老旧民房倒塌", text="一栋无人居住的老房子塌了，1人经过时被砸身亡。", deaths=1,
+                 published_at=T + timedelta(hours=1), **accident),
+        assessed("plant-update", title="厂房事故遇难人数升至7人", text="又有两名被困工人被找到，已无生命体征。", deaths=7,
+                 published_at=T + timedelta(hours=4), **accident),
+        assessed("plant-days-later", title="厂房事故7名遇难者善后", text="善后工作有序推进，家属情绪稳定。", deaths=7,
+                 published_at=T + timedelta(days=2), **accident),
+    ])
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+        reason = s.scalars(select(TicketEventRow.detail).where(TicketEventRow.post_id == "school-news")).one()
+    assert owner["school-news"] == owner["school-weibo"] and "相隔不足6小时" in reason["reason"]
+    assert owner["canteen-later"] != owner["school-weibo"]
+    assert owner["house"] != owner["plant"]  # 1 death, in the burst of a 5-death collapse: another incident
+    assert owner["plant-update"] == owner["plant"] == owner["plant-days-later"]  # a rising toll, then that toll
+
+
+JINGHU_FIRE = (
+    "芜湖市镜湖区一商场发生火灾 已造成12人死亡",
+    "今天上午10时许，芜湖市镜湖区一商场发生火灾，消防救援人员迅速赶到现场扑救。截至目前，火灾已造成12人死亡、"
+    "7人受伤，伤者已送医救治，起火原因正在调查。",
+)
+FLOOD_COMPLAINTS = [
+    ("芜湖市镜湖区锦绣路积水严重", "镜湖区锦绣路一下雨就积水严重，车辆无法通行，行人只能蹚水，希望有关部门尽快疏通排水管道。"),
+    ("芜湖市镜湖区锦绣路积水何时解决", "锦绣路积水问题反映多次了，每次下雨都淹，请镜湖区政府重视。"),
+    ("镜湖区锦绣路又淹了", "昨晚一场暴雨，锦绣路又成了河，电动车都泡水了，排水管网什么时候改造？"),
+    ("芜湖市镜湖区锦绣路排水不畅", "锦绣路排水口被垃圾堵住，积水几天不退，蚊虫滋生，请环卫部门清理。"),
+]
+
+
+def test_a_complaint_never_joins_a_fire_in_its_district_and_the_fire_keeps_its_title(store, settings) -> None:
+    """镜湖区: waterlogging complaints before and after a shopping-mall fire with
+    casualties, all titled with the district's name, some classified as a flood.
+    The fire is its own event, with its own title and its 重大 clock; its own
+    later reports join it; no complaint does."""
+    fire = dict(is_emergency=True, event_type="事故灾难", event_subtype="火灾", place="镜湖区",
+                department="应急管理局")
+    msgs = []
+    for i in range(44):
+        title, text = FLOOD_COMPLAINTS[i % len(FLOOD_COMPLAINTS)]
+        flood = i % 3 == 0  # the classifier may call 暴雨…淹 a flood
+        msgs.append(assessed(
+            f"water-{i}", title=title, text=f"{text}（第{i}次反映）", published_at=T + timedelta(minutes=20 * i - 30),
+            source_kind="gov_board", source_id="board", place="镜湖区",
+            **(dict(is_emergency=True, event_type="自然灾害", event_subtype="洪涝") if flood else {}),
+        ))
+    msgs.append(assessed("fire-news", title=JINGHU_FIRE[0], text=JINGHU_FIRE[1], published_at=T, severity="重大",
+                         severity_reason="死亡12人，达到重大事故标准（10-29人）", deaths=12, **fire))
+    msgs.append(assessed("fire-forum", title="镜湖区那个商场着火了", text="黑烟好大，消防车一辆接一辆，听说里面还有人。",
+                         source_kind="forum", published_at=T + timedelta(minutes=50), **fire))
+    msgs.append(assessed("fire-weibo", text="商场大火已致12人遇难，愿逝者安息[蜡烛]", source_kind="weibo",
+                         published_at=T + timedelta(hours=20), deaths=12, severity="重大", **fire))
+    for i in range(0, len(msgs), 10):
+        handle_batch(store, settings, msgs[i : i + 10], now=T + timedelta(days=1))
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+        fire_ev = s.get(Event, owner["fire-news"])
+        ticket = s.scalars(select(Ticket).where(Ticket.event_id == fire_ev.id)).one()
+        milestones = {d.milestone for d in s.scalars(select(Deadline).where(Deadline.ticket_id == ticket.id))}
+        others = s.scalars(select(Event).where(Event.id != fire_ev.id)).all()
+    members = {pid for pid, eid in owner.items() if eid == fire_ev.id}
+    assert members == {"fire-news", "fire-forum", "fire-weibo"}
+    assert fire_ev.title == JINGHU_FIRE[0] and fire_ev.severity == "重大" and ticket.rule == "major_emergency"
+    assert {"权威信息发布", "新闻发布会"} <= milestones
+    assert others and all(e.severity == "一般" and re.search("积水|淹|排水", e.title) for e in others)
+
+
+def test_a_late_joiner_never_renames_the_event(store, settings) -> None:
+    """The event's title is its lead post's: the first report, until a member
+    raises its severity; then that member's. Later members of no higher rank,
+    and an earlier report found late, leave it."""
+    fire = dict(is_emergency=True, event_type="事故灾难", event_subtype="火灾", place="蜀山区")
+    handle_batch(store, settings, [assessed("first", title="蜀山区井岗镇一居民楼起火", source_kind="forum",
+                                            text="居民楼起火，浓烟很大，消防车已经到了。", published_at=T, **fire)])
+    handle_batch(store, settings, [assessed("raise", title="合肥居民楼火灾已致12人死亡", published_at=T + timedelta(hours=2),
+                                            text="井岗镇居民楼火灾已造成12人死亡。", severity="重大", deaths=12, **fire)])
+    with store.reader() as s:
+        ev = s.scalars(select(Event)).one()
+        renamed = s.scalars(select(Audit).where(Audit.action == "title_changed")).one()
+    assert ev.title == "合肥居民楼火灾已致12人死亡"
+    assert renamed.detail["from"] == "蜀山区井岗镇一居民楼起火" and renamed.detail["post_id"] == "raise"
+    handle_batch(store, settings, [
+        assessed("same-rank", title="井岗镇火灾遇难者名单公布", text="火灾12名遇难者身份已确认。", severity="重大",
+                 deaths=12, published_at=T + timedelta(hours=9), **fire),
+        assessed("lower", title="井岗镇火灾现场", text="现场已经控制住了。", published_at=T + timedelta(hours=3), **fire),
+        assessed("earlier", title="井岗镇冒黑烟了", text="好像哪里着火了", source_kind="weibo",
+                 published_at=T - timedelta(minutes=30), **fire),
+    ])
+    with store.reader() as s:
+        ev = s.scalars(select(Event)).one()
+        assert len(s.scalars(select(Audit).where(Audit.action == "title_changed")).all()) == 1
+    assert ev.post_count == 5 and ev.t0 == T - timedelta(minutes=30) and ev.t0_post_id == "earlier"
+    assert ev.title == "合肥居民楼火灾已致12人死亡"
 
 
 def test_reply_in_thread_joins_and_unknown_place_is_pending(store, settings) -> None:

@@ -15,15 +15,24 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
+from responder.events import BURST, DISTINCT_TOLL
 from responder.open_events import MAX_MEMBERS_COMPARED
 from responder.service import handle_batch
-from responder.similarity import BatchSimilarity, MemberIndex, post_vectors, similarity, vectors_similarity
-from responder.store import Event, Post, Store, TicketEventRow
+from responder.similarity import (
+    BatchSimilarity,
+    MemberIndex,
+    place_names,
+    post_vector,
+    similarity,
+    vectors_similarity,
+)
+from responder.store import SEVERITY_RANK, Audit, Event, Post, Store, TicketEventRow
 from responder.web import create_app
 from tests.fixtures.databases import PLACES, assessed, sh
 
@@ -39,12 +48,31 @@ def store(store_url):
 # --------------------------------------------------------------------------- the measure
 
 
+def _incident_bigrams() -> set[str]:
+    """The bigrams of the taxonomy's emergency keywords and occurred words, read here from the YAML."""
+    import yaml
+
+    ev = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "taxonomy.yaml").read_text("utf-8"))["events"]
+    words = [w for t in ev["types"] for st in t["subtypes"] for w in st["keywords"]]
+    words += ev["occurred_words"] + ev["causal_words"]
+    out = set()
+    for w in words:
+        w = re.sub(r"[\W_]+", "", str(w).lower())
+        out.update(w[i : i + 2] for i in range(len(w) - 1))
+    return out
+
+
+INCIDENT = _incident_bigrams()
+
+
 def _counter_cosine(a: str, b: str) -> float:
-    """The measure as first written: Counter of bigrams, cosine of the dicts."""
+    """The measure written plainly: Counter of bigrams (incident bigrams left out), cosine of the dicts."""
 
     def vec(s: str) -> Counter[str]:
         s = re.sub(r"[\W_]+", "", s.lower())
-        return Counter([s]) if len(s) == 1 else Counter(s[i : i + 2] for i in range(len(s) - 1))
+        if len(s) == 1:
+            return Counter([s])
+        return Counter(g for i in range(len(s) - 1) if (g := s[i : i + 2]) not in INCIDENT)
 
     x, y = vec(a), vec(b)
     if not x or not y:
@@ -55,27 +83,52 @@ def _counter_cosine(a: str, b: str) -> float:
     return dot / (math.sqrt(sum(v * v for v in x.values())) * math.sqrt(sum(v * v for v in y.values())))
 
 
-def _counter_similarity(ta: str, xa: str, tb: str, xb: str) -> float:
-    body = _counter_cosine(f"{ta} {xa}", f"{tb} {xb}")
-    if len(re.sub(r"[\W_]+", "", ta)) >= 4 and len(re.sub(r"[\W_]+", "", tb)) >= 4:
-        return max(body, _counter_cosine(ta, tb))
-    return body
+def _without_place(s: str, names: list[str]) -> str:
+    for n in sorted(names, key=len, reverse=True):
+        s = s.replace(n, " ")
+    return s
 
 
-ALPHABET = "物业费上涨业主小区停车难火灾死亡合肥蜀山区的了，。！？ ＡＢａb1２_\u3000𠀀é"
+NAMES = {None: [], "340104": ["安徽省", "安徽", "合肥市", "合肥", "蜀山区", "蜀山"], "340100": ["安徽省", "安徽", "合肥市", "合肥"]}
+
+
+def _counter_similarity(ta: str, xa: str, pa: str | None, tb: str, xb: str, pb: str | None) -> float:
+    return _counter_cosine(_without_place(f"{ta} {xa}", NAMES[pa]), _without_place(f"{tb} {xb}", NAMES[pb]))
+
+
+ALPHABET = "物业费上涨业主小区停车难火灾死亡合肥蜀山区安徽的了，。！？ ＡＢａb1２_\u3000𠀀é"
 
 
 def _text(rng: random.Random, n: int) -> str:
     return "".join(rng.choice(ALPHABET) for _ in range(n))
 
 
+def test_place_names_are_the_chain_of_the_place() -> None:
+    assert set(place_names("340104")) == set(NAMES["340104"])
+    assert set(place_names("340202")) >= {"安徽省", "芜湖市", "芜湖", "镜湖区", "镜湖"}
+    assert {"包河区", "滨湖新区"} <= set(place_names("340111"))  # with the aliases of regions.yaml
+    assert place_names(None) == place_names("999999") == ()
+
+
 def test_similarity_is_bit_for_bit_the_counter_cosine() -> None:
     rng = random.Random(3)
-    cases = [("", "", "", ""), ("", "a", "", "a"), ("，。", "！", "物", "物"), ("火灾", "x", "火灾", "x")]
-    cases += [(_text(rng, rng.randint(0, 8)), _text(rng, rng.randint(0, 60)),
-               _text(rng, rng.randint(0, 8)), _text(rng, rng.randint(0, 60))) for _ in range(400)]
-    for ta, xa, tb, xb in cases:
-        assert similarity(ta, xa, tb, xb) == _counter_similarity(ta, xa, tb, xb), (ta, xa, tb, xb)
+    cases = [("", "", None, "", "", None), ("", "a", None, "", "a", None), ("，。", "！", None, "物", "物", None),
+             ("火灾", "x", None, "火灾", "x", None), ("蜀山区", "", "340104", "蜀山区", "", "340104")]
+    places = [None, "340104", "340100"]
+    cases += [(_text(rng, rng.randint(0, 8)), _text(rng, rng.randint(0, 60)), rng.choice(places),
+               _text(rng, rng.randint(0, 8)), _text(rng, rng.randint(0, 60)), rng.choice(places)) for _ in range(400)]
+    for ta, xa, pa, tb, xb, pb in cases:
+        assert similarity(ta, xa, tb, xb, pa, pb) == _counter_similarity(ta, xa, pa, tb, xb, pb), (ta, xa, tb, xb)
+
+
+def test_a_shared_place_is_no_similarity() -> None:
+    """Two short posts from one district that share nothing but its name."""
+    a, b = "芜湖市镜湖区锦绣路积水严重", "芜湖市镜湖区一商场发生火灾"
+    assert similarity(a, "", b, "") > 0.35  # the names alone, as the measure once saw them
+    assert similarity(a, "", b, "", "340202", "340202") == 0.0
+    # Words that only say what kind of incident it is (起火, 死亡 …) are no evidence of which one.
+    assert _counter_cosine("一居民楼起火", "一仓库起火") == 0.0 == similarity("一居民楼起火", "", "一仓库起火", "")
+    assert "起火" in INCIDENT and "居民" not in INCIDENT
 
 
 @pytest.mark.parametrize("summed_by", ["numpy", "scipy"])
@@ -87,7 +140,7 @@ def test_member_index_gives_the_pairwise_best_per_owner(monkeypatch, summed_by) 
     words = ["物业", "涨价", "业主", "停车", "火灾", "死亡", "小区", "合肥", "噪音", "学校", "交通", "拥堵"]
     texts = {i: ("".join(rng.choices(words, k=rng.randint(0, 4))),
                  "".join(rng.choices(words, k=rng.randint(1, 30)))) for i in range(400)}
-    vec = {i: post_vectors(*texts[i]) for i in texts}
+    vec = {i: post_vector(*texts[i], rng.choice([None, "340104"])) for i in texts}
     owner = {i: rng.randrange(60) for i in texts}
     ix = MemberIndex()
     live: set[int] = set()
@@ -115,6 +168,16 @@ def test_member_index_gives_the_pairwise_best_per_owner(monkeypatch, summed_by) 
 
 
 @dataclass
+class _Member:
+    published_at: datetime
+    seq: int
+    title: str
+    text: str
+    place: str | None
+    deaths: int | None
+
+
+@dataclass
 class _Ev:
     id: int
     status: str
@@ -122,8 +185,11 @@ class _Ev:
     last: datetime
     place: str | None
     emergency: bool
+    kind: str | None
     subtype: str | None
-    members: list[tuple[datetime, int, str, str, int | None]] = field(default_factory=list)
+    rank: tuple[int, bool]
+    title: str
+    members: list[_Member] = field(default_factory=list)
 
 
 def _prefix(code: str | None) -> str | None:
@@ -143,6 +209,14 @@ def _county(code: str | None) -> bool:
     return bool(code) and len(code) == 6 and not code.endswith("00")
 
 
+def _title(title: str, text: str) -> str:
+    t = title.strip()
+    if t:
+        return t[:200]
+    t = re.sub(r"\s+", " ", text).strip()
+    return t[:40] + ("…" if len(t) > 40 else "")
+
+
 class Oracle:
     """Brute force: every open event in id order, every compared member pair by pair."""
 
@@ -153,6 +227,7 @@ class Oracle:
         self.event_of: dict[str, int | None] = {}
         self.parent_of: dict[str, str | None] = {}
         self.seq = 0
+        self.kinds_kept_apart = 0  # a fire and a flood in one county, in each other's window
 
     def batch(self, msgs) -> None:
         for ap in sorted(msgs, key=lambda m: m.post.published_at):
@@ -172,10 +247,35 @@ class Oracle:
                 found.append(eid)
         return min(found) if found else None
 
-    def _add(self, ap) -> int:
+    def _score(self, ev: _Ev, ap) -> float | None:
+        """The rules of responder/events.py's docstring, read plainly."""
         p, a = ap.post, ap.assessment
         P, code, deaths = p.published_at, a.place.code, a.casualties.deaths
+        if not _compatible(ev.place, code):
+            return None
+        kind = a.event_type if a.is_emergency else None
+        ev_kind = ev.kind if ev.emergency else None
+        if kind and ev_kind and kind != ev_kind:
+            self.kinds_kept_apart += _county(code) and code == ev.place
+            return None
         subtype = a.event_subtype if a.is_emergency else None
+        same = _county(code) and code == ev.place
+        members = sorted(ev.members, key=lambda m: (-m.published_at.timestamp(), m.seq))[:MAX_MEMBERS_COMPARED]
+        sim = max((similarity(p.title, p.text, m.title, m.text, code, m.place) for m in members), default=0.0)
+        tolls = {m.deaths for m in members if m.deaths}
+        toll = (deaths or 0) >= DISTINCT_TOLL and deaths in tolls
+        if same and kind and ev_kind and (not subtype or not ev.subtype or subtype == ev.subtype):
+            burst = ev.t0 - BURST <= P <= ev.last + BURST and not (deaths and tolls and deaths < max(tolls))
+            if toll or sim >= self.threshold or burst:
+                return 1.5
+        if same and toll:
+            return 1.4
+        return sim if sim >= self.threshold else None
+
+    def _add(self, ap) -> int:
+        p, a = ap.post, ap.assessment
+        P, code = p.published_at, a.place.code
+        rank = (SEVERITY_RANK.get(a.severity, 0), a.is_emergency)
         self.seq += 1
         eid = self._thread(p.post_id, p.parent_id)
         if eid is None:
@@ -183,29 +283,20 @@ class Oracle:
             for ev in self.events:
                 if ev.status != "open" or not (ev.t0 <= P + self.window and ev.last >= P - self.window):
                     continue
-                same = _county(code) and code == ev.place
-                members = sorted(ev.members, key=lambda m: (-m[0].timestamp(), m[1]))[:MAX_MEMBERS_COMPARED]
-                if same and subtype and ev.emergency and ev.subtype == subtype:
-                    score = 1.5
-                elif not _compatible(ev.place, code):
-                    continue
-                elif same and deaths and any(m[4] == deaths for m in members):
-                    score = 1.4
-                else:
-                    sim = max((similarity(p.title, p.text, m[2], m[3]) for m in members), default=0.0)
-                    thr = self.threshold * (0.5 if same and a.is_emergency and ev.emergency else 1)
-                    if sim < thr:
-                        continue
-                    score = sim
-                if best is None or score > best[0]:
+                score = self._score(ev, ap)
+                if score is not None and (best is None or score > best[0]):
                     best = (score, ev.id)
             eid = best[1] if best else None
         if eid is None:
             archived = not a.needs_response and not a.is_emergency and p.source_kind != "gov_board"
-            ev = _Ev(len(self.events) + 1, "closed" if archived else "open", P, P, code, a.is_emergency, a.event_subtype)
+            ev = _Ev(len(self.events) + 1, "closed" if archived else "open", P, P, code, a.is_emergency,
+                     a.event_type, a.event_subtype, rank, _title(p.title, p.text))
             self.events.append(ev)
         else:
             ev = self.events[eid - 1]
+            if rank > ev.rank:  # the lead post: it outranks the event (before the event takes its severity)
+                ev.title = _title(p.title, p.text)
+            ev.rank = (max(ev.rank[0], rank[0]), ev.rank[1] or rank[1])
             ev.last = max(ev.last, P)
             if code and code != ev.place:
                 op, np_ = _prefix(ev.place), _prefix(code)
@@ -213,8 +304,8 @@ class Oracle:
                     ev.place = code
             ev.t0 = min(ev.t0, P)
             if a.is_emergency and not ev.emergency:
-                ev.emergency, ev.subtype = True, ev.subtype or a.event_subtype
-        ev.members.append((P, self.seq, p.title, p.text, deaths))
+                ev.emergency, ev.kind, ev.subtype = True, ev.kind or a.event_type, ev.subtype or a.event_subtype
+        ev.members.append(_Member(P, self.seq, p.title, p.text, code, a.casualties.deaths))
         return ev.id
 
 
@@ -231,7 +322,12 @@ STORIES = [
     ("公交线路调整不便", "公交线路调整后老人出行不便。站点距离小区太远。请求恢复原来的线路。"),
     ("拖欠农民工工资", "建筑公司拖欠四十多名农民工工资近半年。工人多次讨要无果。请劳动监察部门帮忙。"),
     ("学校食堂饭菜质量差", "学校食堂饭菜分量少价格高。学生反映有变质食物。家长要求教育局调查。"),
+    ("暴雨后道路积水严重", "连日暴雨后道路积水严重。多辆汽车被淹。居民出行困难，希望疏通排水管道。"),
 ]
+BURST_TEXTS = {
+    False: ["楼下好大的烟，消防车来了好几辆", "听说有人没跑出来，太吓人了", "黑烟老远都能看到", "路都封了，别往那边走"],
+    True: ["水都淹到膝盖了，车子熄火在路中间", "地下车库全进水了", "雨太大了，小区门口成了河", "路都封了，别往那边走"],
+}
 SHARED = ["有关部门", "希望尽快解决", "居民反映", "业主表示", "近日"]
 PLACE_NAMES = ["蜀山区", "包河区", "合肥市", "镜湖区", "待定"]
 
@@ -253,7 +349,7 @@ def workload(seed: int, n: int):
             text += "".join(rng.choices("的了是在有和就不人都一个上也很到说要去你会着没有看好自己这那里吗呢吧", k=rng.randint(5, 80)))
         place = rng.choice(PLACE_NAMES)
         pub = T0 + timedelta(minutes=rng.randint(0, 60 * 24 * 12))
-        fire = k == 2
+        fire, flood = k == 2, k == len(STORIES) - 1
         kind = rng.choice(["news", "forum", "weibo", "gov_board", "official"])
         parent = posts[rng.randrange(len(posts))].post.post_id if posts and rng.random() < 0.08 else None
         posts.append(
@@ -267,11 +363,11 @@ def workload(seed: int, n: int):
                 source_id=f"src-{kind}",
                 parent_id=parent,
                 place=place,
-                is_emergency=fire and rng.random() < 0.8,
-                event_type="事故灾难" if fire else None,
-                event_subtype=rng.choice(["火灾", None]) if fire else None,
-                severity=rng.choice(["一般", "较大", "重大"]) if fire else "一般",
-                deaths=rng.choice([None, 2, 3]) if fire else None,
+                is_emergency=(fire or flood) and rng.random() < 0.8,
+                event_type="事故灾难" if fire else "自然灾害" if flood else None,
+                event_subtype=rng.choice(["火灾", "爆炸", None]) if fire else rng.choice(["洪涝", None]) if flood else None,
+                severity=rng.choice(["一般", "较大", "重大"]) if fire or flood else "一般",
+                deaths=rng.choice([None, 2, 3, 4]) if fire or flood else None,
                 relevant=rng.random() < 0.92,
                 needs_response=not (kind == "news" and rng.random() < 0.2),
             )
@@ -280,6 +376,16 @@ def workload(seed: int, n: int):
         posts.append(
             assessed(f"crowd{j}", title="蜀山区物业费上涨近一倍", text=STORIES[0][1] + f"第{j % 7}栋。",
                      published_at=T0 + timedelta(hours=30), place="蜀山区")
+        )
+    for j in range(24):  # a burst of colloquial emergency reports in one district, a fire and a flood
+        flood = rng.random() < 0.4
+        pub = T0 + timedelta(hours=60 + rng.uniform(0, 10 if j < 20 else 30))
+        posts.append(
+            assessed(f"burst{j}", title="", text=rng.choice(BURST_TEXTS[flood]), published_at=pub, place="包河区",
+                     fetched_at=pub + timedelta(minutes=rng.choice([5, 90])), source_kind="weibo",
+                     is_emergency=True, event_type="自然灾害" if flood else "事故灾难",
+                     event_subtype=("洪涝" if flood else "火灾") if rng.random() < 0.7 else None,
+                     severity=rng.choice(["一般", "较大"]), deaths=rng.choice([None, None, 1, 3]))
         )
     # Arrival order: by fetch time, a little shuffled; batches of 1-25; some posts twice.
     posts.sort(key=lambda m: (m.post.fetched_at, rng.random()))
@@ -320,9 +426,8 @@ def test_grouping_equals_the_brute_force_reading_of_the_rules(store_url, setting
             rows = {e.id: e for e in s.scalars(select(Event))}
         for ev in oracle.events:
             row = rows[ev.id]
-            assert (row.status, row.t0, row.last_published_at, row.place_code, row.is_emergency) == (
-                ev.status, ev.t0, ev.last, ev.place, ev.emergency,
-            )
+            assert (row.status, row.t0, row.last_published_at, row.place_code, row.is_emergency, row.event_type,
+                    row.title) == (ev.status, ev.t0, ev.last, ev.place, ev.emergency, ev.kind, ev.title)
         # The workload reaches the cases that matter: the compared-members
         # limit, many events, and joins by text close to the threshold.
         sizes = Counter(v for v in got.values() if v is not None)
@@ -334,6 +439,12 @@ def test_grouping_equals_the_brute_force_reading_of_the_rules(store_url, setting
                 if d["score"] < 1.4
             ]
         assert sum(1 for x in scores if x < 0.4) >= 5
+        with store.reader() as s:
+            reasons = [d["reason"] for (d,) in s.execute(
+                select(TicketEventRow.detail).where(TicketEventRow.kind == "post_added"))]
+            renamed = s.scalars(select(Audit).where(Audit.action == "title_changed")).all()
+        assert any("相隔不足" in r for r in reasons) and any("死亡人数一致" in r for r in reasons)
+        assert renamed and oracle.kinds_kept_apart > 0
     finally:
         store.close()
 
