@@ -48,6 +48,8 @@ _UPSERT = (
     " n = CASE WHEN fp = excluded.fp THEN n + 1 ELSE 1 END, fp = excluded.fp, at = excluded.at"
 )
 _DELETE = 'DELETE FROM attempts WHERE grp=? AND topic=? AND partition=? AND "offset"=?'
+_UNDO = 'UPDATE attempts SET n = n - 1 WHERE grp=? AND topic=? AND partition=? AND "offset"=?'
+_DROP_ZERO = "DELETE FROM attempts WHERE n <= 0"
 
 
 def _fp(r: Record) -> int:
@@ -59,6 +61,7 @@ class AttemptLog:
         self.group = group
         self._conn: sqlite3.Connection | None = None
         self._open_keys: set[_Key] = set()  # counted here or found counted: clear() forgets them
+        self._inflight: set[_Key] = set()  # counted by begin() and not yet cleared or undone
         if directory is not None:
             try:
                 self._conn = self._open(Path(directory) / FILE)
@@ -125,8 +128,11 @@ class AttemptLog:
 
     def begin(self, records: Sequence[Record]) -> None:
         """Count one more attempt of each record, durably, before the handler runs."""
+        if not records:
+            return
         now = time.time()
         self._open_keys.update(self._key(r) for r in records)
+        self._inflight.update(self._key(r) for r in records)
         if self._conn is not None:
             try:
                 rows = [(*self._key(r), _fp(r), now) for r in records]
@@ -143,6 +149,7 @@ class AttemptLog:
     def clear(self, records: Sequence[Record]) -> None:
         """Forget the records: their output is durable (or they are dead-lettered and committed)."""
         keys = [k for k in (self._key(r) for r in records) if k in self._open_keys]
+        self._inflight.difference_update(keys)
         if not keys:
             return
         self._open_keys.difference_update(keys)
@@ -155,6 +162,27 @@ class AttemptLog:
         with _MEMORY_LOCK:
             for k in keys:
                 _MEMORY.pop(k, None)
+
+    def undo(self, records: Sequence[Record]) -> None:
+        """Take back the attempt begin() counted (the handler did not fail: the stage stopped or waits)."""
+        keys = [k for k in (self._key(r) for r in records) if k in self._inflight]
+        if not keys:
+            return
+        self._inflight.difference_update(keys)
+        if self._conn is not None:
+            try:
+                self._write(lambda c: (c.executemany(_UNDO, keys), c.execute(_DROP_ZERO)))
+                return
+            except sqlite3.Error as e:
+                self._degrade(e)
+        with _MEMORY_LOCK:
+            for k in keys:
+                old = _MEMORY.get(k)
+                if old is not None:
+                    if old[1] <= 1:
+                        del _MEMORY[k]
+                    else:
+                        _MEMORY[k] = (old[0], old[1] - 1)
 
     def _write(self, fn: Callable[[sqlite3.Connection], object]) -> None:
         c = self._conn

@@ -321,9 +321,10 @@ class _Loop:
         recs = [r for r, _ in g]
         self.attempts.begin(recs)
         try:
-            out = self._attempt([m for _, m in g])
-            self._emit(out)
+            out = self._attempt(recs, [m for _, m in g])
+            self._emit(out, recs)
         except _Stopped:
+            self.attempts.undo(recs)  # stopped, not failed: this attempt does not count
             raise
         except Exception as e:  # noqa: BLE001 - split to find the message that fails
             # It did not crash the process: the batch attempt counts against none of them.
@@ -343,9 +344,10 @@ class _Loop:
             self.attempts.begin([r])
             tried += 1
             try:
-                out = self._attempt([m])
-                self._emit(out)
+                out = self._attempt([r], [m])
+                self._emit(out, [r])
             except _Stopped:
+                self.attempts.undo([r])
                 raise
             except Exception as e:  # noqa: BLE001 - any failure of one message is that message's
                 last = e
@@ -368,7 +370,7 @@ class _Loop:
         self.health.error(f"{r.topic}[{r.partition}]@{r.offset}: {why}")
         dead.append((r, why, cause))
 
-    def _attempt(self, msgs: list[BaseModel]) -> list[_Encoded]:
+    def _attempt(self, recs: list[Record], msgs: list[BaseModel]) -> list[_Encoded]:
         """Run the handler until it succeeds or fails for good; TransientError only waits."""
         backoff = _Backoff(self.stop)
         while True:
@@ -378,7 +380,7 @@ class _Loop:
                 self.health.transient_retries += 1
                 self.waiting(f"下游暂不可用：{e}")
                 log.warning("阶段 %s：下游暂不可用（%s），%.1f 秒后重试", self.stage, e, backoff.delay)
-                backoff.wait()
+                self._wait_uncounted(backoff, recs)
                 continue
             self.flowing()
             # Encoding is part of handling: an outgoing message that breaks its
@@ -395,7 +397,14 @@ class _Loop:
                 out.append((o.topic, value, key, ()))
             return out
 
-    def _emit(self, msgs: Sequence[_Encoded]) -> None:
+    def _wait_uncounted(self, backoff: _Backoff, recs: list[Record]) -> None:
+        """Wait to retry. Waiting is not handling: a process killed meanwhile (a deploy
+        during a long outage) is not these messages' fault, so the attempt is not counted."""
+        self.attempts.undo(recs)
+        backoff.wait()
+        self.attempts.begin(recs)
+
+    def _emit(self, msgs: Sequence[_Encoded], recs: list[Record] | None = None) -> None:
         if not msgs:
             return
         backoff = _Backoff(self.stop)
@@ -415,7 +424,7 @@ class _Loop:
                 log.warning(
                     "阶段 %s：%d 条消息发送失败，%.1f 秒后重试", self.stage, len(msgs), backoff.delay, exc_info=True
                 )
-                backoff.wait()
+                self._wait_uncounted(backoff, recs or [])
 
     def _dead_letters(self, dead: list[_Dead]) -> None:
         if not dead:

@@ -388,9 +388,9 @@ def test_metrics_page_shows_each_stage_health(settings: Any, tmp_path: Path) -> 
     from fastapi.testclient import TestClient
 
     from responder.store import Store
-    from responder.web import create_app
     from stream.health import HealthFile
     from stream.stage import STATE_DIR
+    from web.app import create_app
 
     h = StageHealth("classifier", group="classifier", transport="embedded", consumed=7, handled=5)
     h.dead("contract", 2)
@@ -410,3 +410,37 @@ def test_metrics_page_shows_each_stage_health(settings: Any, tmp_path: Path) -> 
     assert lines[f'yuqing_stage_dead_letters_total{{stage="classifier",host="{host}",cause="crashed"}}'] == "0.0"
     assert lines[f'yuqing_stage_waiting{{stage="classifier",host="{host}"}}'] == "1"
     assert float(lines[f'yuqing_stage_report_age_seconds{{stage="classifier",host="{host}"}}']) < 60
+
+
+def test_stopping_while_waiting_on_a_store_that_is_down_counts_no_attempt(tmp_path: Path) -> None:
+    t = EmbeddedTransport(tmp_path / "s.db", topic_prefix="w.")
+    try:
+        t.ensure_topics(["w.posts.raw"])
+        _send(t, [encode(post(1)), encode(post(2))])
+        options = StageOptions(max_attempts=1, state_dir=tmp_path / "st")
+        calls: list[int] = []
+
+        def down(msgs: list[BaseModel]) -> list[Outgoing]:
+            calls.append(len(msgs))
+            raise TransientError("数据库不可用")
+
+        for _ in range(3):  # e.g. restarts during a long outage
+            run = Run(t, "patient", down, options)
+            run.wait(lambda run=run: run.health.transient_retries >= 2)  # type: ignore[misc]
+            run.finish()
+            assert run.error is None and run.done == 0
+        assert calls and all(n == 2 for n in calls)  # still one batch: no attempt was counted
+
+        handled: list[str] = []
+
+        def up(msgs: list[BaseModel]) -> list[Outgoing]:
+            handled.extend(m.post_id for m in msgs if isinstance(m, RawPost))
+            return []
+
+        run = Run(t, "patient", up, options)
+        run.wait(lambda: run.done >= 2)
+        run.finish()
+        assert sorted(handled) == sorted([post(1).post_id, post(2).post_id])
+        assert run.health.dead_lettered == dict.fromkeys(run.health.dead_lettered, 0)
+    finally:
+        t.close()
