@@ -296,6 +296,12 @@ def _explain(e: ValidationError) -> str:
     return "; ".join(parts)
 
 
+# Room in an assessed message for everything but its post (the assessment's
+# scores, responders and reasons take a few KiB): a post is cut to fit
+# max_message_bytes less this, so its assessed message fits too.
+ASSESSMENT_RESERVE_BYTES = 32_768
+
+
 @dataclass(frozen=True)
 class Fitted:
     post: RawPost
