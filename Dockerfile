@@ -21,6 +21,7 @@ COPY stream ./stream
 COPY crawlers ./crawlers
 COPY classifiers ./classifiers
 COPY responder ./responder
+COPY web ./web
 COPY config ./config
 RUN pip install . \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/yuqing yuqing \

@@ -1,20 +1,16 @@
 """The analyst's archive: full-text search over every assessed post (SPEC §1).
 
-* ``GET /search`` — the search page (Chinese): keywords, jurisdiction,
-  source kind, topic, severity, date range and order; hits with highlighted
-  snippets, facet counts that narrow the search with one click, pages, and
-  a CSV export of the whole result.
-* ``GET /api/search`` — the same as JSON: ``total``, ``page``, ``size``,
-  ``hits`` (times in Asia/Shanghai) and ``facets``.
-* ``GET /api/search/export`` — CSV (UTF-8 with BOM, so Excel reads it) of
-  every match, newest first, at most :data:`EXPORT_MAX` rows; the
-  ``X-Total-Count`` header gives the full count and ``X-Truncated`` says
-  when rows were left out.
+The domain half of the search page, API and export (the routes and the page
+are in ``web/routes/search.py``):
 
-* ``GET /api/searches``, ``POST /api/searches`` ``{"name", "officer",
-  "params"}``, ``DELETE /api/searches/{id}?officer=`` — saved searches
-  (监测方案): a name for a set of the parameters below, listed on the page
-  with their matches in the last 24 hours; creating and deleting are audited.
+* :class:`SearchParams` — the parameters below, as given (for links) and as a
+  :class:`SearchQuery`; a bad value raises :class:`SearchParamError`.
+* :func:`hit_json` — a hit as the API gives it (times in Asia/Shanghai).
+* :func:`export_rows` / :func:`export_csv` — every match, newest first, at
+  most :data:`EXPORT_MAX` rows, as CSV (UTF-8 with BOM, so Excel reads it;
+  cells that a spreadsheet would run as a formula are quoted).
+* :func:`scheme_views` — saved searches (监测方案) with their matches in the
+  last 24 hours; creating and deleting them is :mod:`responder.cases`.
 
 Parameters, all optional: ``q`` (keywords, every word must occur), ``place``
 (division code or prefix: ``34`` 安徽省 and everything in it), ``kind``,
@@ -31,24 +27,18 @@ from __future__ import annotations
 import csv
 import html
 import io
-import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, Field, field_validator
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
 from responder.clocks import SHANGHAI, iso_shanghai
-from responder.safety import DbId, link_html, spreadsheet_row
-from responder.search.base import FACET_FIELDS, SearchBackend, SearchHit, SearchQuery, SearchResult
-from responder.store import Audit, SavedSearch, Store
+from responder.safety import spreadsheet_row
+from responder.search.base import SearchBackend, SearchHit, SearchQuery
+from responder.store import SavedSearch, Store
 
 EXPORT_MAX = 10_000
 MAX_PAGE_SIZE = 100
@@ -67,7 +57,13 @@ SORT_LABEL = {"relevance": "相关度", "time": "最新", "time_asc": "最早"}
 _EM = re.compile(r"</?em>")
 _DEFAULTS = {("page", 1), ("size", 20), ("sort", "relevance")}  # left out of links
 
-_e = html.escape
+
+class SearchParamError(ValueError):
+    """A search parameter with a bad value; ``message`` names it (Chinese). The web answers 400."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
 
 
 @dataclass
@@ -100,7 +96,7 @@ class SearchParams:
                 offset=(self.page - 1) * self.size if offset is None else offset,
             )
         except ValueError as e:
-            raise HTTPException(status_code=400, detail=f"检索条件有误：{e}") from None
+            raise SearchParamError(f"检索条件有误：{e}") from None
 
     def saved(self) -> dict[str, Any]:
         """The parameters worth keeping (no page, size or empty values)."""
@@ -219,187 +215,6 @@ def export_csv(hits: list[SearchHit]) -> str:
     return "\ufeff" + buf.getvalue()
 
 
-# --------------------------------------------------------------------------- page
-
-SEARCH_CSS = """
-form.search{background:#fff;padding:12px;display:flex;flex-wrap:wrap;gap:8px;align-items:center}
-form.search input[name=q]{flex:1 1 320px;font-size:16px;padding:6px}
-form.search input,form.search select{padding:4px}
-.layout{display:flex;gap:16px;margin-top:12px}
-.facets{flex:0 0 200px;background:#fff;padding:8px 12px;align-self:flex-start}
-.facets h3{font-size:14px;margin:10px 0 4px}
-.facets a{display:block;font-size:13px;color:#1565c0;text-decoration:none;margin:2px 0}
-.facets a.on{font-weight:bold;color:#222}
-.results{flex:1}
-.hit{background:#fff;padding:10px 12px;margin-bottom:8px}
-.hit .t{font-size:16px;color:#1565c0;text-decoration:none}
-.hit em{color:#c62828;font-style:normal}
-.hit .s{font-size:14px;margin:4px 0}
-.pager a{margin-right:12px}
-.schemes,.save{background:#fff;padding:8px 12px;margin-bottom:8px;font-size:14px}
-.save{margin-top:8px}
-"""
-
-
-def _options(values: dict[str, str], chosen: str) -> str:
-    return "".join(
-        f'<option value="{_e(v)}"{" selected" if v == chosen else ""}>{_e(label)}</option>' for v, label in values.items()
-    )
-
-
-def search_page(p: SearchParams, res: SearchResult | None, error: str = "",
-                schemes: list[dict[str, Any]] | None = None) -> str:
-    from responder.web import PAGE_CSS, SEVERITY_COLOUR
-
-    kinds = {"": "全部来源", **KIND_LABEL}
-    sev = {"": "全部级别", **{s: s for s in SEVERITY_COLOUR}}
-    form = (
-        '<form class="search" method="get" action="/search">'
-        f'<input name="q" value="{_e(p.q)}" placeholder="关键词（空格分隔，须全部出现）" autofocus>'
-        f'<input name="place" value="{_e(p.place)}" size="8" placeholder="属地代码" title="行政区划代码或前缀，如 34、3401">'
-        f'<select name="kind">{_options(kinds, p.kind[0] if len(p.kind) == 1 else "")}</select>'
-        f'<input name="topic" value="{_e(p.topic[0] if len(p.topic) == 1 else "")}" size="10" placeholder="主题">'
-        f'<select name="severity">{_options(sev, p.severity[0] if len(p.severity) == 1 else "")}</select>'
-        f'<input type="date" name="from" value="{_e(p.date_from)}" title="起始日期（含）">'
-        f'<input type="date" name="to" value="{_e(p.date_to)}" title="截止日期（含）">'
-        f'<select name="sort">{_options(SORT_LABEL, p.sort)}</select>'
-        "<button>检索</button></form>"
-    )
-    body = ""
-    if error:
-        body = f'<div class="source-alert">{_e(error)}</div>'
-    elif res is not None:
-        facets = []
-        for name in FACET_FIELDS:
-            counts = res.facets.get(name) or {}
-            if not counts:
-                continue
-            param = FACET_PARAM[name]
-            chosen = getattr(p, param)
-            links = []
-            for value, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-                label = KIND_LABEL.get(value, value) if name == "source_kind" else value
-                on = value in chosen
-                href = p.link(**{param: [] if on else [value], "page": 1})
-                links.append(f'<a class="{"on" if on else ""}" href="/search{_e(href)}">{_e(label)}（{n}）</a>')
-            facets.append(f"<h3>{FACET_LABEL[name]}</h3>" + "".join(links))
-        hits = []
-        for h in res.hits:
-            meta = " · ".join(
-                x for x in (
-                    h.published_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M"),
-                    _e(KIND_LABEL.get(h.source_kind, h.source_kind)),
-                    _e(h.source_id),
-                    _e(h.place_label or "待定"),
-                    _e(h.topic or ""),
-                    _e(h.severity or ""),
-                    f'<a href="/events/{h.event_id}">事件 #{h.event_id}</a>' if h.event_id is not None else "",
-                ) if x
-            )
-            # title_html and snippet are escaped by the backend; their only markup is <em>.
-            # Only an http(s) URL becomes a link; anything else stays text.
-            hits.append(
-                f'<div class="hit">{link_html(h.url, h.title_html or "（无标题）", cls="t")}'
-                f'<div class="s">{h.snippet}</div><div class="muted">{meta}</div></div>'
-            )
-        pages = max(1, -(-res.total // p.size))
-        pager = []
-        if p.page > 1:
-            pager.append(f'<a href="/search{_e(p.link(page=p.page - 1))}">上一页</a>')
-        if p.page < pages:
-            pager.append(f'<a href="/search{_e(p.link(page=p.page + 1))}">下一页</a>')
-        export = f'/api/search/export{_e(p.link(page=None, size=None))}'
-        summary = (
-            f'<p class="muted">共 {res.total} 条，第 {p.page}/{pages} 页 · '
-            f'<a href="{export}">导出全部结果（CSV）</a></p>'
-        )
-        body = (
-            f'<div class="layout"><div class="facets">{"".join(facets) or "<span class=muted>无</span>"}</div>'
-            f'<div class="results">{summary}{"".join(hits) or "<div class=empty>没有符合条件的信息</div>"}'
-            f'<div class="pager">{"".join(pager)}</div></div></div>'
-        )
-    return (
-        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>舆情检索</title><style>{PAGE_CSS}{SEARCH_CSS}</style></head><body>"
-        '<header><h1>舆情监测与回应 · 全库检索</h1><a href="/" style="color:#fff">返回预警工单</a></header>'
-        f"<main>{_schemes_html(schemes or [])}{form}{_save_form(p)}{body}</main>"
-        f"<script>{SAVE_JS}</script></body></html>"
-    )
-
-
-def _schemes_html(schemes: list[dict[str, Any]]) -> str:
-    if not schemes:
-        return ""
-    items = []
-    for v in schemes:
-        counts = "" if v["total"] is None else f"（近24小时 {v['last_24h']} 条 / 共 {v['total']} 条）"
-        items.append(f'<a href="{_e(v["link"])}">{_e(v["name"])}</a><span class="muted">{counts}</span>')
-    return '<div class="schemes">监测方案：' + " · ".join(items) + "</div>"
-
-
-def _save_form(p: SearchParams) -> str:
-    saved = html.escape(json.dumps(p.saved(), ensure_ascii=False), quote=True)
-    return (
-        f'<div class="save" data-params="{saved}">保存当前条件为监测方案：'
-        '<input id="scheme-name" placeholder="方案名称" size="12"> '
-        '<input id="scheme-officer" placeholder="保存人" size="8"> '
-        '<button onclick="saveScheme()">保存</button> <span id="save-msg" class="muted"></span></div>'
-    )
-
-
-SAVE_JS = """
-function saveScheme(){
-  var box = document.querySelector('.save');
-  var name = document.getElementById('scheme-name').value.trim();
-  var officer = document.getElementById('scheme-officer').value.trim();
-  var msg = document.getElementById('save-msg');
-  if (!name || !officer) { msg.textContent = '请填写方案名称和保存人'; return; }
-  fetch('/api/searches', {method: 'POST', headers: {'Content-Type': 'application/json'},
-    body: JSON.stringify({name: name, officer: officer, params: JSON.parse(box.dataset.params)})})
-    .then(function(r){ return r.json().then(function(b){ return [r.status, b]; }); })
-    .then(function(x){
-      if (x[0] === 201) { location.reload(); }
-      else { msg.textContent = (x[1] && x[1].detail) ? String(x[1].detail) : ('保存失败：' + x[0]); }
-    })
-    .catch(function(){ msg.textContent = '保存失败：网络错误'; });
-}
-"""
-
-
-# --------------------------------------------------------------------------- routes
-
-
-def search_params(
-    q: str = "",
-    place: str = "",
-    kind: list[str] = Query([]),
-    topic: list[str] = Query([]),
-    severity: list[str] = Query([]),
-    date_from: str = Query("", alias="from"),
-    date_to: str = Query("", alias="to"),
-    sort: str = "relevance",
-    page: int = Query(1, ge=1, le=10_000),
-    size: int = Query(20, ge=1, le=MAX_PAGE_SIZE),
-) -> SearchParams:
-    """The query-string parameters of every route below."""
-    clean = [[x for x in v if x.strip()] for v in (kind, topic, severity)]
-    return SearchParams(q, place, *clean, date_from, date_to, sort, page, size)
-
-
-class SaveSearch(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    officer: str = Field(min_length=1, max_length=100)
-    params: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("name", "officer")
-    @classmethod
-    def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("must not be blank")
-        return v.strip()
-
-
 def scheme_views(store: Store, backend: SearchBackend | None, now: datetime) -> list[dict[str, Any]]:
     """Every saved search with its link, total and matches published in the last 24 hours."""
     with store.reader() as s:
@@ -418,85 +233,3 @@ def scheme_views(store: Store, backend: SearchBackend | None, now: datetime) -> 
                 item["last_24h"] = backend.search(recent).total
             out.append(item)
         return out
-
-
-def search_router(
-    get_backend: Callable[[], SearchBackend | None], store: Store, now: Callable[[], datetime]
-) -> APIRouter:
-    """The routes above; ``get_backend`` returns the open backend or None (→ 503)."""
-    router = APIRouter()
-
-    def backend() -> SearchBackend:
-        b = get_backend()
-        if b is None:
-            raise HTTPException(status_code=503, detail="全文检索后端不可用（见 settings.yaml 的 search 配置）")
-        return b
-
-    @router.get("/api/search")
-    def api_search(p: SearchParams = Depends(search_params)) -> dict[str, Any]:
-        res = backend().search(p.query())
-        return {"total": res.total, "page": p.page, "size": p.size,
-                "hits": [hit_json(h) for h in res.hits], "facets": res.facets}
-
-    @router.get("/api/search/export")
-    def api_export(p: SearchParams = Depends(search_params)) -> Response:
-        hits, total = export_rows(backend(), p)
-        stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M")
-        name = quote(f"舆情检索_{stamp}.csv")
-        headers = {
-            "Content-Disposition": f"attachment; filename=\"yuqing-search-{stamp}.csv\"; filename*=UTF-8''{name}",
-            "X-Total-Count": str(total),
-            "X-Truncated": "true" if total > len(hits) else "false",
-        }
-        return Response(export_csv(hits), media_type="text/csv; charset=utf-8", headers=headers)
-
-    @router.get("/search", response_class=HTMLResponse)
-    def page(p: SearchParams = Depends(search_params)) -> HTMLResponse:
-        b = get_backend()
-        schemes = scheme_views(store, b, now())
-        try:
-            res = backend().search(p.query())
-        except HTTPException as e:
-            return HTMLResponse(search_page(p, None, str(e.detail), schemes), status_code=e.status_code)
-        return HTMLResponse(search_page(p, res, "", schemes))
-
-    @router.get("/api/searches")
-    def list_searches() -> dict[str, Any]:
-        return {"now": iso_shanghai(now()), "searches": scheme_views(store, get_backend(), now())}
-
-    @router.post("/api/searches", status_code=201)
-    def save_search(body: SaveSearch, request: Request) -> JSONResponse:
-        try:
-            p = params_from(body.params)
-            p.query()  # 400 on a bad value, before anything is saved
-        except ValueError as e:
-            raise HTTPException(status_code=400, detail=f"检索条件有误：{e}") from None
-        at = now()
-        try:
-            with store.transaction() as s:
-                row = SavedSearch(name=body.name, params=p.saved(), created_by=body.officer, created_at=at)
-                s.add(row)
-                s.flush()
-                s.add(Audit(at=at, actor=body.officer, action="saved_search_created",
-                            detail={"id": row.id, "name": row.name, "params": row.params},
-                            remote_addr=request.client.host if request.client else None))
-                rid = row.id
-        except IntegrityError:
-            raise HTTPException(status_code=409, detail=f"已有名为“{body.name}”的监测方案") from None
-        item = next(v for v in scheme_views(store, get_backend(), at) if v["id"] == rid)
-        return JSONResponse(item, status_code=201)
-
-    @router.delete("/api/searches/{sid}")
-    def delete_search(sid: DbId, request: Request, officer: str = Query(..., min_length=1)) -> dict[str, Any]:
-        at = now()
-        with store.transaction() as s:
-            row = s.get(SavedSearch, sid)
-            if row is None:
-                raise HTTPException(status_code=404, detail=f"监测方案 {sid} 不存在")
-            s.add(Audit(at=at, actor=officer.strip(), action="saved_search_deleted",
-                        detail={"id": row.id, "name": row.name, "params": row.params},
-                        remote_addr=request.client.host if request.client else None))
-            s.delete(row)
-        return {"deleted": sid}
-
-    return router

@@ -68,7 +68,6 @@ number of breaches, descending, then name.
 
 from __future__ import annotations
 
-import html
 import re
 from collections import Counter
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -78,10 +77,10 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from responder.archive import KIND_LABEL
+from responder.cases import STATUS_LABEL
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.events import ARCHIVED_ACTION
 from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Store, Ticket, utcnow
-from responder.web import STATUS_LABEL
 
 PERIODS = ("day", "week")
 PERIOD_LABEL = {"day": "日报", "week": "周报"}
@@ -467,28 +466,28 @@ def _timeliness(s: Any, start: datetime, end: datetime, as_of: datetime) -> Time
 # --------------------------------------------------------------------------- rendering
 
 
-def _t(dt: datetime | None) -> str:
+def shanghai_time(dt: datetime | None) -> str:
     return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if dt else ""
 
 
-def _counts(items: list[Count], labels: dict[str, str] | None = None, unit: str = "") -> str:
+def counts_text(items: list[Count], labels: dict[str, str] | None = None, unit: str = "") -> str:
     if not items:
         return "无"
     return "、".join(f"{(labels or {}).get(c.name, c.name)} {c.count}{unit}" for c in items)
 
 
-def _deadline_text(d: DeadlineState) -> str:
-    s = f"{d.milestone}：截止 {_t(d.due_at)}，{d.state}"
+def deadline_text(d: DeadlineState) -> str:
+    s = f"{d.milestone}：截止 {shanghai_time(d.due_at)}，{d.state}"
     if d.state in (ON_TIME, LATE) and d.met_at is not None:
-        s += f"（{_t(d.met_at)} 完成）"
+        s += f"（{shanghai_time(d.met_at)} 完成）"
     return s
 
 
-def _overview_lines(b: Brief) -> list[str]:
+def overview_lines(b: Brief) -> list[str]:
     o = b.overview
     sev = "、".join(f"{k} {o.tickets_by_severity.get(k, 0)}" for k in SEVERITIES)
     return [
-        f"采集帖文 {o.posts} 条（{_counts(o.posts_by_kind, KIND_LABEL)}），"
+        f"采集帖文 {o.posts} 条（{counts_text(o.posts_by_kind, KIND_LABEL)}），"
         f"其中政务舆情 {o.relevant_posts} 条、突发事件相关 {o.emergency_posts} 条。",
         f"新发事件 {o.new_events} 起，其中突发事件 {o.emergency_events} 起。",
         f"新建工单 {o.tickets_opened} 件：{sev}"
@@ -497,18 +496,18 @@ def _overview_lines(b: Brief) -> list[str]:
     ]
 
 
-def _key_events_heading(b: Brief) -> str:
+def key_events_heading(b: Brief) -> str:
     shown = len(b.key_events)
     more = f"，列前 {shown} 起" if b.key_events_total > shown else ""
     return f"二、重点事件（共 {b.key_events_total} 起{more}）"
 
 
-def _timeliness_lines(b: Brief) -> list[str]:
+def timeliness_lines(b: Brief) -> list[str]:
     t = b.timeliness
     return [
         f"本期到期节点 {t.due} 个：{ON_TIME} {t.on_time}，{LATE} {t.late}，"
         f"{OPEN_PAST_DUE} {t.open_past_deadline}，{PENDING} {t.pending}。",
-        f"超时部门：{_counts(t.breach_departments, unit=' 个')}。",
+        f"超时部门：{counts_text(t.breach_departments, unit=' 个')}。",
     ]
 
 
@@ -516,12 +515,12 @@ def brief_text(b: Brief) -> str:
     """Plain Chinese text for pasting into WeChat or e-mail."""
     lines = [
         b.title,
-        f"统计时段：{_t(b.start)} 至 {_t(b.end)}（北京时间）；统计时点：{_t(b.as_of)}",
+        f"统计时段：{shanghai_time(b.start)} 至 {shanghai_time(b.end)}（北京时间）；统计时点：{shanghai_time(b.as_of)}",
         "",
         "一、概况",
-        *_overview_lines(b),
+        *overview_lines(b),
         "",
-        _key_events_heading(b),
+        key_events_heading(b),
     ]
     if not b.key_events:
         lines.append("无。")
@@ -529,120 +528,13 @@ def brief_text(b: Brief) -> str:
         ticket = f"工单 #{e.ticket_id} {e.ticket_status_label}" if e.ticket_id is not None else "无工单"
         lines.append(f"{i}. 【{e.severity}】{e.title}（{e.place_label}）")
         lines.append(
-            f"   首发 {_t(e.t0)}；帖文 {e.post_count} 条（本期 {e.posts_in_period} 条）；{ticket}；责任部门 {e.department}"
+            f"   首发 {shanghai_time(e.t0)}；帖文 {e.post_count} 条（本期 {e.posts_in_period} 条）；{ticket}；责任部门 {e.department}"
         )
-        lines.extend(f"   {_deadline_text(d)}" for d in e.deadlines)
-    lines += ["", "三、时限执行", *_timeliness_lines(b), "", "四、分布"]
-    lines.append(f"话题：{_counts(b.distribution.topics)}")
-    lines.append(f"地区：{_counts(b.distribution.places)}")
+        lines.extend(f"   {deadline_text(d)}" for d in e.deadlines)
+    lines += ["", "三、时限执行", *timeliness_lines(b), "", "四、分布"]
+    lines.append(f"话题：{counts_text(b.distribution.topics)}")
+    lines.append(f"地区：{counts_text(b.distribution.places)}")
     return "\n".join(lines) + "\n"
-
-
-BRIEF_CSS = """
-section{background:#fff;padding:12px 16px;margin-bottom:16px}
-section h2{font-size:17px;margin:0 0 8px 0}
-.state-ok{color:#2e7d32}.state-late{color:#ef6c00}.state-breach{color:#c62828;font-weight:bold}
-nav.brief a{margin-right:12px}
-"""
-_STATE_CLASS = {ON_TIME: "state-ok", LATE: "state-late", OPEN_PAST_DUE: "state-breach", PENDING: "muted"}
-
-
-def _nav(b: Brief) -> str:
-    step = timedelta(days=1 if b.period == "day" else 7)
-    prev, nxt = b.day - step, b.day + step
-    other = "week" if b.period == "day" else "day"
-    return (
-        '<nav class="brief">'
-        f'<a href="/briefs?period={b.period}&amp;date={prev.isoformat()}">上一{"日" if b.period == "day" else "周"}</a>'
-        f'<a href="/briefs?period={b.period}&amp;date={nxt.isoformat()}">下一{"日" if b.period == "day" else "周"}</a>'
-        f'<a href="/briefs?period={other}&amp;date={b.day.isoformat()}">{PERIOD_LABEL[other]}</a>'
-        f'<a href="/api/briefs?period={b.period}&amp;date={b.day.isoformat()}">JSON</a></nav>'
-    )
-
-
-def _page(title: str, body: str) -> str:
-    from responder.web import PAGE_CSS
-
-    e = html.escape
-    return (
-        '<!DOCTYPE html><html lang="zh-CN"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{e(title)}</title><style>{PAGE_CSS}{BRIEF_CSS}</style></head><body>"
-        f'<header><h1>{e(title)}</h1><span><a href="/" style="color:#fff">预警工单</a> '
-        '<a href="/search" style="color:#fff">全库检索</a></span></header>'
-        f"<main>{body}</main></body></html>"
-    )
-
-
-def brief_error_html(message: str) -> str:
-    return _page("舆情日报/周报", f'<div class="empty">{html.escape(message)}</div>')
-
-
-def brief_html(b: Brief) -> str:
-    """The brief as an HTML page; every stored string is escaped."""
-    from responder.web import SEVERITY_COLOUR
-
-    e = html.escape
-    parts = [
-        _nav(b),
-        f'<p class="muted">统计时段：{e(_t(b.start))} 至 {e(_t(b.end))}（北京时间）；统计时点：{e(_t(b.as_of))}</p>',
-        "<section><h2>一、概况</h2>" + "".join(f"<p>{e(x)}</p>" for x in _overview_lines(b)) + "</section>",
-    ]
-    rows = []
-    for i, ev in enumerate(b.key_events, 1):
-        colour = SEVERITY_COLOUR.get(ev.severity, "#555")
-        place = (
-            '<span class="pending-place">待定（属地未明）</span>'
-            if ev.place_label == PENDING_PLACE
-            else e(ev.place_label)
-        )
-        ticket = (
-            f'<a href="/tickets/{ev.ticket_id}">#{ev.ticket_id}</a> {e(ev.ticket_status_label)}'
-            if ev.ticket_id is not None
-            else "无工单"
-        )
-        dls = (
-            "".join(
-                f'<div class="dl">{e(d.milestone)}：截止 {e(_t(d.due_at))} '
-                f'<span class="{_STATE_CLASS.get(d.state, "")}">{e(d.state)}</span>'
-                + (
-                    f' <span class="muted">{e(_t(d.met_at))} 完成</span>'
-                    if d.state in (ON_TIME, LATE)
-                    else ""
-                )
-                + "</div>"
-                for d in ev.deadlines
-            )
-            or '<span class="muted">无</span>'
-        )
-        rows.append(
-            f"<tr><td>{i}</td>"
-            f'<td><span class="sev" style="background:{colour}">{e(ev.severity)}</span></td>'
-            f'<td>{e(ev.title)}<div class="muted">首发 {e(_t(ev.t0))}</div></td>'
-            f"<td>{place}</td><td>{ev.post_count}（本期 {ev.posts_in_period}）</td>"
-            f'<td>{ticket}<div class="muted">{e(ev.department)}</div></td><td>{dls}</td></tr>'
-        )
-    table = (
-        "<table><thead><tr><th>序号</th><th>级别</th><th>事件</th><th>属地</th><th>帖文数</th>"
-        "<th>工单</th><th>时限节点</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
-        if rows
-        else '<div class="empty">本期无重点事件</div>'
-    )
-    parts.append(f"<section><h2>{e(_key_events_heading(b))}</h2>{table}</section>")
-    parts.append(
-        "<section><h2>三、时限执行</h2>"
-        + "".join(f"<p>{e(x)}</p>" for x in _timeliness_lines(b))
-        + "</section>"
-    )
-    parts.append(
-        "<section><h2>四、分布</h2>"
-        f"<p>话题：{e(_counts(b.distribution.topics))}</p>"
-        f"<p>地区：{e(_counts(b.distribution.places))}</p></section>"
-    )
-    parts.append(
-        '<p class="muted">时限自事件首发时间（T0）起算；各项口径见 /api/briefs 返回的 definitions。</p>'
-    )
-    return _page(b.title, "".join(parts))
 
 
 __all__ = [
@@ -655,8 +547,13 @@ __all__ = [
     "Overview",
     "Timeliness",
     "brief",
-    "brief_html",
     "brief_text",
+    "counts_text",
+    "deadline_text",
+    "key_events_heading",
+    "overview_lines",
+    "shanghai_time",
+    "timeliness_lines",
     "parse_params",
     "period_bounds",
 ]

@@ -1,9 +1,9 @@
 """What the web UI and the exports let through.
 
-* :func:`safe_url` / :func:`link_html` — only absolute ``http``/``https``
-  URLs become links; anything else (``javascript:``, ``data:``, relative or
-  malformed addresses) is shown as escaped text. Every external link in the
-  UI goes through :func:`link_html`.
+* :func:`safe_url` — only absolute ``http``/``https`` URLs become links;
+  anything else (``javascript:``, ``data:``, relative or malformed addresses)
+  is shown as escaped text. Every external link in the UI goes through it
+  (the ``link`` macro of ``web/templates/_macros.html``).
 * :func:`spreadsheet_cell` — a cell of a CSV or xlsx export that a
   spreadsheet would read as a formula (it begins with ``=``, ``+``, ``-``,
   ``@``, a tab or a carriage return) gets a leading single quote, as OWASP
@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 import re
 from datetime import date, datetime
@@ -50,25 +49,6 @@ def safe_url(url: str | None) -> str | None:
     if parts.scheme.lower() not in _SAFE_SCHEMES or not parts.hostname:
         return None
     return u
-
-
-def link_html(url: str | None, label_html: str | None = None, *, cls: str = "", new_tab: bool = True) -> str:
-    """An ``<a>`` to ``url`` when :func:`safe_url` accepts it.
-
-    ``label_html`` is markup the caller has already escaped (default: the URL,
-    escaped). An unsafe URL gives the label as plain text and, when the label
-    is not the URL itself, the URL as escaped text after it, so nothing is lost.
-    """
-    label = label_html if label_html is not None else html.escape(url or "")
-    cls_attr = f' class="{html.escape(cls)}"' if cls else ""
-    good = safe_url(url)
-    if good is not None:
-        target = ' target="_blank" rel="noopener noreferrer"' if new_tab else ""
-        return f'<a{cls_attr} href="{html.escape(good, quote=True)}"{target}>{label}</a>'
-    out = f'<span{cls_attr} data-nolink="1">{label}</span>'
-    if label_html is not None and url and url.strip():
-        out += f'<span class="muted unsafe-url">（非网页链接：{html.escape(url)}）</span>'
-    return out
 
 
 # --------------------------------------------------------------------------- spreadsheets
@@ -219,7 +199,6 @@ __all__ = [
     "BodyTooLarge",
     "DbId",
     "id_out_of_range",
-    "link_html",
     "safe_url",
     "spreadsheet_cell",
     "spreadsheet_row",

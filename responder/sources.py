@@ -176,21 +176,6 @@ def render_alert(detail: dict[str, Any]) -> list[str]:
     ]
 
 
-def banner_html(views: list[dict[str, Any]]) -> str:
-    """The warning strip above the ticket list; empty when every source is fine."""
-    from html import escape
-
-    bad = [v for v in views if v["alert"]]
-    if not bad:
-        return ""
-    items = "；".join(
-        f"{escape(v['source_name'])}{escape(v['state_label'])}"
-        + (f"（最近成功 {escape(v['last_success_at'][:16].replace('T', ' '))}）" if v["last_success_at"] else "")
-        for v in bad
-    )
-    return f'<div class="source-alert" role="alert">信息源告警：{items}。失联期间的舆情可能漏报。</div>'
-
-
 def metrics_text(store: Store, now: datetime | None = None) -> str:
     """Prometheus text exposition: per-source health, ticket counts, notices nobody received."""
     from responder.notify.unrouted import unrouted_metrics

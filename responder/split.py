@@ -1,4 +1,4 @@
-"""Event split by a duty officer: the counterpart of the merge (:mod:`responder.web`).
+"""Event split by a duty officer: the counterpart of the merge (:func:`responder.cases.merge`).
 
 Posts the grouper put into the wrong event move to a **new** event with its
 own ticket, opened the way the grouper opens one (:meth:`EventGrouper._open`):

@@ -13,11 +13,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from responder.brief import brief, brief_html, brief_text, period_bounds
+from responder.brief import brief, brief_text, period_bounds
 from responder.service import handle_batch
 from responder.store import Deadline, Event, Store, Ticket
-from responder.web import create_app
 from tests.fixtures.databases import assessed, sh
+from web.app import create_app
+from web.routes.briefs import brief_html
 
 ROOT = Path(__file__).resolve().parents[1]
 # The ISO week of the example: Monday 2026-11-16 to Sunday 2026-11-22.

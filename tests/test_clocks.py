@@ -311,7 +311,7 @@ def test_acknowledging_a_working_day_ticket_leaves_its_clock(tmp_path, settings)
     from fastapi.testclient import TestClient
 
     from responder.scheduler import Scheduler
-    from responder.web import create_app
+    from web.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'a.db'}")
     t0 = sh(2026, 2, 13, 10, 0)

@@ -177,7 +177,7 @@ def test_work_report_is_archived_without_clock_but_a_complaint_is_not(store, set
     from fastapi.testclient import TestClient
 
     from responder.events import ARCHIVED_OUTCOME
-    from responder.web import create_app
+    from web.app import create_app
 
     report = assessed("meeting", title="合肥市政府召开常务会议 研究部署冬季安全生产", published_at=T,
                       text="市政府召开常务会议，研究部署冬季安全生产等工作。", needs_response=False)

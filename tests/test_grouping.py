@@ -33,8 +33,8 @@ from responder.similarity import (
     vectors_similarity,
 )
 from responder.store import SEVERITY_RANK, Audit, Event, Post, Store, TicketEventRow
-from responder.web import create_app
 from tests.fixtures.databases import PLACES, assessed, sh
+from web.app import create_app
 
 T0 = sh(2026, 11, 2, 8, 0)
 

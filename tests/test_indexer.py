@@ -16,8 +16,8 @@ from responder.search import open_search
 from responder.search.elastic import ElasticSearch
 from responder.service import handle_batch
 from responder.store import Event, Post, Store
-from responder.web import create_app
 from tests.fixtures.databases import assessed, sh
+from web.app import create_app
 
 T = sh(2026, 11, 2, 9, 0)
 

@@ -27,8 +27,8 @@ from responder.notify.channels import idempotency_key
 from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Delivery, Notice, Store, Ticket
-from responder.web import create_app
 from tests.fixtures.databases import assessed, sh
+from web.app import create_app
 from yuqing.configfile import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -31,9 +31,9 @@ from responder.notify import Dispatcher, load_notify
 from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Deadline, Delivery, Notice, Store, Ticket, UnroutedNotice
-from responder.web import create_app
 from stream.contracts import SHANGHAI, AssessedPost
 from tests.test_notify import Clock, HookReceiver, SMTPReceiver
+from web.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -17,8 +17,8 @@ from responder.notify.departments import DepartmentNames
 from responder.notify.router import plan_route, route
 from responder.scheduler import Scheduler
 from responder.store import Notice, Store, UnroutedNotice
-from responder.web import create_app
 from tests.test_notify import BASE, T0, Clock, _ticket, receivers, write_notify  # noqa: F401 - fixture
+from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 

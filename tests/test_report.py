@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from responder.report import timeliness
 from responder.store import Deadline, Event, Store, Ticket
-from responder.web import create_app
 from tests.fixtures.databases import sh
+from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = sh(2026, 11, 6, 12, 0)

@@ -17,9 +17,9 @@ from sqlalchemy import select
 from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Audit, Deadline, DeadlineWarning, Outbox, Store, Ticket, TicketEventRow
-from responder.web import create_app
 from stream.contracts import TicketEvent
 from tests.fixtures.databases import assessed, sh
+from web.app import create_app
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = sh(2026, 11, 2, 9, 0)

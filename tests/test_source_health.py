@@ -15,11 +15,11 @@ from responder.notify import Dispatcher, load_notify
 from responder.service import relay_outbox
 from responder.sources import record_health, source_views
 from responder.store import Delivery, Outbox, SourceHealthRow, Store
-from responder.web import create_app
 from stream.contracts import CrawlHealth, encode
 from stream.embedded import EmbeddedTransport
 from tests.fixtures.databases import sh
 from tests.test_notify import Clock, receivers, write_notify  # noqa: F401 - receivers is a fixture
+from web.app import create_app
 
 T0 = sh(2026, 11, 2, 23, 0)  # inside the test config's quiet hours (22:00–07:30)
 

@@ -22,13 +22,14 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from responder.safety import MAX_DB_ID, link_html, safe_url, spreadsheet_cell
+from responder.safety import MAX_DB_ID, safe_url, spreadsheet_cell
 from responder.search import open_search
 from responder.search.base import PostDoc
 from responder.service import handle_batch
 from responder.store import Store, Ticket
-from responder.web import create_app
 from tests.fixtures.databases import assessed, sh
+from web.app import create_app
+from web.templating import link_html
 
 T0 = sh(2026, 11, 2, 9, 0)
 HUGE = "99999999999999999999999"

@@ -14,8 +14,8 @@ from responder.search import open_search
 from responder.search.base import PostDoc
 from responder.service import handle_batch
 from responder.store import Store
-from responder.web import create_app
 from tests.fixtures.databases import assessed, sh
+from web.app import create_app
 
 T0 = sh(2026, 11, 2, 9, 0)
 

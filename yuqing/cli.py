@@ -55,7 +55,7 @@ def run_stage(name: str, settings) -> None:
     if name == "web":
         import uvicorn
 
-        from responder.web import create_app
+        from web.app import create_app
 
         uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_level="warning")
         return

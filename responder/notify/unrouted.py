@@ -8,7 +8,6 @@ row when escalation steps apply to a notice but no recipient of
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from html import escape
 from typing import Any
 
 from sqlalchemy import func, select
@@ -57,26 +56,6 @@ def unrouted_summary(store: Store, now: datetime, *, limit: int = 20) -> dict[st
         "total_by_kind": {str(k): int(v) for k, v in by_kind.items()},
         "items": items,
     }
-
-
-def unrouted_banner_html(summary: dict[str, Any], *, shown: int = 5) -> str:
-    """The alert strip on the board; empty when every notice of the last 24 h reached someone."""
-    n = summary["last_24h"]
-    if not n:
-        return ""
-    parts = []
-    for it in summary["items"][:shown]:
-        ticket = f"工单 #{it['ticket_id']}" if it["ticket_id"] is not None else "系统通知"
-        parts.append(
-            f"<li>{escape(it['created_at'][:16].replace('T', ' '))} {escape(it['kind_label'])}"
-            f"（{escape(ticket)}）：{escape(it['reason'])}</li>"
-        )
-    more = f"<li>……另有 {n - shown} 条，见 /api/notices/unrouted</li>" if n > shown else ""
-    return (
-        '<div class="source-alert notice-unrouted" role="alert">'
-        f"通知无人接收：最近24小时有 {n} 条通知没有任何接收人，请在 config/notify.yaml 补充接收人"
-        f"（yuqing check-config 列出未覆盖的辖区和部门）。<ul>{''.join(parts)}{more}</ul></div>"
-    )
 
 
 def unrouted_metrics(store: Store, now: datetime) -> list[str]:

@@ -1,0 +1,657 @@
+"""What a duty officer does to tickets and events, and how a ticket reads.
+
+Plain functions that take the acting user (:class:`responder.permissions.Actor`)
+and the store; the web console and the CLI call them alike, and the web only
+parses, authorises and renders. Failures are domain exceptions:
+:class:`NotFound` (an unknown ticket, event or saved search), :class:`Conflict`
+(the action clashes with the current state), :class:`Invalid` (the request
+itself is wrong); each carries a Chinese message for the user. The web maps
+them to 404, 409 and 422.
+
+* :func:`acknowledge` — records who, when (Asia/Shanghai) and from which
+  address, in the ticket and the audit. It never touches a deadline. A repeat
+  by the **same** officer is ``already`` with the unchanged state (a retried
+  request or a double click); by **another** officer it is a
+  :class:`Conflict` naming who acknowledged first.
+* :func:`record_milestone` — the milestone is met: its clock stops; repeating
+  it is ``already`` with the first record unchanged.
+* :func:`assign` — the responsible department (a closed ticket: Conflict).
+* :func:`close` — close with a handling outcome; repeating it is ``already``.
+  Ticket states: new → acknowledged → closed (new → closed allowed).
+* :func:`merge` / :func:`split` — events (:mod:`responder.split`).
+* :func:`save_search` / :func:`delete_saved_search` — saved searches (监测方案).
+
+Every action writes an audit row whose ``actor`` is ``actor.username`` and whose
+``remote_addr`` is ``actor.remote_addr``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from responder.clocks import SHANGHAI, Clocks, iso_shanghai
+from responder.permissions import Actor
+from responder.safety import valid_id
+from responder.store import (
+    SEVERITY_RANK,
+    Audit,
+    Deadline,
+    DeadlineWarning,
+    Event,
+    Post,
+    SavedSearch,
+    Store,
+    Ticket,
+    emit_fact,
+    utcnow,
+)
+
+STATUS_LABEL = {"new": "待确认", "acknowledged": "已确认", "closed": "已办结"}
+RULE_LABEL = {
+    "major_emergency": "重大突发事件（5小时/24小时）",
+    "response_48h": "政务舆情回应（48小时）",
+    "suggestion": "网民意见建议（7个工作日）",
+    "complaint": "咨询投诉（15个工作日）",
+    "none": "无法定时限",
+}
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class CaseError(Exception):
+    """A duty officer's action that cannot be done; ``message`` is for the user (Chinese)."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(CaseError):
+    """The ticket, event or saved search does not exist (or is out of the actor's sight)."""
+
+
+class Conflict(CaseError):
+    """The action clashes with the current state (another officer acknowledged first, …)."""
+
+
+class Invalid(CaseError):
+    """The request itself is wrong (an unknown milestone, merging an event into itself, …)."""
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class Outcome:
+    """The ticket after an action; ``already``: nothing changed (a repeat)."""
+
+    already: bool
+    ticket: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"already": self.already, "ticket": self.ticket}
+
+
+@dataclass
+class MergeOutcome:
+    ticket: dict[str, Any]
+    closed_ticket: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ticket": self.ticket, "closed_ticket": self.closed_ticket}
+
+
+@dataclass
+class SplitOutcome:
+    ticket: dict[str, Any]
+    new_ticket: dict[str, Any]
+    moved_post_ids: list[str]
+    deadlines_moved: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ticket": self.ticket,
+            "new_ticket": self.new_ticket,
+            "moved_post_ids": self.moved_post_ids,
+            "deadlines_moved": self.deadlines_moved,
+        }
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _fmt(dt: datetime | None) -> str:
+    return dt.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if dt else ""
+
+
+def _primary(responders: list[Any] | None, department: str | None) -> str:
+    for r in responders or []:
+        if isinstance(r, dict) and r.get("role") == "primary" and r.get("name"):
+            return str(r["name"])
+    return department or "待指定"
+
+
+def ticket_view(s: Session, t: Ticket, now: datetime) -> dict[str, Any]:
+    """A ticket as the API and the pages show it (times ISO, Asia/Shanghai)."""
+    ev = s.get(Event, t.event_id)
+    assert ev is not None
+    place = dict(ev.place or {})
+    deadlines = s.scalars(select(Deadline).where(Deadline.ticket_id == t.id).order_by(Deadline.due_at)).all()
+    return {
+        "id": t.id,
+        "status": t.status,
+        "status_label": STATUS_LABEL.get(t.status, t.status),
+        "event": {
+            "id": ev.id,
+            "title": ev.title,
+            "t0": iso_shanghai(ev.t0),
+            "t0_precision": ev.t0_precision,
+            "t0_post_id": ev.t0_post_id,
+            "crawl_lag_seconds": ev.t0_crawl_lag_s,
+            "post_count": ev.post_count,
+            "event_type": ev.event_type,
+            "event_subtype": ev.event_subtype,
+        },
+        "severity": t.severity,
+        "severity_reason": t.severity_reason,
+        "place": {
+            "province": place.get("province"),
+            "city": place.get("city"),
+            "county": place.get("county"),
+            "code": t.place_code,
+            "label": t.place_label or "待定",
+        },
+        "department": t.department,
+        "primary_responder": _primary(t.responders, t.department),
+        "responders": t.responders or [],
+        "rule": t.rule,
+        "rule_label": RULE_LABEL.get(t.rule, t.rule),
+        "deadlines": [
+            {
+                "milestone": d.milestone,
+                "rule": d.rule,
+                "due_at": iso_shanghai(d.due_at),
+                "met_at": iso_shanghai(d.met_at),
+                "met_by": d.met_by,
+                "evidence_url": d.evidence_url,
+                "fired_at": iso_shanghai(d.fired_at),
+                "seconds_left": int((d.due_at - now).total_seconds()),
+                "overdue": d.met_at is None and d.due_at <= now,
+            }
+            for d in deadlines
+        ],
+        "created_at": iso_shanghai(t.created_at),
+        "acknowledged_by": t.acknowledged_by,
+        "acknowledged_at": iso_shanghai(t.acknowledged_at),
+        "acknowledged_from": t.acknowledged_from,
+    }
+
+
+def open_tickets(s: Session, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    """Open tickets, most severe first, then newest."""
+    rows = s.scalars(
+        select(Ticket).where(Ticket.status != "closed").order_by(Ticket.created_at.desc()).limit(limit)
+    ).all()
+    rows = sorted(rows, key=lambda t: (-SEVERITY_RANK.get(t.severity, 0), -t.created_at.timestamp(), -t.id))
+    return [ticket_view(s, t, now) for t in rows]
+
+
+def get_ticket(s: Session, tid: int, *, lock: bool = False) -> Ticket:
+    # FOR UPDATE (PostgreSQL): two officers acknowledging at once queue up
+    # and the second sees the first; SQLite writers are serial anyway.
+    t = s.get(Ticket, tid, with_for_update=lock or None) if valid_id(tid) else None
+    if t is None:
+        raise NotFound(f"工单 {tid} 不存在")
+    return t
+
+
+def event_ticket(s: Session, eid: int) -> Ticket:
+    """The ticket of event ``eid`` (the link from a search hit)."""
+    t = s.scalars(select(Ticket).where(Ticket.event_id == eid)).first() if valid_id(eid) else None
+    if t is None:
+        raise NotFound(f"事件 {eid} 没有工单（可能已并入其他事件）")
+    return t
+
+
+def ticket_detail(s: Session, tid: int, now: datetime) -> dict[str, Any]:
+    """One ticket with its posts and audit trail."""
+    t = get_ticket(s, tid)
+    out = ticket_view(s, t, now)
+    posts = s.scalars(select(Post).where(Post.event_id == t.event_id).order_by(Post.published_at)).all()
+    out["posts"] = [
+        {
+            "post_id": p.post_id,
+            "source_id": p.source_id,
+            "source_kind": p.source_kind,
+            "source_name": p.source_name,
+            "url": p.url,
+            "title": p.title,
+            "text": p.text[:500],
+            "published_at": iso_shanghai(p.published_at),
+            "precision": p.precision,
+            "fetched_at": iso_shanghai(p.fetched_at),
+            "crawl_lag_seconds": (p.fetched_at - p.published_at).total_seconds(),
+            "place_label": p.place_label,
+            "severity": p.severity,
+        }
+        for p in posts
+    ]
+    audits = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.at, Audit.id)).all()
+    out["audit"] = [
+        {
+            "at": iso_shanghai(a.at),
+            "actor": a.actor,
+            "action": a.action,
+            "detail": a.detail,
+            "remote_addr": a.remote_addr,
+        }
+        for a in audits
+    ]
+    return out
+
+
+# --------------------------------------------------------------------------- tickets
+
+
+def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | None = None) -> Outcome:
+    """The officer has seen the ticket (确认接收). Never stops a statutory clock."""
+    n = now or utcnow()
+    who, addr = actor.username, actor.remote_addr
+    with store.transaction() as s:
+        t = get_ticket(s, ticket_id, lock=True)
+        if t.acknowledged_at is not None:
+            if t.acknowledged_by != who:
+                raise Conflict(f"工单 {ticket_id} 已由 {t.acknowledged_by} 于 {_fmt(t.acknowledged_at)} 确认接收")
+            return Outcome(True, ticket_view(s, t, n))
+        t.acknowledged_at = n
+        t.acknowledged_by = who
+        t.acknowledged_from = addr
+        if t.status == "new":
+            t.status = "acknowledged"
+        emit_fact(
+            s,
+            ticket=t,
+            kind="acknowledged",
+            key=f"{t.id}:ack",
+            at=n,
+            actor=who,
+            detail={"officer": who, "at": iso_shanghai(n), "from": addr},
+            outbox=True,
+            remote_addr=addr,
+        )
+        return Outcome(False, ticket_view(s, t, n))
+
+
+def assign(
+    store: Store, actor: Actor, ticket_id: int, department: str, *, now: datetime | None = None
+) -> Outcome:
+    """Assign the responsible department (new/acknowledged tickets; audited)."""
+    n = now or utcnow()
+    who, addr = actor.username, actor.remote_addr
+    dept = department.strip()
+    if not dept:
+        raise Invalid("责任部门不能为空")
+    with store.transaction() as s:
+        t = get_ticket(s, ticket_id, lock=True)
+        if t.status == "closed":
+            raise Conflict(f"工单 {ticket_id} 已办结，不能再指派")
+        if t.department == dept:
+            return Outcome(True, ticket_view(s, t, n))
+        count = s.scalar(
+            select(func.count()).select_from(Audit).where(Audit.ticket_id == ticket_id, Audit.action == "assigned")
+        )
+        old = t.department
+        t.department = dept
+        emit_fact(
+            s,
+            ticket=t,
+            kind="assigned",
+            key=f"{t.id}:assigned:{int(count or 0) + 1}",
+            at=n,
+            actor=who,
+            detail={"from": old, "to": dept, "officer": who, "at": iso_shanghai(n)},
+            outbox=True,
+            remote_addr=addr,
+        )
+        return Outcome(False, ticket_view(s, t, n))
+
+
+def record_milestone(
+    store: Store,
+    actor: Actor,
+    ticket_id: int,
+    milestone: str,
+    *,
+    clocks: Clocks,
+    evidence_url: str | None = None,
+    now: datetime | None = None,
+) -> Outcome:
+    """The milestone is met: its clock stops (and a 持续发布 follow-up may be planned)."""
+    from responder.scheduler import plan_followup
+
+    n = now or utcnow()
+    who, addr = actor.username, actor.remote_addr
+    with store.transaction() as s:
+        t = get_ticket(s, ticket_id, lock=True)
+        d = s.scalar(select(Deadline).where(Deadline.ticket_id == ticket_id, Deadline.milestone == milestone))
+        if d is None:
+            known = s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == ticket_id)).all()
+            raise Invalid(f"工单 {ticket_id} 没有节点「{milestone}」（可选：{'、'.join(known) or '无'}）")
+        if d.met_at is not None:
+            return Outcome(True, ticket_view(s, t, n))
+        d.met_at = n
+        d.met_by = who
+        d.evidence_url = evidence_url
+        # Its warning points are moot now: close them so the scheduler never looks again.
+        s.execute(
+            update(DeadlineWarning)
+            .where(DeadlineWarning.deadline_id == d.id, DeadlineWarning.fired_at.is_(None))
+            .values(fired_at=n, outcome="moot")
+            .execution_options(synchronize_session=False)
+        )
+        on_time = n <= d.due_at
+        nxt = plan_followup(s, clocks, t, d)
+        emit_fact(
+            s,
+            ticket=t,
+            kind="milestone",
+            key=f"{t.id}:{d.milestone}:met",
+            at=n,
+            actor=who,
+            detail={
+                "milestone": d.milestone,
+                "due_at": iso_shanghai(d.due_at),
+                "met_at": iso_shanghai(n),
+                "on_time": on_time,
+                "evidence_url": evidence_url,
+                "officer": who,
+                "next_followup": {"milestone": nxt.milestone, "due_at": iso_shanghai(nxt.due_at)}
+                if nxt
+                else None,
+            },
+            outbox=True,
+            remote_addr=addr,
+        )
+        return Outcome(False, ticket_view(s, t, n))
+
+
+def close(
+    store: Store, actor: Actor, ticket_id: int, outcome: str, *, now: datetime | None = None
+) -> Outcome:
+    """Close with a handling outcome (办结). Unmet statutory milestones keep their
+    clocks (only a milestone stops one) and count as breaches in the reports.
+    A pending 持续发布 follow-up is dropped: the event is over."""
+    from responder.scheduler import drop_open_followups
+
+    n = now or utcnow()
+    who, addr = actor.username, actor.remote_addr
+    with store.transaction() as s:
+        # The events lock before the ticket's row lock, in the responder's order.
+        store.lock_events(s)
+        t = get_ticket(s, ticket_id, lock=True)
+        if t.status == "closed":
+            return Outcome(True, ticket_view(s, t, n))
+        t.status = "closed"
+        t.closed_at = n
+        ev = s.get(Event, t.event_id)
+        if ev is not None:
+            ev.status = "closed"
+            store.stamp_events(s, ev)  # responders drop it from the events a post may join
+        dropped = drop_open_followups(s, t)
+        open_ms = s.scalars(
+            select(Deadline.milestone).where(Deadline.ticket_id == ticket_id, Deadline.met_at.is_(None))
+        ).all()
+        emit_fact(
+            s,
+            ticket=t,
+            kind="closed",
+            key=f"{t.id}:closed",
+            at=n,
+            actor=who,
+            detail={
+                "officer": who,
+                "outcome": outcome.strip(),
+                "at": iso_shanghai(n),
+                "open_milestones": list(open_ms),
+                "followups_dropped": dropped,
+            },
+            outbox=True,
+            remote_addr=addr,
+        )
+        return Outcome(False, ticket_view(s, t, n))
+
+
+# --------------------------------------------------------------------------- events
+
+
+def merge(
+    store: Store, actor: Actor, event_id: int, into: int, *, clocks: Clocks, now: datetime | None = None
+) -> MergeOutcome:
+    """Merge event ``event_id`` into event ``into`` (audited).
+
+    The posts move; the target's T0 becomes the earlier of the two (its open
+    deadlines move with it) and its severity the higher; the merged event's
+    ticket is closed (fact ``closed`` with ``merged_into``) and its unmet
+    deadlines are removed — the target's clocks cover the incident — and
+    listed in the audit.
+    """
+    from responder.events import upgrade_rule
+    from responder.scheduler import recompute_deadlines
+
+    n = now or utcnow()
+    who, addr = actor.username, actor.remote_addr
+    if into == event_id:
+        raise Invalid("不能将事件合并到自身")
+    for eid in (event_id, into):
+        if not valid_id(eid):
+            raise NotFound(f"事件 {eid} 不存在")
+    with store.transaction() as s:
+        store.lock_events(s)
+        src, dst = s.get(Event, event_id, with_for_update=True), s.get(Event, into, with_for_update=True)
+        if src is None or dst is None:
+            raise NotFound(f"事件 {event_id if src is None else into} 不存在")
+        if src.status != "open" or dst.status != "open":
+            raise Conflict("只能合并两个未关闭的事件")
+        st_ticket = s.scalar(select(Ticket).where(Ticket.event_id == src.id))
+        dt_ticket = s.scalar(select(Ticket).where(Ticket.event_id == dst.id))
+        assert st_ticket is not None and dt_ticket is not None
+        s.execute(
+            update(Post)
+            .where(Post.event_id == src.id)
+            .values(event_id=dst.id)
+            .execution_options(synchronize_session=False)
+        )
+        dst.post_count = (dst.post_count or 0) + (src.post_count or 0)
+        dst.last_published_at = max(dst.last_published_at, src.last_published_at)
+        moved: list[dict[str, Any]] = []
+        if src.t0 < dst.t0:
+            dst.t0, dst.t0_post_id, dst.t0_precision = src.t0, src.t0_post_id, src.t0_precision
+            dst.t0_crawl_lag_s = src.t0_crawl_lag_s
+            moved = recompute_deadlines(s, clocks, dt_ticket, dst.t0)
+        added: list[dict[str, Any]] = []
+        if SEVERITY_RANK.get(src.severity, 0) > SEVERITY_RANK.get(dst.severity, 0) or (
+            src.is_emergency and not dst.is_emergency
+        ):
+            if SEVERITY_RANK.get(src.severity, 0) > SEVERITY_RANK.get(dst.severity, 0):
+                dst.severity, dst.severity_reason = src.severity, src.severity_reason
+                dt_ticket.severity, dt_ticket.severity_reason = src.severity, src.severity_reason
+            if src.is_emergency and not dst.is_emergency:
+                dst.is_emergency = True
+                dst.event_type = dst.event_type or src.event_type
+                dst.event_subtype = dst.event_subtype or src.event_subtype
+            # The stricter clock (e.g. 5 h / 24 h) applies from the merged T0.
+            added = [
+                {"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)}
+                for d in upgrade_rule(s, clocks, dst, dt_ticket)
+            ]
+        removed = []
+        for d in s.scalars(select(Deadline).where(Deadline.ticket_id == st_ticket.id, Deadline.met_at.is_(None))):
+            removed.append({"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)})
+            s.execute(
+                DeadlineWarning.__table__.delete().where(DeadlineWarning.deadline_id == d.id)  # type: ignore[attr-defined]
+            )
+            s.delete(d)
+        src.status = "merged"
+        store.stamp_events(s, src, dst)  # responders reload both
+        st_ticket.status, st_ticket.closed_at = "closed", n
+        detail = {
+            "from_event": src.id,
+            "into_event": dst.id,
+            "from_ticket": st_ticket.id,
+            "into_ticket": dt_ticket.id,
+            "officer": who,
+            "deadlines_removed": removed,
+            "deadlines_moved": moved,
+            "deadlines_added": added,
+            "rule": dt_ticket.rule,
+        }
+        s.add(
+            Audit(
+                ticket_id=dt_ticket.id,
+                event_id=dst.id,
+                at=n,
+                actor=who,
+                action="event_merged",
+                detail=detail,
+                remote_addr=addr,
+            )
+        )
+        emit_fact(
+            s,
+            ticket=st_ticket,
+            kind="closed",
+            key=f"{st_ticket.id}:closed",
+            at=n,
+            actor=who,
+            detail={"outcome": f"合并至工单 #{dt_ticket.id}", "merged_into": dt_ticket.id, **detail},
+            outbox=True,
+            audit_action="event_merged",
+            remote_addr=addr,
+        )
+        return MergeOutcome(ticket_view(s, dt_ticket, n), st_ticket.id)
+
+
+_SPLIT_ERRORS: dict[int, type[CaseError]] = {404: NotFound, 409: Conflict, 422: Invalid}
+
+
+def split(
+    store: Store,
+    actor: Actor,
+    event_id: int,
+    post_ids: list[str],
+    reason: str,
+    *,
+    clocks: Clocks,
+    now: datetime | None = None,
+) -> SplitOutcome:
+    """Move ``post_ids`` off event ``event_id`` into a new event (audited).
+
+    The posts must all belong to the event and may not be all of them
+    (Invalid); unknown event → NotFound, closed or merged event → Conflict.
+    The new event's ticket is opened as the grouper opens one (T0, severity,
+    place, rule and deadlines from the moved posts); the original event's T0,
+    severity and post count are recomputed from the remaining posts and its
+    open deadlines follow a later T0 (met milestones stay met). Both tickets
+    get an ``event_split`` audit row and a ticket event.
+    """
+    from responder.split import SplitError, split_event
+
+    n = now or utcnow()
+    reason = reason.strip()
+    if not reason:
+        raise Invalid("拆分理由不能为空")
+    with store.transaction() as s:
+        store.lock_events(s)
+        ev = s.get(Event, event_id, with_for_update=True) if valid_id(event_id) else None
+        if ev is None:
+            raise NotFound(f"事件 {event_id} 不存在")
+        try:
+            res = split_event(
+                s, clocks, ev, post_ids, officer=actor.username, reason=reason, now=n, remote_addr=actor.remote_addr
+            )
+        except SplitError as e:
+            raise _SPLIT_ERRORS.get(e.status, Invalid)(e.message) from None
+        return SplitOutcome(
+            ticket_view(s, res.original, n), ticket_view(s, res.new, n), res.moved_post_ids, res.deadlines_moved
+        )
+
+
+# --------------------------------------------------------------------------- saved searches
+
+
+def save_search(
+    store: Store, actor: Actor, name: str, params: dict[str, Any], *, now: datetime | None = None
+) -> int:
+    """Save the archive-search ``params`` under ``name`` (监测方案); returns its id.
+
+    Bad parameters raise :class:`responder.archive.SearchParamError` before
+    anything is saved; a name already taken is a :class:`Conflict`.
+    """
+    from responder.archive import SearchParamError, params_from
+
+    name = name.strip()
+    if not name:
+        raise Invalid("方案名称不能为空")
+    try:
+        p = params_from(params)
+    except ValueError as e:
+        raise SearchParamError(f"检索条件有误：{e}") from None
+    p.query()  # SearchParamError on a bad value
+    at = now or utcnow()
+    try:
+        with store.transaction() as s:
+            row = SavedSearch(name=name, params=p.saved(), created_by=actor.username, created_at=at)
+            s.add(row)
+            s.flush()
+            s.add(Audit(at=at, actor=actor.username, action="saved_search_created",
+                        detail={"id": row.id, "name": row.name, "params": row.params},
+                        remote_addr=actor.remote_addr))
+            return int(row.id)
+    except IntegrityError:
+        raise Conflict(f"已有名为“{name}”的监测方案") from None
+
+
+def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: datetime | None = None) -> None:
+    """Delete a saved search (audited, with what it was)."""
+    at = now or utcnow()
+    with store.transaction() as s:
+        row = s.get(SavedSearch, search_id) if valid_id(search_id) else None
+        if row is None:
+            raise NotFound(f"监测方案 {search_id} 不存在")
+        s.add(Audit(at=at, actor=actor.username, action="saved_search_deleted",
+                    detail={"id": row.id, "name": row.name, "params": row.params},
+                    remote_addr=actor.remote_addr))
+        s.delete(row)
+
+
+__all__ = [
+    "RULE_LABEL",
+    "STATUS_LABEL",
+    "CaseError",
+    "Conflict",
+    "Invalid",
+    "MergeOutcome",
+    "NotFound",
+    "Outcome",
+    "SplitOutcome",
+    "acknowledge",
+    "assign",
+    "close",
+    "delete_saved_search",
+    "event_ticket",
+    "get_ticket",
+    "merge",
+    "open_tickets",
+    "record_milestone",
+    "save_search",
+    "split",
+    "ticket_detail",
+    "ticket_view",
+]

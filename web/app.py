@@ -1,0 +1,97 @@
+"""The app factory: settings, store, clock and search backend in one context,
+one router per area (``web/routes``), templates and static files, and the
+mapping of the responder's domain errors to HTTP statuses.
+
+Routes (the README's Web API section lists them with their bodies):
+
+* board — ``GET /``, ``GET /fragment/tickets`` (:mod:`web.routes.board`);
+* tickets and events — pages ``/tickets/{id}``, ``/events/{id}``, the ticket
+  API and the duty officer's actions (:mod:`web.routes.tickets`, rules in
+  :mod:`responder.cases`);
+* search — ``/search``, ``/api/search``, ``/api/search/export``, saved searches
+  (:mod:`web.routes.search`, :mod:`responder.archive`);
+* briefs — ``/briefs``, ``/api/briefs`` (:mod:`web.routes.briefs`);
+* reports — ``/api/reports/timeliness`` (:mod:`web.routes.reports`);
+* sources — ``/api/sources``, ``/metrics``, ``/api/notices/unrouted``,
+  ``/api/healthz`` (:mod:`web.routes.sources`).
+
+Every request body is limited to ``web.max_body_bytes`` (413 without the rest
+being read); a path id outside the database's integer range is 404 like any
+unknown id; only http(s) URLs become links (:mod:`responder.safety`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from responder.archive import SearchParamError
+from responder.brief import BriefParamError
+from responder.cases import CaseError, Conflict, Invalid, NotFound
+from responder.safety import BodyLimitMiddleware, id_out_of_range
+from responder.search.base import SearchBackend
+from responder.store import Store, utcnow
+from web.context import WebContext
+from web.routes import board, briefs, reports, search, sources, tickets
+from web.templating import STATIC
+from yuqing.settings import Settings
+
+# One router per area, in the order their routes are matched.
+ROUTERS = tuple(m.router for m in (board, tickets, search, briefs, reports, sources))
+# The status each domain error answers with.
+CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+
+
+def create_app(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    now: Callable[[], datetime] = utcnow,
+    search: SearchBackend | None = None,
+) -> FastAPI:
+    """The web app. ``store`` defaults to ``Store(settings.store_url)``; ``now`` is
+    the clock; ``search`` defaults to the backend ``settings.search`` names,
+    opened on the first search (and tried again while it cannot be opened)."""
+    st = store or Store(settings.store_url)
+    app = FastAPI(title="舆情监测与回应", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    app.state.ctx = WebContext(settings=settings, store=st, now=now, search=search)
+    app.state.store = st
+    app.state.settings = settings
+    # Every request body is bounded (413 without reading the rest), JSON and forms alike.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.web.max_body_bytes)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> Any:
+        # A path id outside the database's integer range names nothing: 404, like
+        # any unknown id, instead of an overflow inside the database driver.
+        err = id_out_of_range(list(exc.errors()))
+        if err is not None:
+            return JSONResponse({"detail": f"编号 {err.get('input')} 不存在"}, status_code=404)
+        return await request_validation_exception_handler(request, exc)
+
+    @app.exception_handler(CaseError)
+    async def _case_error(request: Request, exc: CaseError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=CASE_STATUS.get(type(exc), 422))
+
+    @app.exception_handler(SearchParamError)
+    async def _search_param(request: Request, exc: SearchParamError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=400)
+
+    @app.exception_handler(BriefParamError)
+    async def _brief_param(request: Request, exc: BriefParamError) -> JSONResponse:
+        return JSONResponse({"detail": exc.message}, status_code=400)
+
+    for router in ROUTERS:
+        app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+__all__ = ["CASE_STATUS", "ROUTERS", "create_app"]

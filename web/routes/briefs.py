@@ -1,0 +1,96 @@
+"""The daily and weekly brief (舆情日报/周报, :mod:`responder.brief`).
+
+* ``GET /briefs?period=day|week&date=YYYY-MM-DD`` — the brief as a page
+  (default: today in Shanghai, a day).
+* ``GET /api/briefs?period=&date=[&as_of=]`` — the same as JSON (times ISO,
+  Asia/Shanghai). A bad ``period``, ``date`` or ``as_of`` → 400 naming it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import HTMLResponse
+
+from responder.brief import (
+    LATE,
+    ON_TIME,
+    OPEN_PAST_DUE,
+    PENDING,
+    PENDING_PLACE,
+    PERIOD_LABEL,
+    Brief,
+    BriefParamError,
+    brief,
+    counts_text,
+    key_events_heading,
+    overview_lines,
+    parse_params,
+    timeliness_lines,
+)
+from web.context import WebContext, get_ctx
+from web.templating import render, render_str
+
+router = APIRouter()
+
+_STATE_CLASS = {ON_TIME: "state-ok", LATE: "state-late", OPEN_PAST_DUE: "state-breach", PENDING: "muted"}
+
+
+def _brief(ctx: WebContext, period: str | None, day: str | None, as_of: str | None) -> Brief:
+    p, d, at = parse_params(period, day, as_of, ctx.now())  # BriefParamError → 400 (web.app)
+    return brief(ctx.store, p, d, as_of=at)
+
+
+def brief_context(b: Brief) -> dict[str, Any]:
+    step = timedelta(days=1 if b.period == "day" else 7)
+    other = "week" if b.period == "day" else "day"
+    return {
+        "title": b.title,
+        "error": "",
+        "b": b,
+        "prev_day": (b.day - step).isoformat(),
+        "next_day": (b.day + step).isoformat(),
+        "other": other,
+        "other_label": PERIOD_LABEL[other],
+        "overview": overview_lines(b),
+        "key_events_heading": key_events_heading(b),
+        "timeliness": timeliness_lines(b),
+        "topics": counts_text(b.distribution.topics),
+        "places": counts_text(b.distribution.places),
+        "pending_place": PENDING_PLACE,
+        "state_class": _STATE_CLASS,
+        "met_states": (ON_TIME, LATE),
+    }
+
+
+def brief_html(b: Brief) -> str:
+    """The brief as an HTML page; every stored string is escaped."""
+    return render_str("brief.html", **brief_context(b))
+
+
+@router.get("/api/briefs")
+def api_brief(
+    period: str | None = None,
+    day: str | None = Query(None, alias="date"),
+    as_of: str | None = None,
+    ctx: WebContext = Depends(get_ctx),
+) -> dict[str, Any]:
+    """The daily / weekly brief as JSON."""
+    return _brief(ctx, period, day, as_of).to_dict()
+
+
+@router.get("/briefs", response_class=HTMLResponse)
+def brief_page(
+    period: str | None = None,
+    day: str | None = Query(None, alias="date"),
+    as_of: str | None = None,
+    ctx: WebContext = Depends(get_ctx),
+) -> HTMLResponse:
+    """The daily / weekly brief (舆情日报/周报) as a page."""
+    try:
+        b = _brief(ctx, period, day, as_of)
+    except BriefParamError as e:
+        return render("brief.html", status_code=400, title="舆情日报/周报", error=e.message)
+    return render("brief.html", **brief_context(b))
