@@ -19,7 +19,7 @@ from responder import service
 from responder.store import Post, Store
 from stream.contracts import AssessedPost, RawPost
 from tests.fixtures.fuzz import make_cases, run_fuzz
-from yuqing.settings import LimitsSettings, Settings
+from yuqing.settings import LimitsSettings, Settings, StoreSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 600  # per stage and transport: about 20 s each here
@@ -55,6 +55,29 @@ def test_classifier_takes_anything(transport_settings: Settings, assessor: Asses
 def test_responder_takes_anything(transport_settings: Settings) -> None:
     s = _settings(transport_settings)
     cases = make_cases(random.Random(29), N, AssessedPost, s.limits.max_message_bytes, s.limits.max_text_chars)
+    store = Store(s.store_url)
+
+    def stored() -> set[str]:
+        with store.reader() as r:
+            return set(r.scalars(select(Post.post_id)))
+
+    try:
+        res = run_fuzz(s, "responder", cases, service.run, stored=stored)
+    finally:
+        store.close()
+    print(res.summary())
+    assert res.problems == []
+    assert res.through + res.dead == len(cases)
+    assert res.through > N // 4 and res.dead > N // 4
+
+
+def test_responder_takes_anything_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    from tests.fixtures.broker import stream_settings
+
+    s = _settings(stream_settings("embedded", tmp_path)).model_copy(
+        update={"store": StoreSettings(url=pg_url)}
+    )
+    cases = make_cases(random.Random(31), N, AssessedPost, s.limits.max_message_bytes, s.limits.max_text_chars)
     store = Store(s.store_url)
 
     def stored() -> set[str]:
