@@ -206,3 +206,47 @@ def test_classifier_cuts_what_an_other_producer_sent_too_long(assessor: Assessor
         assert record_bytes(encode(o.value), (o.key or "").encode()) <= limits.max_message_bytes
     # Assessed as cut: the place is found in what was kept.
     assert a1.assessment.place.city == "合肥市"
+
+
+def test_a_raw_post_of_about_1_mib_goes_through_the_classifier_cut(transport_settings: Settings,
+                                                                   assessor: Assessor) -> None:
+    """The fault-injection case: a valid raw post just under the transport's limit used to
+    become an assessed message over it, retried for ever, with the posts behind it waiting."""
+    import threading
+
+    from stream import topics as T
+    from stream.factory import open_transport, topic
+    from tests.fixtures.broker import drain
+
+    s = transport_settings.model_copy(update={"config_dir": ROOT / "config"})
+    body = "小区停水三天了，物业不管。"
+    big = raw(1, "")
+    room = s.limits.max_message_bytes - record_bytes(encode(big), big.post_id.encode())
+    big = raw(1, (body * (room // len(body.encode()) + 1))[: room // 3 - 10])
+    value = encode(big)
+    assert s.limits.max_message_bytes - 100 < record_bytes(value, big.post_id.encode()) <= s.limits.max_message_bytes
+    after = raw(2, "合肥市蜀山区某小区停水")
+
+    t = open_transport(s)
+    stop = threading.Event()
+    thread = threading.Thread(target=worker.run, args=(s, stop), kwargs={"assessor": assessor}, daemon=True)
+    try:
+        t.ensure_topics([topic(s, T.RAW_POSTS), topic(s, T.ASSESSED_POSTS), topic(s, T.DEAD_LETTER)])
+        reader = t.consumer("reader", [topic(s, T.ASSESSED_POSTS)])
+        p = t.producer()
+        p.send(topic(s, T.RAW_POSTS), value, key=b"same")  # one partition: the second waits for the first
+        p.send(topic(s, T.RAW_POSTS), encode(after), key=b"same")
+        p.flush()
+        thread.start()
+        got = drain(reader, 2, timeout_s=60)
+        reader.close()
+    finally:
+        stop.set()
+        thread.join(timeout=30)
+        t.close()
+    out = [decode(r.value, AssessedPost) for r in got]
+    assert [a.post.post_id for a in out if isinstance(a, AssessedPost)] == [big.post_id, after.post_id]
+    first = out[0]
+    assert isinstance(first, AssessedPost)
+    assert first.post.text_length == len(big.text) and len(first.post.text) == s.limits.max_text_chars
+    assert all(record_bytes(r.value, r.key) <= s.limits.max_message_bytes for r in got)
