@@ -95,7 +95,10 @@ def handle_batch(
     for m in messages:
         if not isinstance(m, AssessedPost):
             raise TypeError(f"responder expects assessed_post messages, got {type(m).__name__}")
-    batch: list[AssessedPost] = sorted(messages, key=lambda m: m.post.published_at)  # type: ignore[arg-type, union-attr]
+    batch: list[AssessedPost] = sorted(
+        (fit_for_store(m) for m in messages),  # type: ignore[arg-type]
+        key=lambda m: m.post.published_at,
+    )
     at = now or utcnow()
     for attempt in (1, 2):
         try:
@@ -112,6 +115,56 @@ def handle_batch(
 
     topic = _topic(settings, T.TICKET_EVENTS)
     return [Outgoing(topic, TicketEvent.model_validate(p), str(p["ticket_id"])) for p in payloads]
+
+
+# The store's columns are narrower than the contract's strings, and PostgreSQL
+# refuses NUL in text: a valid message is stored cut to fit, never refused.
+_POST_COLUMNS = {"source_id": 200, "source_name": 200, "author": 200, "parent_id": 80,
+                 "url": None, "title": None, "text": None}
+_ASSESSMENT_COLUMNS = {"topic": 40, "department": 100, "event_type": 40, "event_subtype": 40,
+                       "severity_reason": None, "relevance_reason": None, "topic_reason": None,
+                       "handling_reason": None, "focus": None, "handling_type": None}
+_PLACE_COLUMNS = {"code": 12, "province": 60, "city": 60, "county": 60}
+_INT_MAX = 2**31 - 1
+
+
+def _fit_fields(model: BaseModel, widths: dict[str, int | None]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, width in widths.items():
+        v = getattr(model, name)
+        if not isinstance(v, str):
+            continue
+        fitted = v.replace("\x00", "") if "\x00" in v else v
+        if width is not None and len(fitted) > width:
+            fitted = fitted[:width]
+        if fitted is not v:
+            out[name] = fitted
+    return out
+
+
+def fit_for_store(ap: AssessedPost) -> AssessedPost:
+    """``ap`` with NUL removed and strings cut to their columns, casualty counts
+    within the integer column; the same object when nothing needs it (the usual case)."""
+    post_fix = _fit_fields(ap.post, _POST_COLUMNS)
+    a = ap.assessment
+    a_fix: dict[str, object] = dict(_fit_fields(a, _ASSESSMENT_COLUMNS))
+    place_fix = _fit_fields(a.place, _PLACE_COLUMNS)
+    if place_fix:
+        a_fix["place"] = a.place.model_copy(update=place_fix)
+    c = a.casualties
+    cas_fix = {
+        k: max(-_INT_MAX, min(_INT_MAX, v))
+        for k in ("deaths", "injured", "missing", "trapped")
+        if isinstance(v := getattr(c, k), int) and abs(v) > _INT_MAX
+    }
+    if cas_fix:
+        a_fix["casualties"] = c.model_copy(update=cas_fix)
+    if not (post_fix or a_fix):
+        return ap
+    return ap.model_copy(update={
+        "post": ap.post.model_copy(update=post_fix) if post_fix else ap.post,
+        "assessment": a.model_copy(update=a_fix) if a_fix else a,
+    })
 
 
 # One grouper per store (and grouping settings) in this process: it keeps the

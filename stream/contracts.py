@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -246,8 +247,23 @@ def encode(msg: BaseModel) -> bytes:
 _ENVELOPE = frozenset({"schema_", "v"})
 
 
+# A JSON escape of a UTF-16 surrogate: JSON lets "\\ud800" through alone, and a
+# string holding it cannot be encoded again, so such a message is refused here.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
 def decode(data: bytes, expect: type[BaseModel] | None = None) -> BaseModel:
     """Parse and validate bytes from a topic; raise :class:`ContractError`."""
+    msg = _decode(data, expect)
+    if _SURROGATE_ESCAPE.search(data):
+        try:
+            msg.model_dump_json()
+        except ValueError as e:  # PydanticSerializationError is a ValueError
+            raise ContractError(f"not valid Unicode (a lone surrogate): {str(e)[:200]}") from None
+    return msg
+
+
+def _decode(data: bytes, expect: type[BaseModel] | None) -> BaseModel:
     if expect is not None:
         # The common case, parsed and validated in one pass by pydantic-core;
         # anything it does not accept as is (and a message that leaves out its
