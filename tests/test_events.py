@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from responder.events import places_compatible, similarity
+from responder.events import PLAIN_TEXT, places_compatible, similarity
 from responder.indexer import SearchIndexer
 from responder.search import open_search
 from responder.service import handle_batch, run
@@ -464,6 +464,54 @@ def test_a_complaint_never_joins_a_fire_in_its_district_and_the_fire_keeps_its_t
     assert fire_ev.title == JINGHU_FIRE[0] and fire_ev.severity == "重大" and ticket.rule == "major_emergency"
     assert {"权威信息发布", "新闻发布会"} <= milestones
     assert others and all(e.severity == "一般" and re.search("积水|淹|排水", e.title) for e in others)
+
+
+FURNITURE_FIRE = (
+    "蜀山区一家具厂发生火灾 已造成11人死亡",
+    "11月2日凌晨3时许，合肥市蜀山区南岗镇一家具厂发生火灾，消防救援人员赶到现场扑救，火灾已造成11人死亡、4人受伤，"
+    "伤者已送医救治，起火原因正在调查。",
+)
+FURNITURE_FOLLOW_UP = (
+    "蜀山区南岗镇家具厂火灾11名遇难者身份确认",
+    "记者从蜀山区获悉，11月2日凌晨南岗镇一家具厂发生火灾，造成11人死亡、4人受伤，11名遇难者身份已全部确认，起火原因正在调查。",
+)
+RESTAURANT_FIRE = (
+    "蜀山区一餐馆发生火灾",
+    "11月3日中午12时许，合肥市蜀山区一餐馆发生火灾，消防救援人员赶到现场扑救，起火原因正在调查。",
+)
+
+
+def test_an_emergency_joins_only_reports_of_the_same_incident(store, settings) -> None:
+    """A fatal fire in 蜀山区. A road accident with the same toll, a fire with
+    "无人员伤亡" in its burst, and a restaurant fire the next day told in the
+    same stock words are other incidents; a follow-up that repeats the fire's
+    particulars is the same one, however late in the window. (On the CEC reports each of these
+    once pulled another incident into an emergency event.)"""
+    threshold = settings.responder.similarity_threshold
+    restaurant = similarity(*FURNITURE_FIRE, *RESTAURANT_FIRE, "340104", "340104")
+    follow_up = similarity(*FURNITURE_FIRE, *FURNITURE_FOLLOW_UP, "340104", "340104")
+    assert threshold <= restaurant < PLAIN_TEXT * threshold <= follow_up  # the case the rule is for
+    fire = dict(is_emergency=True, event_type="事故灾难", event_subtype="火灾", place="蜀山区")
+    handle_batch(store, settings, [
+        assessed("fire", title=FURNITURE_FIRE[0], text=FURNITURE_FIRE[1], published_at=T, deaths=11, severity="较大",
+                 **fire),
+        assessed("no-casualties", title="一仓库起火 无人员伤亡", text="蜀山区一仓库起火，火势很快被扑灭，无人员伤亡。",
+                 published_at=T + timedelta(hours=1), deaths=0, **fire),
+        assessed("road", title="蜀山区一客车与货车相撞 11人死亡", text="一客车与货车相撞，造成11人死亡。", deaths=11,
+                 published_at=T + timedelta(hours=3), is_emergency=True, event_type="事故灾难",
+                 event_subtype="交通事故", place="蜀山区"),
+        assessed("restaurant", title=RESTAURANT_FIRE[0], text=RESTAURANT_FIRE[1], published_at=T + timedelta(hours=30),
+                 **fire),
+        assessed("follow-up", title=FURNITURE_FOLLOW_UP[0], text=FURNITURE_FOLLOW_UP[1],
+                 published_at=T + timedelta(hours=40), **fire),
+    ])
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+        reason = s.scalars(select(TicketEventRow.detail).where(TicketEventRow.post_id == "follow-up")).one()
+        title = s.scalars(select(Event.title).where(Event.id == owner["fire"])).one()
+    assert {p for p, e in owner.items() if e == owner["fire"]} == {"fire", "follow-up"}
+    assert len(set(owner.values())) == 4  # the follow-up's event, and one each for the other three
+    assert "文本相似度" in reason["reason"] and title == FURNITURE_FIRE[0]
 
 
 def test_a_late_joiner_never_renames_the_event(store, settings) -> None:

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from responder.events import BURST, DISTINCT_TOLL
+from responder.events import BURST, DISTINCT_TOLL, PLAIN_TEXT
 from responder.open_events import MAX_MEMBERS_COMPARED
 from responder.service import handle_batch
 from responder.similarity import (
@@ -227,7 +227,8 @@ class Oracle:
         self.event_of: dict[str, int | None] = {}
         self.parent_of: dict[str, str | None] = {}
         self.seq = 0
-        self.kinds_kept_apart = 0  # a fire and a flood in one county, in each other's window
+        self.kinds_kept_apart = 0  # a fire and a flood, or a fire and an explosion, in one county, in each other's window
+        self.beyond_burst = 0  # text at the threshold, not plain enough to join an emergency beyond its burst
 
     def batch(self, msgs) -> None:
         for ap in sorted(msgs, key=lambda m: m.post.published_at):
@@ -255,22 +256,25 @@ class Oracle:
             return None
         kind = a.event_type if a.is_emergency else None
         ev_kind = ev.kind if ev.emergency else None
-        if kind and ev_kind and kind != ev_kind:
+        subtype = a.event_subtype if a.is_emergency else None
+        if kind and ev_kind and (kind != ev_kind or (subtype and ev.subtype and subtype != ev.subtype)):
             self.kinds_kept_apart += _county(code) and code == ev.place
             return None
-        subtype = a.event_subtype if a.is_emergency else None
         same = _county(code) and code == ev.place
         members = sorted(ev.members, key=lambda m: (-m.published_at.timestamp(), m.seq))[:MAX_MEMBERS_COMPARED]
         sim = max((similarity(p.title, p.text, m.title, m.text, code, m.place) for m in members), default=0.0)
         tolls = {m.deaths for m in members if m.deaths}
         toll = (deaths or 0) >= DISTINCT_TOLL and deaths in tolls
-        if same and kind and ev_kind and (not subtype or not ev.subtype or subtype == ev.subtype):
-            burst = ev.t0 - BURST <= P <= ev.last + BURST and not (deaths and tolls and deaths < max(tolls))
-            if toll or sim >= self.threshold or burst:
+        in_burst = ev.t0 - BURST <= P <= ev.last + BURST
+        needed = self.threshold if in_burst or not ev_kind else PLAIN_TEXT * self.threshold
+        if same and kind and ev_kind:
+            burst = in_burst and not (deaths is not None and tolls and deaths < max(tolls))
+            if toll or sim >= needed or burst:
                 return 1.5
         if same and toll:
             return 1.4
-        return sim if sim >= self.threshold else None
+        self.beyond_burst += self.threshold <= sim < needed
+        return sim if sim >= needed else None
 
     def _add(self, ap) -> int:
         p, a = ap.post, ap.assessment
@@ -385,7 +389,7 @@ def workload(seed: int, n: int):
                      fetched_at=pub + timedelta(minutes=rng.choice([5, 90])), source_kind="weibo",
                      is_emergency=True, event_type="自然灾害" if flood else "事故灾难",
                      event_subtype=("洪涝" if flood else "火灾") if rng.random() < 0.7 else None,
-                     severity=rng.choice(["一般", "较大"]), deaths=rng.choice([None, None, 1, 3]))
+                     severity=rng.choice(["一般", "较大"]), deaths=rng.choice([None, None, 0, 1, 3]))
         )
     # Arrival order: by fetch time, a little shuffled; batches of 1-25; some posts twice.
     posts.sort(key=lambda m: (m.post.fetched_at, rng.random()))
@@ -444,7 +448,7 @@ def test_grouping_equals_the_brute_force_reading_of_the_rules(store_url, setting
                 select(TicketEventRow.detail).where(TicketEventRow.kind == "post_added"))]
             renamed = s.scalars(select(Audit).where(Audit.action == "title_changed")).all()
         assert any("相隔不足" in r for r in reasons) and any("死亡人数一致" in r for r in reasons)
-        assert renamed and oracle.kinds_kept_apart > 0
+        assert renamed and oracle.kinds_kept_apart > 0 and oracle.beyond_burst > 0
     finally:
         store.close()
 
