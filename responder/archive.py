@@ -4,13 +4,21 @@ The domain half of the search page, API and export (the routes and the page
 are in ``web/routes/search.py``):
 
 * :class:`SearchParams` — the parameters below, as given (for links) and as a
-  :class:`SearchQuery`; a bad value raises :class:`SearchParamError`.
+  :class:`SearchQuery` within the acting user's jurisdiction; a bad value
+  raises :class:`SearchParamError`.
 * :func:`hit_json` — a hit as the API gives it (times in Asia/Shanghai).
 * :func:`export_rows` / :func:`export_csv` — every match, newest first, at
   most :data:`EXPORT_MAX` rows, as CSV (UTF-8 with BOM, so Excel reads it;
   cells that a spreadsheet would run as a formula are quoted).
 * :func:`scheme_views` — saved searches (监测方案) with their matches in the
   last 24 hours; creating and deleting them is :mod:`responder.cases`.
+
+Scope: every query carries the acting user's jurisdiction
+(:class:`responder.search.base.Scope`) into the search backend's own query,
+so hits, totals, facets and exports never count a post outside it. A saved
+search belongs to its creator's jurisdiction: its creator and the users whose
+scope covers that jurisdiction see it, each counting matches in their own
+scope.
 
 Parameters, all optional: ``q`` (keywords, every word must occur), ``place``
 (division code or prefix: ``34`` 安徽省 and everything in it), ``kind``,
@@ -33,11 +41,12 @@ from datetime import date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.permissions import Actor, scope_prefix
 from responder.safety import spreadsheet_row
-from responder.search.base import SearchBackend, SearchHit, SearchQuery
+from responder.search.base import Scope, SearchBackend, SearchHit, SearchQuery, SearchResult
 from responder.store import SavedSearch, Store
 
 EXPORT_MAX = 10_000
@@ -81,11 +90,13 @@ class SearchParams:
     page: int
     size: int
 
-    def query(self, *, limit: int | None = None, offset: int | None = None) -> SearchQuery:
+    def query(self, actor: Actor, *, limit: int | None = None, offset: int | None = None) -> SearchQuery:
+        """The backend query, within ``actor``'s jurisdiction."""
         try:
             return SearchQuery(
                 text=self.q.strip(),
                 place_code=self.place.strip() or None,
+                scope=Scope.of(actor),
                 source_kind=self.kind or None,
                 topic=self.topic or None,
                 severity=self.severity or None,
@@ -178,13 +189,18 @@ def hit_json(h: SearchHit) -> dict[str, Any]:
     }
 
 
-def export_rows(backend: SearchBackend, p: SearchParams) -> tuple[list[SearchHit], int]:
-    """Every match, newest first (at most :data:`EXPORT_MAX`), and the full count."""
+def search(backend: SearchBackend, actor: Actor, p: SearchParams) -> SearchResult:
+    """One page of hits, the total and the facets, within ``actor``'s jurisdiction."""
+    return backend.search(p.query(actor))
+
+
+def export_rows(backend: SearchBackend, actor: Actor, p: SearchParams) -> tuple[list[SearchHit], int]:
+    """Every match in ``actor``'s jurisdiction, newest first (at most :data:`EXPORT_MAX`), and the full count."""
     hits: list[SearchHit] = []
     total = 0
     page = 1000
     while len(hits) < EXPORT_MAX:
-        q = p.query(limit=min(page, EXPORT_MAX - len(hits)), offset=len(hits))
+        q = p.query(actor, limit=min(page, EXPORT_MAX - len(hits)), offset=len(hits))
         q.sort = "time" if p.sort == "relevance" else q.sort
         res = backend.search(q)
         total = res.total
@@ -215,19 +231,37 @@ def export_csv(hits: list[SearchHit]) -> str:
     return "\ufeff" + buf.getvalue()
 
 
-def scheme_views(store: Store, backend: SearchBackend | None, now: datetime) -> list[dict[str, Any]]:
-    """Every saved search with its link, total and matches published in the last 24 hours."""
+def saved_search_clause(actor: Actor) -> Any | None:
+    """The saved searches ``actor`` may read (None: every one): its own, those
+    made in a jurisdiction its scope covers, and those made at the top (``""``,
+    e.g. from the CLI) when it is at the root, as with items in 待定."""
+    prefix = scope_prefix(actor)
+    if prefix == "":
+        return None
+    mine = [SavedSearch.created_by == actor.username, SavedSearch.jurisdiction.like(prefix + "%")]
+    if actor.sees(None):
+        mine.append(SavedSearch.jurisdiction == "")
+    return or_(*mine)
+
+
+def scheme_views(
+    store: Store, backend: SearchBackend | None, actor: Actor, now: datetime
+) -> list[dict[str, Any]]:
+    """The saved searches ``actor`` may read, each with its link and its total and
+    matches published in the last 24 hours within ``actor``'s jurisdiction."""
     with store.reader() as s:
-        rows = s.scalars(select(SavedSearch).order_by(SavedSearch.name)).all()
+        query = select(SavedSearch).order_by(SavedSearch.name)
+        seen = saved_search_clause(actor)
+        rows = s.scalars(query if seen is None else query.where(seen)).all()
         out = []
         for r in rows:
             p = params_from(r.params)
             item: dict[str, Any] = {"id": r.id, "name": r.name, "params": r.params, "link": "/search" + p.link(),
                                     "created_by": r.created_by, "created_at": iso_shanghai(r.created_at),
-                                    "total": None, "last_24h": None}
+                                    "jurisdiction": r.jurisdiction, "total": None, "last_24h": None}
             if backend is not None:
-                item["total"] = backend.search(p.query(limit=0, offset=0)).total
-                recent = p.query(limit=0, offset=0)
+                item["total"] = backend.search(p.query(actor, limit=0, offset=0)).total
+                recent = p.query(actor, limit=0, offset=0)
                 since = now - timedelta(hours=24)
                 recent.published_from = max(since, recent.published_from) if recent.published_from else since
                 item["last_24h"] = backend.search(recent).total

@@ -4,6 +4,11 @@ Computed from the store alone (posts, events, tickets, deadlines), so the same
 archive and the same ``as_of`` always give the same brief. Times are compared
 exactly; days are Asia/Shanghai calendar days.
 
+Scope: a brief is of the acting user's jurisdiction. Every count, list and
+distribution below covers only the posts, events and tickets whose place is
+in it (:func:`responder.permissions.scope_clause`, inside each query); items
+in 待定 only for users at the root jurisdiction. The CLI has full access.
+
 Definitions:
 
 * **period** — ``day``: the Shanghai calendar day ``[day 00:00, day+1 00:00)``;
@@ -77,9 +82,10 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from responder.archive import KIND_LABEL
-from responder.cases import STATUS_LABEL
+from responder.cases import STATUS_LABEL, scoped
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.events import ARCHIVED_ACTION
+from responder.permissions import Actor, scope_prefix
 from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Store, Ticket, utcnow
 
 PERIODS = ("day", "week")
@@ -185,6 +191,8 @@ class Brief:
     key_events_total: int
     timeliness: Timeliness
     distribution: Distribution
+    # The jurisdiction it covers (a division-code prefix; "" = everything).
+    jurisdiction: str = ""
 
     @property
     def first_day(self) -> date:
@@ -214,6 +222,7 @@ class Brief:
             "deadline_state": "按时完成 / 超时完成 / 已超时未完成 / 未到期，均以统计时点为准",
             "timeliness": "截止时间在统计时段内的时限节点",
             "distribution": "统计时段内的政务舆情帖文",
+            "jurisdiction": "仅统计属地在该辖区（行政区划代码前缀，空为全部）内的帖文、事件与工单",
         }
         return out
 
@@ -316,24 +325,36 @@ def _top(counter: Counter[str], n: int = TOP_N) -> list[Count]:
     return [Count(k, v) for k, v in sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
 
 
-def brief(store: Store, period: str, day: date, as_of: datetime | None = None) -> Brief:
-    """The brief of the day (or ISO week) containing ``day``, as of ``as_of``."""
+def brief(
+    store: Store, period: str, day: date, as_of: datetime | None = None, *, actor: Actor
+) -> Brief:
+    """The brief of the day (or ISO week) containing ``day``, as of ``as_of``,
+    of ``actor``'s jurisdiction."""
     start, end = period_bounds(period, day)
     as_of = as_of or utcnow()
     if as_of.tzinfo is None:
         raise ValueError("as_of must be time-zone aware")
     in_period = Post.published_at >= start, Post.published_at < end
+
+    def posts(stmt: Any) -> Any:
+        return scoped(stmt, actor, Post.place_code)
+
+    def tickets(stmt: Any) -> Any:
+        return scoped(stmt, actor, Ticket.place_code)
+
     with store.reader() as s:
         ov = Overview()
         kinds = s.execute(
-            select(Post.source_kind, func.count()).where(*in_period).group_by(Post.source_kind)
+            posts(select(Post.source_kind, func.count()).where(*in_period)).group_by(Post.source_kind)
         ).all()
         ov.posts = sum(int(n) for _k, n in kinds)
         ov.posts_by_kind = _top(Counter({str(k): int(n) for k, n in kinds}), n=len(kinds))
         # One row per relevant post: its flags, topic and assessed place (small JSON path, not the raw doc).
         rel = s.execute(
-            select(Post.is_emergency, Post.place_label, Post.topic, Post.raw["assessment"]["place"]).where(
-                *in_period, Post.relevant.is_(True)
+            posts(
+                select(Post.is_emergency, Post.place_label, Post.topic, Post.raw["assessment"]["place"]).where(
+                    *in_period, Post.relevant.is_(True)
+                )
             )
         ).all()
         ov.relevant_posts = len(rel)
@@ -341,8 +362,12 @@ def brief(store: Store, period: str, day: date, as_of: datetime | None = None) -
         ov.pending_place_posts = sum(1 for r in rel if (r[1] or PENDING_PLACE) == PENDING_PLACE)
 
         new_events = s.execute(
-            select(Event.is_emergency, Event.place_label).where(
-                Event.t0 >= start, Event.t0 < end, Event.status != "merged"
+            scoped(
+                select(Event.is_emergency, Event.place_label).where(
+                    Event.t0 >= start, Event.t0 < end, Event.status != "merged"
+                ),
+                actor,
+                Event.place_code,
             )
         ).all()
         ov.new_events = len(new_events)
@@ -351,8 +376,7 @@ def brief(store: Store, period: str, day: date, as_of: datetime | None = None) -
 
         sev = dict(
             s.execute(
-                select(Ticket.severity, func.count())
-                .where(Ticket.created_at >= start, Ticket.created_at < end)
+                tickets(select(Ticket.severity, func.count()).where(Ticket.created_at >= start, Ticket.created_at < end))
                 .group_by(Ticket.severity)
             ).all()
         )
@@ -360,24 +384,28 @@ def brief(store: Store, period: str, day: date, as_of: datetime | None = None) -
         ov.tickets_opened = sum(int(n) for n in sev.values())
         ov.tickets_archived = int(
             s.scalar(
-                select(func.count(func.distinct(Ticket.id)))
-                .join(Audit, Audit.ticket_id == Ticket.id)
-                .where(Ticket.created_at >= start, Ticket.created_at < end, Audit.action == ARCHIVED_ACTION)
+                tickets(
+                    select(func.count(func.distinct(Ticket.id)))
+                    .join(Audit, Audit.ticket_id == Ticket.id)
+                    .where(Ticket.created_at >= start, Ticket.created_at < end, Audit.action == ARCHIVED_ACTION)
+                )
             )
             or 0
         )
 
-        key_events, total = _key_events(s, start, end, as_of)
-        timeliness = _timeliness(s, start, end, as_of)
+        key_events, total = _key_events(s, actor, start, end, as_of)
+        timeliness = _timeliness(s, actor, start, end, as_of)
         dist = Distribution(
             topics=_top(Counter(r[2] or NO_TOPIC for r in rel)),
             places=_top(Counter(_city_label(r[3], r[1]) for r in rel)),
         )
-    return Brief(period, day, start, end, as_of, ov, key_events, total, timeliness, dist)
+    return Brief(period, day, start, end, as_of, ov, key_events, total, timeliness, dist, scope_prefix(actor))
 
 
-def _key_events(s: Any, start: datetime, end: datetime, as_of: datetime) -> tuple[list[KeyEvent], int]:
-    rows = s.execute(
+def _key_events(
+    s: Any, actor: Actor, start: datetime, end: datetime, as_of: datetime
+) -> tuple[list[KeyEvent], int]:
+    stmt = (
         select(Event, Ticket)
         .outerjoin(Ticket, Ticket.event_id == Event.id)
         .where(
@@ -391,16 +419,21 @@ def _key_events(s: Any, start: datetime, end: datetime, as_of: datetime) -> tupl
                 Ticket.closed_at >= start,
             ),
         )
-    ).all()
+    )
+    rows = s.execute(scoped(stmt, actor, Event.place_code)).all()
     rows.sort(key=lambda r: (-SEVERITY_RANK.get(r[0].severity, 0), -(r[0].post_count or 0), r[0].t0, r[0].id))
     top = rows[:MAX_KEY_EVENTS]
     ids = [ev.id for ev, _t in top]
     in_period = (
         dict(
             s.execute(
-                select(Post.event_id, func.count())
-                .where(Post.event_id.in_(ids), Post.published_at >= start, Post.published_at < end)
-                .group_by(Post.event_id)
+                scoped(
+                    select(Post.event_id, func.count()).where(
+                        Post.event_id.in_(ids), Post.published_at >= start, Post.published_at < end
+                    ),
+                    actor,
+                    Post.place_code,
+                ).group_by(Post.event_id)
             ).all()
         )
         if ids
@@ -439,11 +472,15 @@ def _key_events(s: Any, start: datetime, end: datetime, as_of: datetime) -> tupl
     return out, len(rows)
 
 
-def _timeliness(s: Any, start: datetime, end: datetime, as_of: datetime) -> Timeliness:
+def _timeliness(s: Any, actor: Actor, start: datetime, end: datetime, as_of: datetime) -> Timeliness:
     rows = s.execute(
-        select(Deadline, Ticket.department)
-        .join(Ticket, Ticket.id == Deadline.ticket_id)
-        .where(Deadline.due_at >= start, Deadline.due_at < end)
+        scoped(
+            select(Deadline, Ticket.department)
+            .join(Ticket, Ticket.id == Deadline.ticket_id)
+            .where(Deadline.due_at >= start, Deadline.due_at < end),
+            actor,
+            Ticket.place_code,
+        )
     ).all()
     out = Timeliness(due=len(rows))
     breaches: Counter[str] = Counter()

@@ -5,8 +5,9 @@ and the store; the web console and the CLI call them alike, and the web only
 parses, authorises and renders. Failures are domain exceptions:
 :class:`NotFound` (an unknown ticket, event or saved search), :class:`Conflict`
 (the action clashes with the current state), :class:`Invalid` (the request
-itself is wrong); each carries a Chinese message for the user. The web maps
-them to 404, 409 and 422.
+itself is wrong), :class:`Forbidden` (in sight, but not the actor's to
+change); each carries a Chinese message for the user. The web maps them to
+404, 409, 422 and 403.
 
 * :func:`acknowledge` — records who, when (Asia/Shanghai) and from which
   address, in the ticket and the audit. It never touches a deadline. A repeat
@@ -19,7 +20,16 @@ them to 404, 409 and 422.
 * :func:`close` — close with a handling outcome; repeating it is ``already``.
   Ticket states: new → acknowledged → closed (new → closed allowed).
 * :func:`merge` / :func:`split` — events (:mod:`responder.split`).
-* :func:`save_search` / :func:`delete_saved_search` — saved searches (监测方案).
+* :func:`save_search` / :func:`delete_saved_search` — saved searches (监测方案):
+  a saved search belongs to its creator's jurisdiction; only its creator or an
+  admin (系统管理员) deletes it (:class:`Forbidden` otherwise).
+
+Scope: every read and every action sees only what is in the actor's
+jurisdiction (:func:`responder.permissions.scope_clause`, put into the query
+itself). A ticket, event or saved search outside it is :class:`NotFound` with
+the same message as an unknown id, for reads and actions alike, so nobody
+learns what a neighbour's jurisdiction holds. A merge needs both events in
+scope; a split only moves posts the actor can see.
 
 Every action writes an audit row whose ``actor`` is ``actor.username`` and whose
 ``remote_addr`` is ``actor.remote_addr``.
@@ -36,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from responder.clocks import SHANGHAI, Clocks, iso_shanghai
-from responder.permissions import Actor
+from responder.permissions import Actor, Role, scope_clause
 from responder.safety import valid_id
 from responder.store import (
     SEVERITY_RANK,
@@ -83,6 +93,10 @@ class Conflict(CaseError):
 
 class Invalid(CaseError):
     """The request itself is wrong (an unknown milestone, merging an event into itself, …)."""
+
+
+class Forbidden(CaseError):
+    """The actor sees the object but may not do this to it (another user's saved search)."""
 
 
 # --------------------------------------------------------------------------- results
@@ -194,37 +208,55 @@ def ticket_view(s: Session, t: Ticket, now: datetime) -> dict[str, Any]:
     }
 
 
-def open_tickets(s: Session, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
-    """Open tickets, most severe first, then newest."""
+def scoped(stmt: Any, actor: Actor, column: Any) -> Any:
+    """``stmt`` limited to what ``actor`` sees by the place code ``column``."""
+    clause = scope_clause(actor, column)
+    return stmt if clause is None else stmt.where(clause)
+
+
+def open_tickets(s: Session, actor: Actor, now: datetime, limit: int = 500) -> list[dict[str, Any]]:
+    """Open tickets in ``actor``'s jurisdiction, most severe first, then newest."""
     rows = s.scalars(
-        select(Ticket).where(Ticket.status != "closed").order_by(Ticket.created_at.desc()).limit(limit)
+        scoped(select(Ticket).where(Ticket.status != "closed"), actor, Ticket.place_code)
+        .order_by(Ticket.created_at.desc())
+        .limit(limit)
     ).all()
     rows = sorted(rows, key=lambda t: (-SEVERITY_RANK.get(t.severity, 0), -t.created_at.timestamp(), -t.id))
     return [ticket_view(s, t, now) for t in rows]
 
 
-def get_ticket(s: Session, tid: int, *, lock: bool = False) -> Ticket:
+def get_ticket(s: Session, actor: Actor, tid: int, *, lock: bool = False) -> Ticket:
+    """Ticket ``tid`` if ``actor`` sees it; otherwise NotFound, as for an unknown id."""
+    if not valid_id(tid):
+        raise NotFound(f"工单 {tid} 不存在")
+    stmt = scoped(select(Ticket).where(Ticket.id == tid), actor, Ticket.place_code)
     # FOR UPDATE (PostgreSQL): two officers acknowledging at once queue up
     # and the second sees the first; SQLite writers are serial anyway.
-    t = s.get(Ticket, tid, with_for_update=lock or None) if valid_id(tid) else None
+    t = s.scalar(stmt.with_for_update() if lock else stmt)
     if t is None:
         raise NotFound(f"工单 {tid} 不存在")
     return t
 
 
-def event_ticket(s: Session, eid: int) -> Ticket:
-    """The ticket of event ``eid`` (the link from a search hit)."""
-    t = s.scalars(select(Ticket).where(Ticket.event_id == eid)).first() if valid_id(eid) else None
+def event_ticket(s: Session, actor: Actor, eid: int) -> Ticket:
+    """The ticket of event ``eid`` (the link from a search hit), if ``actor`` sees it."""
+    t = (
+        s.scalars(scoped(select(Ticket).where(Ticket.event_id == eid), actor, Ticket.place_code)).first()
+        if valid_id(eid)
+        else None
+    )
     if t is None:
         raise NotFound(f"事件 {eid} 没有工单（可能已并入其他事件）")
     return t
 
 
-def ticket_detail(s: Session, tid: int, now: datetime) -> dict[str, Any]:
-    """One ticket with its posts and audit trail."""
-    t = get_ticket(s, tid)
+def ticket_detail(s: Session, actor: Actor, tid: int, now: datetime) -> dict[str, Any]:
+    """One ticket with its posts (those in ``actor``'s jurisdiction) and audit trail."""
+    t = get_ticket(s, actor, tid)
     out = ticket_view(s, t, now)
-    posts = s.scalars(select(Post).where(Post.event_id == t.event_id).order_by(Post.published_at)).all()
+    posts = s.scalars(
+        scoped(select(Post).where(Post.event_id == t.event_id), actor, Post.place_code).order_by(Post.published_at)
+    ).all()
     out["posts"] = [
         {
             "post_id": p.post_id,
@@ -265,7 +297,7 @@ def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | N
     n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
     with store.transaction() as s:
-        t = get_ticket(s, ticket_id, lock=True)
+        t = get_ticket(s, actor, ticket_id, lock=True)
         if t.acknowledged_at is not None:
             if t.acknowledged_by != who:
                 raise Conflict(f"工单 {ticket_id} 已由 {t.acknowledged_by} 于 {_fmt(t.acknowledged_at)} 确认接收")
@@ -299,7 +331,7 @@ def assign(
     if not dept:
         raise Invalid("责任部门不能为空")
     with store.transaction() as s:
-        t = get_ticket(s, ticket_id, lock=True)
+        t = get_ticket(s, actor, ticket_id, lock=True)
         if t.status == "closed":
             raise Conflict(f"工单 {ticket_id} 已办结，不能再指派")
         if t.department == dept:
@@ -339,7 +371,7 @@ def record_milestone(
     n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
     with store.transaction() as s:
-        t = get_ticket(s, ticket_id, lock=True)
+        t = get_ticket(s, actor, ticket_id, lock=True)
         d = s.scalar(select(Deadline).where(Deadline.ticket_id == ticket_id, Deadline.milestone == milestone))
         if d is None:
             known = s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == ticket_id)).all()
@@ -395,7 +427,7 @@ def close(
     with store.transaction() as s:
         # The events lock before the ticket's row lock, in the responder's order.
         store.lock_events(s)
-        t = get_ticket(s, ticket_id, lock=True)
+        t = get_ticket(s, actor, ticket_id, lock=True)
         if t.status == "closed":
             return Outcome(True, ticket_view(s, t, n))
         t.status = "closed"
@@ -454,7 +486,11 @@ def merge(
             raise NotFound(f"事件 {eid} 不存在")
     with store.transaction() as s:
         store.lock_events(s)
-        src, dst = s.get(Event, event_id, with_for_update=True), s.get(Event, into, with_for_update=True)
+        # Both events must be in the actor's sight: one outside it is unknown.
+        src, dst = (
+            s.scalar(scoped(select(Event).where(Event.id == eid), actor, Event.place_code).with_for_update())
+            for eid in (event_id, into)
+        )
         if src is None or dst is None:
             raise NotFound(f"事件 {event_id if src is None else into} 不存在")
         if src.status != "open" or dst.status != "open":
@@ -569,9 +605,25 @@ def split(
         raise Invalid("拆分理由不能为空")
     with store.transaction() as s:
         store.lock_events(s)
-        ev = s.get(Event, event_id, with_for_update=True) if valid_id(event_id) else None
+        ev = (
+            s.scalar(scoped(select(Event).where(Event.id == event_id), actor, Event.place_code).with_for_update())
+            if valid_id(event_id)
+            else None
+        )
         if ev is None:
             raise NotFound(f"事件 {event_id} 不存在")
+        if ev.status == "open":
+            # Only posts the actor sees may move; another is "not of this event",
+            # as split_event says of a post it does not hold.
+            wanted = list(dict.fromkeys(p.strip() for p in post_ids if p and p.strip()))
+            seen = set(
+                s.scalars(
+                    scoped(select(Post.post_id).where(Post.event_id == ev.id), actor, Post.place_code)
+                ).all()
+            )
+            hidden = [p for p in wanted if p not in seen]
+            if hidden:
+                raise Invalid(f"帖子 {'、'.join(hidden)} 不属于事件 {ev.id}，不能拆分")
         try:
             res = split_event(
                 s, clocks, ev, post_ids, officer=actor.username, reason=reason, now=n, remote_addr=actor.remote_addr
@@ -603,11 +655,12 @@ def save_search(
         p = params_from(params)
     except ValueError as e:
         raise SearchParamError(f"检索条件有误：{e}") from None
-    p.query()  # SearchParamError on a bad value
+    p.query(actor)  # SearchParamError on a bad value
     at = now or utcnow()
     try:
         with store.transaction() as s:
-            row = SavedSearch(name=name, params=p.saved(), created_by=actor.username, created_at=at)
+            row = SavedSearch(name=name, params=p.saved(), created_by=actor.username, created_at=at,
+                              jurisdiction=actor.jurisdiction)
             s.add(row)
             s.flush()
             s.add(Audit(at=at, actor=actor.username, action="saved_search_created",
@@ -619,12 +672,21 @@ def save_search(
 
 
 def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: datetime | None = None) -> None:
-    """Delete a saved search (audited, with what it was)."""
+    """Delete a saved search (audited, with what it was): its creator or an admin
+    who sees it; one the actor cannot see is NotFound."""
+    from responder.archive import saved_search_clause
+
     at = now or utcnow()
     with store.transaction() as s:
-        row = s.get(SavedSearch, search_id) if valid_id(search_id) else None
+        row = None
+        if valid_id(search_id):
+            stmt = select(SavedSearch).where(SavedSearch.id == search_id)
+            seen = saved_search_clause(actor)
+            row = s.scalar(stmt if seen is None else stmt.where(seen))
         if row is None:
             raise NotFound(f"监测方案 {search_id} 不存在")
+        if row.created_by != actor.username and not (actor.is_cli or actor.role == Role.ADMIN):
+            raise Forbidden(f"监测方案“{row.name}”由 {row.created_by} 创建，只有创建者或系统管理员可以删除")
         s.add(Audit(at=at, actor=actor.username, action="saved_search_deleted",
                     detail={"id": row.id, "name": row.name, "params": row.params},
                     remote_addr=actor.remote_addr))
@@ -636,6 +698,7 @@ __all__ = [
     "STATUS_LABEL",
     "CaseError",
     "Conflict",
+    "Forbidden",
     "Invalid",
     "MergeOutcome",
     "NotFound",
@@ -651,6 +714,7 @@ __all__ = [
     "open_tickets",
     "record_milestone",
     "save_search",
+    "scoped",
     "split",
     "ticket_detail",
     "ticket_view",

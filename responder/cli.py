@@ -4,11 +4,16 @@
   rule and its deadline (Asia/Shanghai), ``milestone<TAB>deadline`` per line,
   computed by the same code the responder uses (:mod:`responder.clocks`).
 * ``yuqing report timeliness --from DATE --to DATE [--by department|region]
-  [--csv FILE] [--xlsx FILE]`` — the timeliness figures of SPEC §6
-  (:mod:`responder.report`).
+  [--csv FILE] [--xlsx FILE] [--jurisdiction CODE]`` — the timeliness figures
+  of SPEC §6 (:mod:`responder.report`).
 * ``yuqing report brief [--period day|week] [--date DATE] [--as-of TIME]
-  [--json]`` — the daily or weekly brief (舆情日报/周报) as plain text, or as
-  JSON (:mod:`responder.brief`); default: today in Shanghai, ``day``.
+  [--json] [--jurisdiction CODE]`` — the daily or weekly brief (舆情日报/周报)
+  as plain text, or as JSON (:mod:`responder.brief`); default: today in
+  Shanghai, ``day``.
+
+Reports run with full access (the operator at the command line);
+``--jurisdiction CODE`` narrows one to a jurisdiction and what is below it, as
+a user there sees it (items in 待定 only when CODE is the root jurisdiction).
 * ``yuqing reindex [--from-start]`` — index what the search index lacks now
   (``--from-start``: every stored post again, e.g. into a new, empty index),
   the same work the indexer stage does continuously (:mod:`responder.indexer`).
@@ -19,8 +24,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
 from responder.clocks import SHANGHAI
+
+if TYPE_CHECKING:
+    from responder.permissions import Actor
+    from yuqing.settings import Settings
 
 
 def _parse_t0(value: str) -> datetime:
@@ -41,6 +51,32 @@ def _parse_day(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"无法解析日期 {value!r}：请用 YYYY-MM-DD") from None
+
+
+def _parse_jurisdiction(value: str) -> str:
+    from responder.permissions import normalise_jurisdiction
+
+    try:
+        return normalise_jurisdiction(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def report_actor(settings: Settings, jurisdiction: str | None) -> Actor:
+    """Who a report runs as: the CLI (full access), or narrowed to ``jurisdiction``
+    as a user there sees it."""
+    from responder.permissions import CLI_ACTOR, Actor
+
+    if jurisdiction is None:
+        return CLI_ACTOR
+    return Actor(
+        username=CLI_ACTOR.username,
+        display_name=CLI_ACTOR.display_name,
+        role=None,
+        jurisdiction=jurisdiction,
+        via="cli-scoped",  # not "cli": the scope applies
+        root_jurisdiction=settings.auth.root_jurisdiction,
+    )
 
 
 def cmd_clocks(args: argparse.Namespace) -> int:
@@ -72,7 +108,9 @@ def cmd_report_timeliness(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     store = Store(settings.store_url)
     try:
-        rep = timeliness(store, args.date_from, args.date_to, by=args.by)
+        rep = timeliness(
+            store, args.date_from, args.date_to, by=args.by, actor=report_actor(settings, args.jurisdiction)
+        )
     finally:
         store.close()
     if args.csv:
@@ -99,7 +137,7 @@ def cmd_report_brief(args: argparse.Namespace) -> int:
     day = args.date or as_of.astimezone(SHANGHAI).date()
     store = Store(settings.store_url)
     try:
-        b = brief(store, args.period, day, as_of=as_of)
+        b = brief(store, args.period, day, as_of=as_of, actor=report_actor(settings, args.jurisdiction))
     finally:
         store.close()
     if args.json:
@@ -133,6 +171,9 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+_JURISDICTION_HELP = "只统计该辖区及其下级（行政区划代码或前缀，如 34、3401、340104）；默认全部"
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``sub``."""
     c = sub.add_parser("clocks", help="按时限规则计算各节点截止时间（与回应模块同一代码）")
@@ -153,6 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--by", choices=["department", "region"], default="department")
     t.add_argument("--csv", help="写出 CSV 文件")
     t.add_argument("--xlsx", help="写出 Excel 文件")
+    t.add_argument("--jurisdiction", type=_parse_jurisdiction, help=_JURISDICTION_HELP)
     t.set_defaults(func=cmd_report_timeliness)
     b = rsub.add_parser("brief", help="舆情日报/周报（纯文本，可直接粘贴到微信或邮件）")
     b.add_argument(
@@ -163,6 +205,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--as-of", dest="as_of", type=_parse_t0, help="统计时点（ISO 8601；默认现在）")
     b.add_argument("--json", action="store_true", help="输出 JSON")
+    b.add_argument("--jurisdiction", type=_parse_jurisdiction, help=_JURISDICTION_HELP)
     b.set_defaults(func=cmd_report_brief)
 
     x = sub.add_parser("reindex", help="把库中尚未进入全文索引的帖子补入索引（索引阶段持续在做的同一件事）")

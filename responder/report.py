@@ -23,6 +23,10 @@ Definitions (all times compared exactly, no rounding before the end):
   ``ceil(0.9 * n)``-th smallest value. Both in hours.
 * **near miss** — met on time but within the last 10 % of its window,
   i.e. ``met_at > due_at - 0.1 * (due_at - starts_at)``.
+* **scope** — only the tickets whose place is in the acting user's
+  jurisdiction (a filter inside the query; 待定 only at the root
+  jurisdiction). The CLI has full access and may narrow it with
+  ``--jurisdiction CODE``.
 """
 
 from __future__ import annotations
@@ -37,7 +41,9 @@ from typing import Any
 
 from sqlalchemy import select
 
+from responder.cases import scoped
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.permissions import Actor, scope_prefix
 from responder.safety import spreadsheet_row
 from responder.store import Deadline, Store, Ticket, utcnow
 
@@ -83,6 +89,8 @@ class Report:
     by: str
     as_of: datetime
     rows: list[Row]
+    # The jurisdiction it covers (a division-code prefix; "" = everything).
+    jurisdiction: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -90,6 +98,7 @@ class Report:
             "to": self.date_to.isoformat(),
             "by": self.by,
             "as_of": iso_shanghai(self.as_of),
+            "jurisdiction": self.jurisdiction,
             "definitions": {
                 "on_time_rate": "按时 / (按时 + 超时)",
                 "breach": "超期完成，或截至统计时点已到期仍未完成",
@@ -102,7 +111,8 @@ class Report:
     def to_text(self) -> str:
         lines = [
             f"回应及时性统计 {self.date_from}～{self.date_to}（按{'部门' if self.by == 'department' else '地区'}，"
-            f"统计时点 {iso_shanghai(self.as_of)}）",
+            f"统计时点 {iso_shanghai(self.as_of)}"
+            f"{f'，辖区 {self.jurisdiction}' if self.jurisdiction else ''}）",
             "\t".join(label for _k, label in COLUMNS),
         ]
         for r in self.rows:
@@ -156,8 +166,10 @@ def timeliness(
     *,
     by: str = "department",
     as_of: datetime | None = None,
+    actor: Actor,
 ) -> Report:
-    """The figures for deadlines whose T0 falls in [date_from, date_to] (Shanghai days)."""
+    """The figures for deadlines whose T0 falls in [date_from, date_to] (Shanghai days),
+    of the tickets in ``actor``'s jurisdiction."""
     if by not in ("department", "region"):
         raise ValueError("by must be department or region")
     if date_to < date_from:
@@ -169,10 +181,13 @@ def timeliness(
     totals: dict[str, Row] = {}
     with store.reader() as s:
         rows = s.execute(
-            select(Deadline, Ticket.department, Ticket.place_label)
-            .join(Ticket, Ticket.id == Deadline.ticket_id)
-            .where(Deadline.starts_at >= start, Deadline.starts_at < end)
-            .order_by(Deadline.id)
+            scoped(
+                select(Deadline, Ticket.department, Ticket.place_label)
+                .join(Ticket, Ticket.id == Deadline.ticket_id)
+                .where(Deadline.starts_at >= start, Deadline.starts_at < end),
+                actor,
+                Ticket.place_code,
+            ).order_by(Deadline.id)
         ).all()
     for d, dept, place in rows:
         g = (dept or "未指定") if by == "department" else (place or "待定")
@@ -186,7 +201,7 @@ def timeliness(
     out = [groups[k] for k in sorted(groups)] + [totals[k] for k in sorted(totals)]
     for r in out:
         _finish(r)
-    return Report(date_from, date_to, by, as_of, out)
+    return Report(date_from, date_to, by, as_of, out, scope_prefix(actor))
 
 
 def write_csv(rep: Report, path: str | Path) -> None:

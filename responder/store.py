@@ -370,6 +370,9 @@ class SavedSearch(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The creator's jurisdiction (a division-code prefix, "" = root): users whose
+    # scope covers it read it too (responder.archive.saved_search_clause).
+    jurisdiction: Mapped[str] = mapped_column(String(12), default="", server_default=text("''"))
 
 
 class SearchProgress(Base):
@@ -521,7 +524,10 @@ def next_rev(session: Session) -> int:
 # Indexes replaced since a database may have been created: dropped if present.
 _OLD_INDEXES = ("ix_deadline_pending", "ix_warning_pending")
 # Columns added since a database may have been created: (table, column, DDL type and default).
-_ADDED_COLUMNS = (("events", "rev", "BIGINT NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS = (
+    ("events", "rev", "BIGINT NOT NULL DEFAULT 0"),
+    ("saved_searches", "jurisdiction", "VARCHAR(12) NOT NULL DEFAULT ''"),
+)
 
 
 def _migrate_indexes(conn: Any) -> None:

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.brief import brief, brief_text, period_bounds
+from responder.permissions import CLI_ACTOR
 from responder.service import handle_batch
 from responder.store import Deadline, Event, Store, Ticket
 from tests.fixtures.databases import assessed, sh
@@ -211,7 +212,7 @@ def test_periods_are_shanghai_days_and_iso_weeks() -> None:
 
 def test_day_brief_matches_hand_computed_example(filled) -> None:
     store, ids = filled
-    b = brief(store, "day", D1, as_of=AS_OF)
+    b = brief(store, "day", D1, as_of=AS_OF, actor=CLI_ACTOR)
     o = b.overview
     # prop, fire1, junk1 (news), fire2, late (weibo); not early (00:01 on D2).
     assert o.posts == 5
@@ -248,7 +249,7 @@ def test_day_brief_matches_hand_computed_example(filled) -> None:
     assert [(c.name, c.count) for c in d.places] == [("安徽省合肥市", 3), ("待定", 1)]
 
     # D2: early (00:01), fire3, junk2.
-    b2 = brief(store, "day", D2, as_of=AS_OF)
+    b2 = brief(store, "day", D2, as_of=AS_OF, actor=CLI_ACTOR)
     o = b2.overview
     assert o.posts == 3 and [(c.name, c.count) for c in o.posts_by_kind] == [("news", 2), ("forum", 1)]
     assert (o.relevant_posts, o.emergency_posts, o.new_events, o.emergency_events) == (2, 1, 1, 0)
@@ -272,7 +273,7 @@ def test_day_brief_matches_hand_computed_example(filled) -> None:
 
 def test_week_brief_matches_hand_computed_example(filled) -> None:
     store, ids = filled
-    b = brief(store, "week", D1, as_of=AS_OF)
+    b = brief(store, "week", D1, as_of=AS_OF, actor=CLI_ACTOR)
     assert b.title == "舆情周报（2026年11月16日—11月22日）"
     assert (b.start, b.end) == (sh(2026, 11, 16), sh(2026, 11, 23))
     o = b.overview
@@ -311,12 +312,12 @@ def test_week_brief_matches_hand_computed_example(filled) -> None:
     assert [(c.name, c.count) for c in d.places] == [("安徽省合肥市", 5), ("安徽省芜湖市", 1), ("待定", 1)]
 
     # Reproducible: the same archive and as_of give the same brief.
-    assert brief(store, "week", D1, as_of=AS_OF).to_dict() == b.to_dict()
+    assert brief(store, "week", D1, as_of=AS_OF, actor=CLI_ACTOR).to_dict() == b.to_dict()
     # Any day of the week gives the same week.
-    sunday = brief(store, "week", date(2026, 11, 22), as_of=AS_OF).to_dict()
+    sunday = brief(store, "week", date(2026, 11, 22), as_of=AS_OF, actor=CLI_ACTOR).to_dict()
     assert {**sunday, "day": None} == {**b.to_dict(), "day": None}
     # Later, the two pending ones are breached too (prop: 住建局; late: no department).
-    later = brief(store, "week", D1, as_of=sh(2026, 11, 23, 12, 0))
+    later = brief(store, "week", D1, as_of=sh(2026, 11, 23, 12, 0), actor=CLI_ACTOR)
     t = later.timeliness
     assert (t.due, t.on_time, t.late, t.open_past_deadline, t.pending) == (5, 1, 1, 3, 0)
     assert [(c.name, c.count) for c in t.breach_departments] == [
@@ -325,12 +326,12 @@ def test_week_brief_matches_hand_computed_example(filled) -> None:
         ("未指定", 1),
     ]
     # Earlier (before the 权威信息发布 was met at 14:00): a milestone met after as_of is not met yet.
-    early = brief(store, "day", D1, as_of=sh(2026, 11, 20, 13, 0))
+    early = brief(store, "day", D1, as_of=sh(2026, 11, 20, 13, 0), actor=CLI_ACTOR)
     assert [d.state for d in early.key_events[0].deadlines] == ["未到期", "未到期"]
     # water's 回应 was met late at 10:00, before as_of; fire's 权威信息发布 (due 15:00) is still ahead.
     assert (early.timeliness.late, early.timeliness.open_past_deadline, early.timeliness.pending) == (1, 0, 1)
     # The previous week holds only "old": closed and met on time.
-    prev = brief(store, "week", date(2026, 11, 10), as_of=AS_OF)
+    prev = brief(store, "week", date(2026, 11, 10), as_of=AS_OF, actor=CLI_ACTOR)
     assert (prev.overview.posts, prev.overview.new_events, prev.key_events_total) == (1, 1, 1)
     assert prev.key_events[0].ticket_status_label == "已办结"
     assert (prev.timeliness.due, prev.timeliness.on_time) == (1, 1)
@@ -338,7 +339,7 @@ def test_week_brief_matches_hand_computed_example(filled) -> None:
 
 def test_text_and_json(filled) -> None:
     store, _ = filled
-    b = brief(store, "day", D1, as_of=AS_OF)
+    b = brief(store, "day", D1, as_of=AS_OF, actor=CLI_ACTOR)
     text = brief_text(b)
     lines = text.splitlines()
     assert lines[0] == "舆情日报（2026年11月20日）"
@@ -370,11 +371,11 @@ def test_day_boundary_is_shanghai_midnight(store_url, settings) -> None:
                 [assessed(pid, title=f"帖子{pid}", text=f"内容{pid}{pid}", published_at=at, relevant=False)],
                 now=at,
             )
-        d1, d2 = brief(store, "day", D1, as_of=AS_OF), brief(store, "day", D2, as_of=AS_OF)
+        d1, d2 = brief(store, "day", D1, as_of=AS_OF, actor=CLI_ACTOR), brief(store, "day", D2, as_of=AS_OF, actor=CLI_ACTOR)
         # Both are on 11-20 in UTC (15:59 and 16:01): a UTC day would put both on D1.
         assert (d1.overview.posts, d2.overview.posts) == (1, 1)
-        assert brief(store, "day", date(2026, 11, 19), as_of=AS_OF).overview.posts == 0
-        assert brief(store, "week", D1, as_of=AS_OF).overview.posts == 2
+        assert brief(store, "day", date(2026, 11, 19), as_of=AS_OF, actor=CLI_ACTOR).overview.posts == 0
+        assert brief(store, "week", D1, as_of=AS_OF, actor=CLI_ACTOR).overview.posts == 2
     finally:
         store.close()
 
@@ -389,11 +390,11 @@ def test_archived_work_reports_are_counted_apart_and_not_key_events(store_url, s
             assessed("heat", title="小区暖气不热", text="包河区某小区暖气一直不热，业主多次反映无果。",
                      published_at=at + timedelta(hours=1), place="包河区"),
         ], now=at + timedelta(hours=2))
-        b = brief(store, "day", D1, as_of=AS_OF)
+        b = brief(store, "day", D1, as_of=AS_OF, actor=CLI_ACTOR)
         assert (b.overview.tickets_opened, b.overview.tickets_archived) == (2, 1)
         assert [k.title for k in b.key_events] == ["小区暖气不热"] and b.key_events_total == 1
         assert "新建工单 2 件：特别重大 0、重大 0、较大 0、一般 2；其中政务动态自动归档 1 件" in brief_text(b)
-        assert brief(store, "day", D2, as_of=AS_OF).overview.tickets_archived == 0
+        assert brief(store, "day", D2, as_of=AS_OF, actor=CLI_ACTOR).overview.tickets_archived == 0
     finally:
         store.close()
 
@@ -408,7 +409,7 @@ def test_html_escapes_and_api(tmp_path, settings) -> None:
             [assessed("x", title="<script>alert(1)</script>标题", text="某小区物业问题。", published_at=at)],
             now=at,
         )
-        page = brief_html(brief(store, "day", D1, as_of=AS_OF))
+        page = brief_html(brief(store, "day", D1, as_of=AS_OF, actor=CLI_ACTOR))
         assert "<script>alert(1)" not in page
         assert "&lt;script&gt;alert(1)&lt;/script&gt;标题" in page
         assert "<title>舆情日报（2026年11月20日）</title>" in page

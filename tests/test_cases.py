@@ -98,11 +98,14 @@ def test_saved_searches_are_audited_and_checked(filled) -> None:
         cases.save_search(store, _actor("李分析"), "坏的", {"nope": 1})
     with pytest.raises(SearchParamError, match="from"):
         cases.save_search(store, _actor("李分析"), "坏日期", {"from": "昨天"})
-    cases.delete_saved_search(store, _actor("赵六", "10.0.0.9"), sid)
+    # Only its creator (or an admin) deletes it.
+    with pytest.raises(cases.Forbidden, match="只有创建者或系统管理员"):
+        cases.delete_saved_search(store, _actor("赵六", "10.0.0.8"), sid)
+    cases.delete_saved_search(store, _actor("李分析", "10.0.0.9"), sid)
     with store.reader() as s:
         assert s.scalars(select(SavedSearch)).all() == []
         audit = s.scalars(select(Audit).where(Audit.action.like("saved_search_%")).order_by(Audit.id)).all()
     assert [(a.action, a.actor, a.remote_addr, a.detail["name"]) for a in audit] == [
         ("saved_search_created", "李分析", "10.0.0.7", "物业"),
-        ("saved_search_deleted", "赵六", "10.0.0.9", "物业"),
+        ("saved_search_deleted", "李分析", "10.0.0.9", "物业"),
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from responder.permissions import CLI_ACTOR
 from responder.report import timeliness
 from responder.store import Deadline, Event, Store, Ticket
 from tests.fixtures.databases import sh
@@ -87,11 +88,11 @@ def filled(store_url: str) -> Store:
 
 
 def test_matches_hand_computed_example(filled: Store) -> None:
-    rep = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), by="department", as_of=AS_OF)
+    rep = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), by="department", as_of=AS_OF, actor=CLI_ACTOR)
     got = {r.group: tuple(getattr(r, f) for f in FIELDS) for r in rep.rows}
     assert got == EXPECTED
     assert all(r.milestone == "回应" for r in rep.rows)
-    by_region = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), by="region", as_of=AS_OF)
+    by_region = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), by="region", as_of=AS_OF, actor=CLI_ACTOR)
     got = {r.group: tuple(getattr(r, f) for f in FIELDS) for r in by_region.rows}
     assert got == {
         "蜀山区": EXPECTED["住房和城乡建设局"],
@@ -99,10 +100,10 @@ def test_matches_hand_computed_example(filled: Store) -> None:
         "合计": EXPECTED["合计"],
     }
     # Reproducible: the same archive and as_of give the same figures.
-    again = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), by="department", as_of=AS_OF)
+    again = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), by="department", as_of=AS_OF, actor=CLI_ACTOR)
     assert again.to_dict() == rep.to_dict()
     # Later, the pending one is overdue too.
-    later = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), as_of=AS_OF + timedelta(days=2))
+    later = timeliness(filled, date(2026, 11, 1), date(2026, 11, 5), as_of=AS_OF + timedelta(days=2), actor=CLI_ACTOR)
     zjj = next(r for r in later.rows if r.group == "住房和城乡建设局")
     assert (zjj.breaches, zjj.open_past_deadline, zjj.pending, zjj.on_time_rate) == (3, 2, 0, 0.4)
 
@@ -173,6 +174,6 @@ def test_cli_csv_and_xlsx(tmp_path: Path, settings, config_dir: Path) -> None:
 
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError):
-        timeliness(Store("sqlite://"), date(2026, 11, 5), date(2026, 11, 1))
+        timeliness(Store("sqlite://"), date(2026, 11, 5), date(2026, 11, 1), actor=CLI_ACTOR)
     with pytest.raises(ValueError):
-        timeliness(Store("sqlite://"), date(2026, 11, 1), date(2026, 11, 5), by="weather")
+        timeliness(Store("sqlite://"), date(2026, 11, 1), date(2026, 11, 5), by="weather", actor=CLI_ACTOR)

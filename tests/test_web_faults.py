@@ -22,6 +22,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from responder.permissions import CLI_ACTOR
 from responder.safety import MAX_DB_ID, safe_url, spreadsheet_cell
 from responder.search import open_search
 from responder.search.base import PostDoc
@@ -361,7 +362,7 @@ def test_timeliness_csv_and_xlsx_neutralise_formulas(tmp_path: Path, settings) -
     evil = "=cmd|' /C calc'!A0"
     c = TestClient(create_app(settings, store=store, now=lambda: T0 + timedelta(hours=1)))
     assert c.post(f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": evil}).status_code == 200
-    rep = timeliness(store, T0.date(), T0.date(), by="department", as_of=T0 + timedelta(days=30))
+    rep = timeliness(store, T0.date(), T0.date(), by="department", as_of=T0 + timedelta(days=30), actor=CLI_ACTOR)
     write_csv(rep, tmp_path / "t.csv")
     write_xlsx(rep, tmp_path / "t.xlsx")
     rows = list(csv.reader(io.StringIO((tmp_path / "t.csv").read_text(encoding="utf-8-sig"))))

@@ -34,7 +34,7 @@ from fastapi.staticfiles import StaticFiles
 
 from responder.archive import SearchParamError
 from responder.brief import BriefParamError
-from responder.cases import CaseError, Conflict, Invalid, NotFound
+from responder.cases import CaseError, Conflict, Forbidden, Invalid, NotFound
 from responder.safety import BodyLimitMiddleware, id_out_of_range
 from responder.search.base import SearchBackend
 from responder.store import Store, utcnow
@@ -46,7 +46,7 @@ from yuqing.settings import Settings
 # One router per area, in the order their routes are matched.
 ROUTERS = tuple(m.router for m in (board, tickets, search, briefs, reports, sources))
 # The status each domain error answers with.
-CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422}
+CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}
 
 
 def create_app(

@@ -61,6 +61,16 @@ def client_addr(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+def viewer(request: Request) -> Actor:
+    """The user reading, until sign-in lands: sees every jurisdiction, as before.
+
+    Sign-in replaces this with ``require(Permission.…)`` (the session's or
+    token's account); every read route passes it to the responder, which
+    scopes its queries by it."""
+    return Actor(username="", display_name="", role=None, jurisdiction="", via="officer",
+                 remote_addr=client_addr(request))
+
+
 def officer_actor(officer: str, request: Request) -> Actor:
     """The acting user until sign-in lands: the name typed into the ``officer`` field.
 

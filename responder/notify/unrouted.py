@@ -3,6 +3,8 @@
 The dispatcher (responder process) writes an :class:`~responder.store.UnroutedNotice`
 row when escalation steps apply to a notice but no recipient of
 ``config/notify.yaml`` covers it; the web process reads those rows here.
+The board and the list show a user the notices of its jurisdiction only (by
+the notice's place code, in the query); ``/metrics`` counts them all.
 """
 
 from __future__ import annotations
@@ -14,27 +16,33 @@ from sqlalchemy import func, select
 
 from responder.clocks import iso_shanghai
 from responder.notify.dispatcher import KIND_LABEL
+from responder.permissions import CLI_ACTOR, Actor, scope_clause
 from responder.store import Store, UnroutedNotice
 
 WINDOW = timedelta(hours=24)
 
 
-def unrouted_summary(store: Store, now: datetime, *, limit: int = 20) -> dict[str, Any]:
-    """Unrouted notices of the last 24 h (newest first, at most ``limit``) and counts."""
+def unrouted_summary(store: Store, now: datetime, actor: Actor, *, limit: int = 20) -> dict[str, Any]:
+    """Unrouted notices of ``actor``'s jurisdiction: those of the last 24 h
+    (newest first, at most ``limit``) and counts."""
     since = now - WINDOW
+    seen = scope_clause(actor, UnroutedNotice.place_code)
+    scope = [] if seen is None else [seen]
     with store.reader() as s:
         recent = int(
-            s.scalar(select(func.count()).select_from(UnroutedNotice).where(UnroutedNotice.created_at > since))
+            s.scalar(
+                select(func.count()).select_from(UnroutedNotice).where(UnroutedNotice.created_at > since, *scope)
+            )
             or 0
         )
         by_kind = dict(
             s.execute(
-                select(UnroutedNotice.kind, func.count()).group_by(UnroutedNotice.kind)  # type: ignore[arg-type]
+                select(UnroutedNotice.kind, func.count()).where(*scope).group_by(UnroutedNotice.kind)  # type: ignore[arg-type]
             ).all()
         )
         rows = s.scalars(
             select(UnroutedNotice)
-            .where(UnroutedNotice.created_at > since)
+            .where(UnroutedNotice.created_at > since, *scope)
             .order_by(UnroutedNotice.created_at.desc(), UnroutedNotice.id.desc())
             .limit(limit)
         ).all()
@@ -59,8 +67,9 @@ def unrouted_summary(store: Store, now: datetime, *, limit: int = 20) -> dict[st
 
 
 def unrouted_metrics(store: Store, now: datetime) -> list[str]:
-    """Prometheus lines: a counter per notice kind and a gauge of the last 24 h."""
-    summary = unrouted_summary(store, now, limit=0)
+    """Prometheus lines: a counter per notice kind and a gauge of the last 24 h
+    (every jurisdiction: ``/metrics`` is for the operator's token)."""
+    summary = unrouted_summary(store, now, CLI_ACTOR, limit=0)
     lines = [
         "# HELP yuqing_notices_unrouted_total Notices that no recipient of notify.yaml covered, by kind.",
         "# TYPE yuqing_notices_unrouted_total counter",

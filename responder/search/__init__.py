@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from responder.search.base import (
     FACET_FIELDS,
     PostDoc,
+    Scope,
     SearchBackend,
     SearchHit,
     SearchQuery,
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "FACET_FIELDS",
     "PostDoc",
+    "Scope",
     "SearchBackend",
     "SearchHit",
     "SearchQuery",

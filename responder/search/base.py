@@ -15,6 +15,9 @@ Semantics every backend keeps (``tests/test_search_contract.py`` checks them):
   everything in it, ``3415`` (or ``341500``) is Lu'an city and its counties.
   A city scope does not see province-level posts: a user sees their own
   jurisdiction and the ones below it, not above.
+* ``scope`` (:class:`Scope`) is the user's jurisdiction: a filter inside the
+  query like ``place_code``, so hits, totals and facets never count a post
+  outside it; posts with no place (待定) only when ``scope.unplaced``.
 * ``published_from`` is inclusive, ``published_to`` exclusive.
 * Facets count the whole matching set (all filters applied), not one page;
   documents without a topic / severity are not counted under those facets.
@@ -88,6 +91,31 @@ def place_prefix(code: str) -> str:
     return code
 
 
+@dataclass(frozen=True)
+class Scope:
+    """What a user may find: posts placed under ``prefix`` (``""``: any place)
+    and, when ``unplaced``, the posts with no place (待定)."""
+
+    prefix: str
+    unplaced: bool
+
+    def __post_init__(self) -> None:
+        if self.prefix:
+            object.__setattr__(self, "prefix", place_prefix(self.prefix))
+
+    @classmethod
+    def of(cls, actor: Any) -> Scope | None:
+        """The scope of a :class:`responder.permissions.Actor`; None when it sees everything."""
+        from responder.permissions import scope_prefix
+
+        scope = cls(scope_prefix(actor), actor.sees(None))
+        return None if scope.everything else scope
+
+    @property
+    def everything(self) -> bool:
+        return self.prefix == "" and self.unplaced
+
+
 def as_values(v: str | Sequence[str] | None) -> list[str]:
     """A filter value as a list: one string, a sequence of them, or nothing."""
     if v is None:
@@ -107,6 +135,8 @@ class SearchQuery:
     topic: str | Sequence[str] | None = None
     severity: str | Sequence[str] | None = None
     event_id: int | None = None
+    # The user's jurisdiction (Scope.of(actor)); None: no limit (the CLI, the indexer).
+    scope: Scope | None = None
     published_from: datetime | None = None  # inclusive
     published_to: datetime | None = None  # exclusive
     # "relevance" (BM25, newest first on ties; without text it is "time"),

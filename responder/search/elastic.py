@@ -132,6 +132,12 @@ def build_query(q: SearchQuery, terms: Sequence[str]) -> dict[str, Any]:
     flt: list[dict[str, Any]] = []
     if q.place_code is not None:
         flt.append({"prefix": {"place_code": q.place_code}})
+    if q.scope is not None and not q.scope.everything:
+        placed: dict[str, Any] = (
+            {"prefix": {"place_code": q.scope.prefix}} if q.scope.prefix else {"exists": {"field": "place_code"}}
+        )
+        unplaced = {"bool": {"must_not": [{"exists": {"field": "place_code"}}]}}
+        flt.append({"bool": {"should": [placed, unplaced], "minimum_should_match": 1}} if q.scope.unplaced else placed)
     for field, value in (("source_kind", q.source_kind), ("topic", q.topic), ("severity", q.severity)):
         values = as_values(value)
         if values:

@@ -289,6 +289,14 @@ class EmbeddedSearch:
             hi = lo[:-1] + chr(ord(lo[-1]) + 1)  # "34" → ["34", "35"): uses the index
             where.append("p.place_code >= ? AND p.place_code < ?")
             params += [lo, hi]
+        if q.scope is not None and not q.scope.everything:
+            if q.scope.prefix:
+                lo = q.scope.prefix
+                placed = "(p.place_code >= ? AND p.place_code < ?)"
+                params += [lo, lo[:-1] + chr(ord(lo[-1]) + 1)]
+            else:
+                placed = "p.place_code IS NOT NULL"
+            where.append(f"({placed} OR p.place_code IS NULL)" if q.scope.unplaced else placed)
         for column, value in (("source_kind", q.source_kind), ("topic", q.topic), ("severity", q.severity)):
             values = as_values(value)
             if values:

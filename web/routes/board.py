@@ -17,18 +17,20 @@ from fastapi.responses import HTMLResponse
 from responder.cases import open_tickets
 from responder.clocks import SHANGHAI
 from responder.notify.unrouted import unrouted_summary
+from responder.permissions import Actor
 from responder.sources import source_views
-from web.context import WebContext, get_ctx
+from web.context import WebContext, get_ctx, viewer
 from web.templating import render
 
 router = APIRouter()
 
 
-def alerts(ctx: WebContext, now: datetime) -> dict[str, Any]:
-    """The context of ``_alerts.html``: sources with a problem, notices nobody received."""
+def alerts(ctx: WebContext, now: datetime, actor: Actor) -> dict[str, Any]:
+    """The context of ``_alerts.html``: sources with a problem, notices nobody
+    received (in ``actor``'s jurisdiction)."""
     return {
         "bad_sources": [v for v in source_views(ctx.store) if v["alert"]],
-        "unrouted": unrouted_summary(ctx.store, now),
+        "unrouted": unrouted_summary(ctx.store, now, actor),
     }
 
 
@@ -37,16 +39,16 @@ def board_context(tickets: list[dict[str, Any]], now: datetime) -> dict[str, Any
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(ctx: WebContext = Depends(get_ctx)) -> HTMLResponse:
+def index(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> HTMLResponse:
     n = ctx.now()
     with ctx.store.reader() as s:
-        tickets = open_tickets(s, n)
-    return render("board.html", live=True, **alerts(ctx, n), **board_context(tickets, n))
+        tickets = open_tickets(s, actor, n)
+    return render("board.html", live=True, **alerts(ctx, n, actor), **board_context(tickets, n))
 
 
 @router.get("/fragment/tickets", response_class=HTMLResponse)
-def fragment(ctx: WebContext = Depends(get_ctx)) -> HTMLResponse:
+def fragment(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> HTMLResponse:
     n = ctx.now()
     with ctx.store.reader() as s:
-        tickets = open_tickets(s, n)
-    return render("fragment.html", **alerts(ctx, n), **board_context(tickets, n))
+        tickets = open_tickets(s, actor, n)
+    return render("fragment.html", **alerts(ctx, n, actor), **board_context(tickets, n))

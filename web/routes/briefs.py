@@ -30,7 +30,8 @@ from responder.brief import (
     parse_params,
     timeliness_lines,
 )
-from web.context import WebContext, get_ctx
+from responder.permissions import Actor
+from web.context import WebContext, get_ctx, viewer
 from web.templating import render, render_str
 
 router = APIRouter()
@@ -38,9 +39,9 @@ router = APIRouter()
 _STATE_CLASS = {ON_TIME: "state-ok", LATE: "state-late", OPEN_PAST_DUE: "state-breach", PENDING: "muted"}
 
 
-def _brief(ctx: WebContext, period: str | None, day: str | None, as_of: str | None) -> Brief:
+def _brief(ctx: WebContext, actor: Actor, period: str | None, day: str | None, as_of: str | None) -> Brief:
     p, d, at = parse_params(period, day, as_of, ctx.now())  # BriefParamError → 400 (web.app)
-    return brief(ctx.store, p, d, as_of=at)
+    return brief(ctx.store, p, d, as_of=at, actor=actor)
 
 
 def brief_context(b: Brief) -> dict[str, Any]:
@@ -76,9 +77,10 @@ def api_brief(
     day: str | None = Query(None, alias="date"),
     as_of: str | None = None,
     ctx: WebContext = Depends(get_ctx),
+    actor: Actor = Depends(viewer),
 ) -> dict[str, Any]:
     """The daily / weekly brief as JSON."""
-    return _brief(ctx, period, day, as_of).to_dict()
+    return _brief(ctx, actor, period, day, as_of).to_dict()
 
 
 @router.get("/briefs", response_class=HTMLResponse)
@@ -87,10 +89,11 @@ def brief_page(
     day: str | None = Query(None, alias="date"),
     as_of: str | None = None,
     ctx: WebContext = Depends(get_ctx),
+    actor: Actor = Depends(viewer),
 ) -> HTMLResponse:
     """The daily / weekly brief (舆情日报/周报) as a page."""
     try:
-        b = _brief(ctx, period, day, as_of)
+        b = _brief(ctx, actor, period, day, as_of)
     except BriefParamError as e:
         return render("brief.html", status_code=400, title="舆情日报/周报", error=e.message)
     return render("brief.html", **brief_context(b))

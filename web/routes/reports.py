@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from responder.clocks import SHANGHAI
+from responder.permissions import Actor
 from responder.report import timeliness
-from web.context import WebContext, get_ctx
+from web.context import WebContext, get_ctx, viewer
 
 router = APIRouter()
 
@@ -22,6 +23,7 @@ def report_timeliness(
     by: str = "department",
     as_of: str | None = None,
     ctx: WebContext = Depends(get_ctx),
+    actor: Actor = Depends(viewer),
 ) -> dict[str, Any]:
     try:
         f, t = date.fromisoformat(date_from), date.fromisoformat(date_to)
@@ -34,4 +36,4 @@ def report_timeliness(
         raise HTTPException(status_code=422, detail="by 只能是 department 或 region")
     if t < f:
         raise HTTPException(status_code=422, detail="to 早于 from")
-    return timeliness(ctx.store, f, t, by=by, as_of=at).to_dict()
+    return timeliness(ctx.store, f, t, by=by, as_of=at, actor=actor).to_dict()

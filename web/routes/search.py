@@ -42,10 +42,12 @@ from responder.archive import (
     hit_json,
     scheme_views,
 )
+from responder.archive import search as archive_search
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.permissions import Actor
 from responder.safety import DbId
 from responder.search.base import FACET_FIELDS, SearchResult
-from web.context import WebContext, get_ctx, officer_actor
+from web.context import WebContext, get_ctx, officer_actor, viewer
 from web.templating import SEVERITY_COLOUR, render
 
 router = APIRouter()
@@ -149,10 +151,12 @@ def search_page(p: SearchParams, res: SearchResult | None, error: str, schemes: 
 
 
 @router.get("/search", response_class=HTMLResponse)
-def page(p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get_ctx)) -> HTMLResponse:
-    schemes = scheme_views(ctx.store, ctx.search_backend(), ctx.now())
+def page(
+    p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)
+) -> HTMLResponse:
+    schemes = scheme_views(ctx.store, ctx.search_backend(), actor, ctx.now())
     try:
-        res = ctx.require_search().search(p.query())
+        res = archive_search(ctx.require_search(), actor, p)
     except HTTPException as e:
         return search_page(p, None, str(e.detail), schemes, e.status_code)
     except SearchParamError as e:
@@ -164,15 +168,19 @@ def page(p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get
 
 
 @router.get("/api/search")
-def api_search(p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get_ctx)) -> dict[str, Any]:
-    res = ctx.require_search().search(p.query())
+def api_search(
+    p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)
+) -> dict[str, Any]:
+    res = archive_search(ctx.require_search(), actor, p)
     return {"total": res.total, "page": p.page, "size": p.size,
             "hits": [hit_json(h) for h in res.hits], "facets": res.facets}
 
 
 @router.get("/api/search/export")
-def api_export(p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get_ctx)) -> Response:
-    hits, total = export_rows(ctx.require_search(), p)
+def api_export(
+    p: SearchParams = Depends(search_params), ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)
+) -> Response:
+    hits, total = export_rows(ctx.require_search(), actor, p)
     stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M")
     name = quote(f"舆情检索_{stamp}.csv")
     headers = {
@@ -184,15 +192,17 @@ def api_export(p: SearchParams = Depends(search_params), ctx: WebContext = Depen
 
 
 @router.get("/api/searches")
-def list_searches(ctx: WebContext = Depends(get_ctx)) -> dict[str, Any]:
-    return {"now": iso_shanghai(ctx.now()), "searches": scheme_views(ctx.store, ctx.search_backend(), ctx.now())}
+def list_searches(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> dict[str, Any]:
+    return {"now": iso_shanghai(ctx.now()),
+            "searches": scheme_views(ctx.store, ctx.search_backend(), actor, ctx.now())}
 
 
 @router.post("/api/searches", status_code=201)
 def save_search(body: SaveSearch, request: Request, ctx: WebContext = Depends(get_ctx)) -> JSONResponse:
     at = ctx.now()
-    rid = cases.save_search(ctx.store, officer_actor(body.officer, request), body.name, body.params, now=at)
-    item = next(v for v in scheme_views(ctx.store, ctx.search_backend(), at) if v["id"] == rid)
+    actor = officer_actor(body.officer, request)
+    rid = cases.save_search(ctx.store, actor, body.name, body.params, now=at)
+    item = next(v for v in scheme_views(ctx.store, ctx.search_backend(), actor, at) if v["id"] == rid)
     return JSONResponse(item, status_code=201)
 
 

@@ -19,9 +19,10 @@ from sqlalchemy import func, select, text
 
 from responder.clocks import iso_shanghai
 from responder.notify.unrouted import unrouted_summary
+from responder.permissions import Actor
 from responder.sources import metrics_text, source_views
 from responder.store import Ticket
-from web.context import WebContext, get_ctx
+from web.context import WebContext, get_ctx, viewer
 
 router = APIRouter()
 
@@ -41,9 +42,9 @@ def metrics(ctx: WebContext = Depends(get_ctx)) -> str:
 
 
 @router.get("/api/notices/unrouted")
-def notices_unrouted(ctx: WebContext = Depends(get_ctx)) -> dict[str, Any]:
+def notices_unrouted(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> dict[str, Any]:
     n = ctx.now()
-    return {"now": iso_shanghai(n), **unrouted_summary(ctx.store, n, limit=200)}
+    return {"now": iso_shanghai(n), **unrouted_summary(ctx.store, n, actor, limit=200)}
 
 
 @router.get("/api/healthz")

@@ -23,8 +23,9 @@ from pydantic import BaseModel, Field, field_validator
 
 from responder import cases
 from responder.clocks import iso_shanghai
+from responder.permissions import Actor
 from responder.safety import DbId
-from web.context import WebContext, get_ctx, officer_actor
+from web.context import WebContext, get_ctx, officer_actor, viewer
 from web.routes.board import board_context
 from web.templating import render
 
@@ -77,20 +78,20 @@ class MilestoneIn(AckIn):
 
 
 @router.get("/tickets/{tid}", response_class=HTMLResponse)
-def ticket_page(tid: DbId, ctx: WebContext = Depends(get_ctx)) -> HTMLResponse:
+def ticket_page(tid: DbId, ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> HTMLResponse:
     """One ticket on its own page (the link in notifications)."""
     n = ctx.now()
     with ctx.store.reader() as s:
-        view = cases.ticket_view(s, cases.get_ticket(s, tid), n)
+        view = cases.ticket_view(s, cases.get_ticket(s, actor, tid), n)
     return render("board.html", live=False, bad_sources=[], unrouted={"last_24h": 0}, **board_context([view], n))
 
 
 @router.get("/events/{eid}", response_class=HTMLResponse)
-def event_page(eid: DbId, ctx: WebContext = Depends(get_ctx)) -> HTMLResponse:
+def event_page(eid: DbId, ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> HTMLResponse:
     """The ticket of one event (the link from a search hit)."""
     n = ctx.now()
     with ctx.store.reader() as s:
-        view = cases.ticket_view(s, cases.event_ticket(s, eid), n)
+        view = cases.ticket_view(s, cases.event_ticket(s, actor, eid), n)
     return render("board.html", live=False, bad_sources=[], unrouted={"last_24h": 0}, **board_context([view], n))
 
 
@@ -98,18 +99,18 @@ def event_page(eid: DbId, ctx: WebContext = Depends(get_ctx)) -> HTMLResponse:
 
 
 @router.get("/api/tickets")
-def list_tickets(ctx: WebContext = Depends(get_ctx)) -> dict[str, Any]:
+def list_tickets(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> dict[str, Any]:
     n = ctx.now()
     with ctx.store.reader() as s:
-        items = cases.open_tickets(s, n)
+        items = cases.open_tickets(s, actor, n)
     return {"now": iso_shanghai(n), "count": len(items), "tickets": items}
 
 
 @router.get("/api/tickets/{tid}")
-def get_ticket(tid: DbId, ctx: WebContext = Depends(get_ctx)) -> dict[str, Any]:
+def get_ticket(tid: DbId, ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> dict[str, Any]:
     n = ctx.now()
     with ctx.store.reader() as s:
-        return cases.ticket_detail(s, tid, n)
+        return cases.ticket_detail(s, actor, tid, n)
 
 
 @router.post("/api/tickets/{tid}/ack")
