@@ -231,7 +231,9 @@ def test_html_board(board) -> None:
     js = c.get("/static/board.js").text
     assert "已超时" in js and "setInterval(tick, 1000)" in js and "prompt(" in js and "/ack'" in js
     assert "setInterval(refresh, 5000)" in js
-    assert "#ef6c00" in html  # 重大 in orange
+    # 重大 in orange: a class (the CSP forbids inline style), its colour in the stylesheet.
+    assert '<span class="sev sev-2">重大</span>' in html and "style=" not in html
+    assert ".sev-2{background:#ef6c00}" in c.get("/static/app.css").text
     assert "精确到分钟" in html and "minute" not in html
     # Most severe first.
     assert html.index("居民楼火灾致12人死亡") < html.index("翡翠湖畔小区物业费上涨")

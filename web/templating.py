@@ -7,7 +7,12 @@ templates may use besides their context:
   for what :func:`responder.safety.safe_url` accepts; anything else is shown
   as text, nothing lost. :func:`link_html` is the same from Python.
 * filters ``safe_url``, ``hm`` (an ISO time → ``YYYY-MM-DD HH:MM``),
-  ``shanghai`` (a datetime → the same in Asia/Shanghai), ``sev_colour``.
+  ``shanghai`` (a datetime → the same in Asia/Shanghai), ``sev_class`` (a
+  severity → its CSS class: no inline style, the CSP forbids it).
+* ``me`` (the signed-in :class:`~responder.permissions.Actor` or None),
+  ``csrf_token`` (the session's, for forms and the ``csrf-token`` meta tag the
+  scripts read), ``csp_nonce`` and ``P`` (:class:`~responder.permissions.Permission`,
+  so a page shows only the actions ``me.can(...)``) — when rendered with ``request``.
 """
 
 from __future__ import annotations
@@ -17,17 +22,21 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup
 
 from responder.clocks import SHANGHAI
+from responder.permissions import Permission
 from responder.safety import safe_url
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 
 SEVERITY_COLOUR = {"特别重大": "#c62828", "重大": "#ef6c00", "较大": "#f9a825", "一般": "#1565c0"}
+# The CSS class of each severity (web/static/app.css gives it SEVERITY_COLOUR's colour).
+SEVERITY_CLASS = {"特别重大": "sev-1", "重大": "sev-2", "较大": "sev-3", "一般": "sev-4"}
 PRECISION_LABEL = {
     "second": "精确到秒",
     "minute": "精确到分钟",
@@ -64,16 +73,29 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-env.filters.update(safe_url=safe_url, hm=_hm, shanghai=_shanghai, sev_colour=lambda s: SEVERITY_COLOUR.get(s, "#555"))
-env.globals.update(SEVERITY_COLOUR=SEVERITY_COLOUR, PRECISION_LABEL=PRECISION_LABEL)
+env.filters.update(safe_url=safe_url, hm=_hm, shanghai=_shanghai, sev_class=lambda s: SEVERITY_CLASS.get(s, "sev-0"))
+env.globals.update(SEVERITY_COLOUR=SEVERITY_COLOUR, PRECISION_LABEL=PRECISION_LABEL, P=Permission,
+                   me=None, csrf_token="", csp_nonce="")
 
 
-def render_str(name: str, **context: Any) -> str:
-    return env.get_template(name).render(**context)
+def request_context(request: Request | None) -> dict[str, Any]:
+    """What every page shows of the request: the signed-in user, the CSRF token, the CSP nonce."""
+    if request is None:
+        return {}
+    me = getattr(request.state, "actor", None)
+    return {
+        "me": me,
+        "csrf_token": (me.csrf_token or "") if me is not None else "",
+        "csp_nonce": getattr(request.state, "csp_nonce", ""),
+    }
 
 
-def render(name: str, status_code: int = 200, **context: Any) -> HTMLResponse:
-    return HTMLResponse(render_str(name, **context), status_code=status_code)
+def render_str(name: str, request: Request | None = None, **context: Any) -> str:
+    return env.get_template(name).render(**{**request_context(request), **context})
+
+
+def render(name: str, status_code: int = 200, *, request: Request | None = None, **context: Any) -> HTMLResponse:
+    return HTMLResponse(render_str(name, request, **context), status_code=status_code)
 
 
 def link_html(url: str | None, label_html: str | None = None, *, cls: str = "", new_tab: bool = True) -> str:
