@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.broker",
     "tests.fixtures.databases",
     "tests.fixtures.common",
+    "tests.fixtures.search",
 ]

@@ -1,13 +1,13 @@
 """One contract for every search backend.
 
-``embedded`` (SQLite FTS5 + jieba) always runs. ``elasticsearch`` runs when
-``YUQING_ES_URL`` points at a server (8.x or 9.x); each test gets its own
-index, deleted afterwards.
+``embedded`` (SQLite FTS5 + jieba) always runs. ``elasticsearch`` runs on
+``YUQING_ES_URL`` (a real 8.x or 9.x) or else on noida-db's Elasticsearch
+service, ``opensearch`` on osmem-server (OpenSearch 3.x API), both started by
+``tests/fixtures/search.py``; each test gets its own index, deleted afterwards.
 """
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import uuid
@@ -164,10 +164,11 @@ def _make_embedded(tmp_path: Path) -> tuple[SearchBackend, object]:
     return b, b.close
 
 
-def _make_elastic(tmp_path: Path) -> tuple[SearchBackend, object]:
-    url = os.environ.get("YUQING_ES_URL")
-    if not url:
-        pytest.skip("YUQING_ES_URL is not set: no Elasticsearch server to test against")
+def _server_url(request: pytest.FixtureRequest, kind: str = "elasticsearch") -> str:
+    return str(request.getfixturevalue("opensearch_url" if kind == "opensearch" else "es_url"))
+
+
+def _make_elastic(url: str) -> tuple[SearchBackend, object]:
     b = ElasticSearch(url, f"yuqing-test-{uuid.uuid4().hex[:12]}")
 
     def cleanup() -> None:
@@ -177,10 +178,12 @@ def _make_elastic(tmp_path: Path) -> tuple[SearchBackend, object]:
     return b, cleanup
 
 
-@pytest.fixture(params=["embedded", "elasticsearch"])
+@pytest.fixture(params=["embedded", "elasticsearch", "opensearch"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchBackend]:
-    make = _make_embedded if request.param == "embedded" else _make_elastic
-    b, cleanup = make(tmp_path)
+    if request.param == "embedded":
+        b, cleanup = _make_embedded(tmp_path)
+    else:
+        b, cleanup = _make_elastic(_server_url(request, request.param))
     try:
         yield b
     finally:
@@ -569,16 +572,17 @@ def test_embedded_resegmenting_resumes_after_the_last_row_it_recut(tmp_path: Pat
         b.close()
 
 
+@pytest.mark.parametrize("kind", ["elasticsearch", "opensearch"])
 def test_elastic_index_records_its_segmenter_and_flags_another(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
-    b, cleanup = _make_elastic(tmp_path)
+    url = _server_url(request, kind)
+    b, cleanup = _make_elastic(url)
     assert isinstance(b, ElasticSearch)
     try:
         b.index(DOCS[:2])
         assert b.segmenter() == seg.SEGMENTER
         b._es().indices.put_mapping(index=b.index_name, meta={"segmenter": "jieba 0.42.1"})
-        url = os.environ["YUQING_ES_URL"]
         with caplog.at_level("WARNING", logger="responder.search.elastic"):
             again = ElasticSearch(url, b.index_name)
             assert again.count() == 2

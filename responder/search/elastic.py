@@ -18,7 +18,11 @@ change is visible to search, as the backend contract requires.
 Server versions: the 9.x Python client asks for ``compatible-with=9`` media
 types, which an 8.x server rejects. On first use the backend reads the
 server's version and, for an older server, sends its major version instead
-(``_CompatTransport``); 8.x and 9.x servers both work.
+(``_CompatTransport``); 8.x and 9.x servers both work. An OpenSearch server
+(``version.distribution`` ``opensearch``; 2.x/3.x) knows no vendor media
+types at all: it gets plain ``application/json`` / ``application/x-ndjson``,
+and the client's Elasticsearch product check is skipped for it. The same
+index, queries and aggregations serve both.
 
 The index's mapping ``_meta.segmenter`` names the segmenter that cut its
 ``*_seg`` fields. An index cut by another one is reported at start: queries
@@ -51,6 +55,8 @@ from responder.search.base import (
 log = logging.getLogger(__name__)
 
 _COMPAT_RE = re.compile(r"compatible-with=(\d+)")
+# A vendor media type and its plain form (for OpenSearch).
+_VENDOR_RE = re.compile(r"application/vnd\.elasticsearch\+([a-z-]+)(?:;\s*compatible-with=\d+)?")
 _CLIENT_MAJOR = 9
 _BULK_CHUNK = 500
 
@@ -83,13 +89,19 @@ MAPPINGS: dict[str, Any] = {
 
 
 class _CompatTransport(Transport):
-    """Rewrites ``compatible-with=9`` to the server's major version when it is older."""
+    """Rewrites ``compatible-with=9`` to the server's major version when it is
+    older, and vendor media types to plain ones for OpenSearch (``plain``)."""
 
     compat_major: int | None = None
+    plain: bool = False
 
     def perform_request(self, method: str, target: str, *, headers: Any = None, **kw: Any) -> Any:  # type: ignore[override]
         major = self.compat_major
-        if major is not None and isinstance(headers, Mapping):
+        if self.plain and isinstance(headers, Mapping):
+            headers = {
+                k: _VENDOR_RE.sub(r"application/\1", v) if isinstance(v, str) else v for k, v in headers.items()
+            }
+        elif major is not None and isinstance(headers, Mapping):
             headers = {
                 k: _COMPAT_RE.sub(f"compatible-with={major}", v) if isinstance(v, str) else v
                 for k, v in headers.items()
@@ -200,9 +212,16 @@ class ElasticSearch:
         transport = self._client.transport
         # Plain JSON media types are accepted by every server version.
         resp = transport.perform_request("GET", "/", headers={"accept": "application/json"})
-        number = str(resp.body["version"]["number"])
+        version = resp.body["version"]
+        number = str(version["number"])
         major = int(number.split(".")[0])
-        if major < _CLIENT_MAJOR and isinstance(transport, _CompatTransport):
+        self.distribution = str(version.get("distribution") or "elasticsearch")
+        if self.distribution == "opensearch" and isinstance(transport, _CompatTransport):
+            transport.plain = True
+            # OpenSearch sends no "X-Elastic-Product" header, which the client
+            # would refuse; the server was identified above instead.
+            self._client._verified_elasticsearch = True
+        elif major < _CLIENT_MAJOR and isinstance(transport, _CompatTransport):
             transport.compat_major = major
         self.server_version = number
 
