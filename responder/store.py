@@ -252,6 +252,70 @@ class Audit(Base):
     action: Mapped[str] = mapped_column(String(40))
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     remote_addr: Mapped[str | None] = mapped_column(String(100), default=None)
+    # ok / failed / denied (responder.accounts.audit); rows from before the column: ok.
+    outcome: Mapped[str] = mapped_column(String(20), default="ok", server_default=text("'ok'"))
+    # The signed-in user's role and jurisdiction when it acted (None: system, CLI, unknown user),
+    # and the jurisdiction the row is about (a user changed, a ticket's place): an
+    # admin's audit view is scoped by them (responder.accounts.list_audit).
+    actor_role: Mapped[str | None] = mapped_column(String(20), default=None)
+    actor_jurisdiction: Mapped[str | None] = mapped_column(String(12), default=None)
+    place_code: Mapped[str | None] = mapped_column(String(12), default=None)
+
+
+class UserRow(Base):
+    """An account (:mod:`responder.accounts`). The password is kept only as an
+    Argon2id hash; ``jurisdiction`` is a division-code prefix ("" = everything)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    role: Mapped[str] = mapped_column(String(20))
+    jurisdiction: Mapped[str] = mapped_column(String(12), default="")
+    department: Mapped[str | None] = mapped_column(String(100), default=None)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    must_change: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Failed sign-ins in the current window (from failed_since), and the lock they led to.
+    failed_count: Mapped[int] = mapped_column(Integer, default=0)
+    failed_since: Mapped[datetime | None] = mapped_column(default=None)
+    locked_until: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    changed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SessionRow(Base):
+    """A server-side sign-in session. ``id`` is the SHA-256 of the cookie's token
+    (the token itself is never stored); revoking sets ``revoked_at``."""
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime]
+    last_seen_at: Mapped[datetime]
+    expires_at: Mapped[datetime]  # the absolute limit; the idle limit runs from last_seen_at
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    remote_addr: Mapped[str | None] = mapped_column(String(100), default=None)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+
+
+class ApiTokenRow(Base):
+    """An API token: a visible ``prefix`` (``yq_ab12cd34``) to find and name it,
+    and the SHA-256 of the whole token."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    prefix: Mapped[str] = mapped_column(String(20), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    created_by: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
 class Outbox(Base):
@@ -527,7 +591,49 @@ _OLD_INDEXES = ("ix_deadline_pending", "ix_warning_pending")
 _ADDED_COLUMNS = (
     ("events", "rev", "BIGINT NOT NULL DEFAULT 0"),
     ("saved_searches", "jurisdiction", "VARCHAR(12) NOT NULL DEFAULT ''"),
+    ("audit", "outcome", "VARCHAR(20) NOT NULL DEFAULT 'ok'"),
+    ("audit", "actor_role", "VARCHAR(20)"),
+    ("audit", "actor_jurisdiction", "VARCHAR(12)"),
+    ("audit", "place_code", "VARCHAR(12)"),
 )
+
+# The audit is append-only (issue 14; 网络安全法 第二十一条): the database itself
+# refuses to change or delete a row, whatever code asks.
+AUDIT_APPEND_ONLY = "audit rows are append-only"
+_AUDIT_TRIGGERS = {
+    "sqlite": [
+        f"CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
+        f"BEGIN SELECT RAISE(ABORT, '{AUDIT_APPEND_ONLY}'); END",
+        f"CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
+        f"BEGIN SELECT RAISE(ABORT, '{AUDIT_APPEND_ONLY}'); END",
+    ],
+    # Created only when missing (see _audit_triggers): no lock on the audit
+    # table at every start, and no CREATE OR REPLACE TRIGGER (PostgreSQL >= 14).
+    # TRUNCATE fires no row trigger, hence the statement trigger.
+    "postgresql": [
+        "CREATE OR REPLACE FUNCTION yuqing_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN RAISE EXCEPTION '{AUDIT_APPEND_ONLY}'; END $$",
+        "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
+        "FOR EACH ROW EXECUTE FUNCTION yuqing_audit_append_only()",
+        "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
+        "FOR EACH STATEMENT EXECUTE FUNCTION yuqing_audit_append_only()",
+    ],
+}
+
+
+def _audit_triggers(conn: Any) -> None:
+    """Make the audit table append-only in the database itself."""
+    ddls = _AUDIT_TRIGGERS.get(conn.dialect.name, [])
+    if conn.dialect.name == "postgresql":
+        have = set(conn.execute(text(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit'::regclass AND NOT tgisinternal"
+        )).scalars())
+        want = {"audit_append_only", "audit_no_truncate"}
+        if want <= have:
+            return
+        ddls = [d for d in ddls if not any(f"TRIGGER {name} " in d for name in have)]
+    for ddl in ddls:
+        conn.execute(text(ddl))
 
 
 def _migrate_indexes(conn: Any) -> None:
@@ -541,6 +647,7 @@ def _migrate_indexes(conn: Any) -> None:
             conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
     for name in _OLD_INDEXES:
         conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
+    _audit_triggers(conn)
     for table in (Deadline.__table__, DeadlineWarning.__table__, Event.__table__):
         for idx in table.indexes:  # type: ignore[attr-defined]
             idx.create(conn, checkfirst=True)

@@ -111,6 +111,44 @@ class ResponderSettings(_Section):
     scheduler_tick_s: float = Field(1.0, gt=0)
 
 
+class AuthSettings(_Section):
+    """Sign-in, sessions, lockout, passwords and the audit (responder.accounts)."""
+
+    # A session ends after this long without a request, and this long after sign-in at the latest.
+    idle_minutes: float = Field(30.0, gt=0)
+    absolute_hours: float = Field(12.0, gt=0)
+    # This many failed sign-ins within the window lock the account for lockout_minutes.
+    lockout_failures: int = Field(5, ge=1, le=100)
+    lockout_window_minutes: float = Field(10.0, gt=0)
+    lockout_minutes: float = Field(15.0, gt=0)
+    # A password needs this many characters and this many of the four classes
+    # (lower case, upper case, digits, anything else).
+    password_min_length: int = Field(10, ge=8, le=128)
+    password_classes: int = Field(3, ge=1, le=4)
+    # The deployment's own jurisdiction (division-code prefix, "" = the whole country):
+    # the initial admin's; users there also see items with no place (待定).
+    root_jurisdiction: str = ""
+    # The demo accounts' jurisdiction (demo source enabled): the demo's emergencies are all over 安徽.
+    demo_jurisdiction: str = "34"
+    # Audit rows are never changed or deleted by yuqing; whoever archives the
+    # database must keep at least this many days (网络安全法 第二十一条: 180).
+    audit_retention_days: int = 180
+
+    @field_validator("root_jurisdiction", "demo_jurisdiction")
+    @classmethod
+    def _jurisdiction(cls, v: str) -> str:
+        from responder.permissions import normalise_jurisdiction
+
+        return normalise_jurisdiction(v)
+
+    @field_validator("audit_retention_days")
+    @classmethod
+    def _retention(cls, v: int) -> int:
+        if v < 180:
+            raise ValueError(f"{v} 天过短：审计日志至少保留 180 天（网络安全法 第二十一条），不能调低")
+        return v
+
+
 class Settings(_Section):
     data_dir: str = "var"
     timezone: Literal["Asia/Shanghai"] = "Asia/Shanghai"
@@ -122,6 +160,7 @@ class Settings(_Section):
     classifier: ClassifierSettings = Field(default_factory=ClassifierSettings)
     responder: ResponderSettings = Field(default_factory=ResponderSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
 
     # Not from YAML: where the config files live.
     config_dir: Path = Field(default=Path("config"), exclude=True)
