@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.databases",
     "tests.fixtures.common",
     "tests.fixtures.search",
+    "tests.fixtures.auth",
 ]

@@ -10,13 +10,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.brief import brief, brief_text, period_bounds
 from responder.permissions import CLI_ACTOR
 from responder.service import handle_batch
 from responder.store import Deadline, Event, Store, Ticket
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 from web.routes.briefs import brief_html
@@ -414,7 +414,7 @@ def test_html_escapes_and_api(tmp_path, settings) -> None:
         assert "&lt;script&gt;alert(1)&lt;/script&gt;标题" in page
         assert "<title>舆情日报（2026年11月20日）</title>" in page
 
-        client = TestClient(create_app(settings, store=store, now=lambda: AS_OF))
+        client = client_as(create_app(settings, store=store, now=lambda: AS_OF), "宣传办", "office")
         r = client.get("/briefs", params={"period": "day", "date": "2026-11-20"})
         assert r.status_code == 200 and "text/html" in r.headers["content-type"]
         assert "<script>alert(1)" not in r.text and "&lt;script&gt;" in r.text

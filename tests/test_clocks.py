@@ -308,9 +308,8 @@ def test_t0_moving_back_moves_open_deadlines_back(tmp_path, settings) -> None:
 
 
 def test_acknowledging_a_working_day_ticket_leaves_its_clock(tmp_path, settings) -> None:
-    from fastapi.testclient import TestClient
-
     from responder.scheduler import Scheduler
+    from tests.fixtures.auth import client_as
     from web.app import create_app
 
     store = Store(f"sqlite:///{tmp_path / 'a.db'}")
@@ -324,8 +323,8 @@ def test_acknowledging_a_working_day_ticket_leaves_its_clock(tmp_path, settings)
 
         plan_deadlines(s, load_clocks(ROOT / "config"), t, "suggestion", t0)
         tid = t.id
-    client = TestClient(create_app(settings, store=store, now=lambda: t0 + timedelta(hours=1)))
-    assert client.post(f"/api/tickets/{tid}/ack", json={"officer": "王五"}).status_code == 200
+    client = client_as(create_app(settings, store=store, now=lambda: t0 + timedelta(hours=1)), "王五")
+    assert client.post(f"/api/tickets/{tid}/ack").status_code == 200
     fired = Scheduler(store, now=lambda: _eod(2026, 3, 2) + timedelta(seconds=1)).tick()
     assert sorted((f.milestone, f.kind) for f in fired) == [("反馈处理意见", "breach"), ("回应", "breach")]
     store.close()

@@ -174,9 +174,8 @@ def test_work_report_is_archived_without_clock_but_a_complaint_is_not(store, set
     """政务动态 that asks for nothing: kept and grouped, its ticket archived at once with
     no deadline and no notice; a message-board post and a citizen complaint about the
     same matter still get a response clock."""
-    from fastapi.testclient import TestClient
-
     from responder.events import ARCHIVED_OUTCOME
+    from tests.fixtures.auth import client_as
     from web.app import create_app
 
     report = assessed("meeting", title="合肥市政府召开常务会议 研究部署冬季安全生产", published_at=T,
@@ -203,7 +202,7 @@ def test_work_report_is_archived_without_clock_but_a_complaint_is_not(store, set
     assert store.count(Outbox) == 0
     facts = [o.value for o in out if isinstance(o.value, TicketEvent)]
     assert sorted(f.kind for f in facts) == ["closed", "opened", "opened"]
-    with TestClient(create_app(settings, store=store, now=lambda: T + timedelta(hours=3))) as c:
+    with client_as(create_app(settings, store=store, now=lambda: T + timedelta(hours=3))) as c:
         board_ids = {t["event"]["title"] for t in c.get("/api/tickets").json()["tickets"]}
     assert board_ids == {"召开业主大会的通知为何不张贴", "冬季安全生产检查走过场"}  # the report is not on the board
 

@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
 from responder.events import BURST, DISTINCT_TOLL, PLAIN_TEXT
@@ -33,6 +32,7 @@ from responder.similarity import (
     vectors_similarity,
 )
 from responder.store import SEVERITY_RANK, Audit, Event, Post, Store, TicketEventRow
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import PLACES, assessed, sh
 from web.app import create_app
 
@@ -499,13 +499,13 @@ def test_other_writers_close_merge_and_split_are_seen_by_a_running_responder(sto
     batches; the responder, its open events in memory, must group by the new truth."""
     responder = Store(store_url)
     web = Store(store_url)
-    client = TestClient(create_app(settings, store=web))
+    client = client_as(create_app(settings, store=web), "王五")
     try:
         handle_batch(responder, settings, [_similar(0)])
         with web.reader() as s:
             first = s.scalars(select(Event)).one()
         tid = client.get("/api/tickets").json()["tickets"][0]["id"]
-        assert client.post(f"/api/tickets/{tid}/close", json={"officer": "王五", "outcome": "已处理"}).status_code == 200
+        assert client.post(f"/api/tickets/{tid}/close", json={"outcome": "已处理"}).status_code == 200
         handle_batch(responder, settings, [_similar(1)])  # the closed event takes no post
         part = _partition(responder)
         assert part["s0"] == first.id and part["s1"] != first.id
@@ -514,13 +514,13 @@ def test_other_writers_close_merge_and_split_are_seen_by_a_running_responder(sto
         other = assessed("o0", title="包河区学校门口交通拥堵", text=STORIES[3][1], published_at=T0, place="包河区")
         handle_batch(responder, settings, [other])
         third = _partition(responder)["o0"]
-        r = client.post(f"/api/events/{second}/merge", json={"officer": "王五", "into": third})
+        r = client.post(f"/api/events/{second}/merge", json={"into": third})
         assert r.status_code == 200, r.text
         handle_batch(responder, settings, [_similar(2, place="待定")])  # like s1, whose event is now `third`
         assert _partition(responder)["s2"] == third
 
         r = client.post(f"/api/events/{third}/split",
-                        json={"officer": "王五", "post_ids": ["s1", "s2"], "reason": "另一件事"})
+                        json={"post_ids": ["s1", "s2"], "reason": "另一件事"})
         assert r.status_code == 200, r.text
         fourth = r.json()["new_ticket"]["event"]["id"]
         handle_batch(responder, settings, [_similar(3, place="待定")])  # joins the split-off posts

@@ -8,7 +8,6 @@ import threading
 import time
 from datetime import timedelta
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.indexer import SearchIndexer, run
@@ -16,6 +15,7 @@ from responder.search import open_search
 from responder.search.elastic import ElasticSearch
 from responder.service import handle_batch
 from responder.store import Event, Post, Store
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 
@@ -102,14 +102,14 @@ def test_merge_and_split_move_posts_to_their_new_event_in_the_index(store_url, s
     with store.reader() as s:
         ev = {p.post_id: p.event_id for p in s.scalars(select(Post))}
     assert ev["w0"] == ev["w1"] != ev["n0"]
-    client = TestClient(create_app(settings, store=store, search=backend))
+    client = client_as(create_app(settings, store=store, search=backend), "王五")
     try:
-        r = client.post(f"/api/events/{ev['n0']}/merge", json={"officer": "王五", "into": ev["w0"]})
+        r = client.post(f"/api/events/{ev['n0']}/merge", json={"into": ev["w0"]})
         assert r.status_code == 200, r.text
         assert ix.step().reindexed == 3
         assert backend.get("n0").event_id == ev["w0"]
         r = client.post(
-            f"/api/events/{ev['w0']}/split", json={"officer": "王五", "post_ids": ["n0"], "reason": "不是同一事件"}
+            f"/api/events/{ev['w0']}/split", json={"post_ids": ["n0"], "reason": "不是同一事件"}
         )
         assert r.status_code == 200, r.text
         new_event = r.json()["new_ticket"]["event"]["id"]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.notify import Dispatcher, load_notify
@@ -27,6 +26,7 @@ from responder.notify.channels import idempotency_key
 from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Delivery, Notice, Store, Ticket
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 from yuqing.configfile import ConfigError
@@ -251,8 +251,8 @@ def test_each_channel_gets_exactly_the_expected_messages(store_url, settings, co
     assert hooks[0]["key"] == f"{tid}:unack:0:值班室"
     assert hook.got["/hook"][0]["headers"]["Idempotency-Key"] == idempotency_key(f"{tid}:unack:0:值班室")
 
-    client = TestClient(create_app(settings, store=store, now=clock))
-    assert client.post(f"/api/tickets/{tid}/ack", json={"officer": "张三"}).status_code == 200
+    client = client_as(create_app(settings, store=store, now=clock), "张三")
+    assert client.post(f"/api/tickets/{tid}/ack").status_code == 200
     clock.at = T0 + timedelta(minutes=50)
     assert d.tick() == (1, 0)  # the acknowledgement: nobody is configured for it; no more reminders
 
@@ -408,9 +408,9 @@ def test_quiet_hours_defer_only_non_statutory(tmp_path, settings, config_dir, re
     night = sh(2026, 11, 2, 20, 0)
     tid = _ticket(store, settings, "q", at=night, department="应急管理局")
     clock = Clock(sh(2026, 11, 2, 23, 0))
-    client = TestClient(create_app(settings, store=store, now=clock))
-    client.post(f"/api/tickets/{tid}/ack", json={"officer": "值班员"})
-    client.post(f"/api/tickets/{tid}/milestones", json={"milestone": "回应", "officer": "值班员"})
+    client = client_as(create_app(settings, store=store, now=clock), "值班员")
+    client.post(f"/api/tickets/{tid}/ack")
+    client.post(f"/api/tickets/{tid}/milestones", json={"milestone": "回应"})
     sch, d = Scheduler(store, now=clock), Dispatcher(store, cfg, base_url=BASE, now=clock)
     sch.tick()
     d.tick()

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.notify import Dispatcher, load_notify
@@ -32,6 +31,7 @@ from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Deadline, Delivery, Notice, Store, Ticket, UnroutedNotice
 from stream.contracts import SHANGHAI, AssessedPost
+from tests.fixtures.auth import client_as
 from tests.test_notify import Clock, HookReceiver, SMTPReceiver
 from web.app import create_app
 
@@ -184,7 +184,7 @@ def test_every_demo_warning_and_breach_reaches_a_recipient(demo: Demo) -> None:
     store.close()
 
     # The board and /metrics say so: no unrouted notice.
-    client = TestClient(create_app(demo.settings, store=Store(demo.store_url), now=lambda: clock.at))
+    client = client_as(create_app(demo.settings, store=Store(demo.store_url), now=lambda: clock.at), "管理员", "admin")
     assert "通知无人接收" not in client.get("/").text
     assert "yuqing_notices_unrouted_24h 0" in client.get("/metrics").text
 
@@ -219,7 +219,7 @@ def test_without_fallbacks_the_gaps_show_on_the_board_and_in_metrics(demo: Demo,
                    for r in rows)
     assert all("没有责任部门" in r.reason and r.department in r.reason for r in rows)
 
-    client = TestClient(create_app(demo.settings, store=Store(url), now=lambda: clock.at))
+    client = client_as(create_app(demo.settings, store=Store(url), now=lambda: clock.at), "管理员", "admin")
     recent = [r for r in rows if r.created_at > clock.at - timedelta(hours=24)]
     board = client.get("/").text
     assert f"最近24小时有 {len(recent)} 条通知没有任何接收人" in board

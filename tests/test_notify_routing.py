@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.notify import Dispatcher, load_notify
@@ -17,6 +16,7 @@ from responder.notify.departments import DepartmentNames
 from responder.notify.router import plan_route, route
 from responder.scheduler import Scheduler
 from responder.store import Notice, Store, UnroutedNotice
+from tests.fixtures.auth import client_as
 from tests.test_notify import BASE, T0, Clock, _ticket, receivers, write_notify  # noqa: F401 - fixture
 from web.app import create_app
 
@@ -144,10 +144,12 @@ def test_unrouted_notice_is_stored_and_shown_on_the_board_and_metrics(
     hefei = _ticket(store, settings, "hefei", at=T0 + timedelta(minutes=1), place="蜀山区",
                     department="蜀山区住房和城乡建设局", text="另一件事")
     clock = Clock(T0 + timedelta(minutes=2))
-    client = TestClient(create_app(settings, store=store, now=clock))
+    app = create_app(settings, store=store, now=clock)
+    client = client_as(app, "王敏")
+    admin = client_as(app, "管理员", "admin")  # the notices nobody received and /metrics are the admin's
     # A duty officer's hand-typed department: what the board shows of it is escaped.
     assert client.post(f"/api/tickets/{tid}/assign",
-                       json={"officer": "王敏", "department": "<b>芜湖住建</b>"}).status_code == 200
+                       json={"department": "<b>芜湖住建</b>"}).status_code == 200
     sch, d = Scheduler(store, now=clock), Dispatcher(store, cfg, base_url=BASE, now=clock)
     d.tick()
     assert "通知无人接收" not in client.get("/").text
@@ -166,14 +168,14 @@ def test_unrouted_notice_is_stored_and_shown_on_the_board_and_metrics(
     assert "最近24小时有 1 条通知没有任何接收人" in page and f"工单 #{tid}" in page
     assert "&lt;b&gt;芜湖住建&lt;/b&gt;" in page and "<b>芜湖住建</b>" not in page
     assert "最近24小时有 1 条" in client.get("/fragment/tickets").text
-    api = client.get("/api/notices/unrouted").json()
+    api = admin.get("/api/notices/unrouted").json()
     assert api["last_24h"] == 1 and api["items"][0]["ticket_id"] == tid
-    metrics = client.get("/metrics").text
+    metrics = admin.get("/metrics").text
     assert 'yuqing_notices_unrouted_total{kind="deadline_warning"} 1' in metrics
     assert "yuqing_notices_unrouted_24h 1" in metrics
     # A day later the gauge is back to 0, the counter keeps the fact; the board is clear.
     clock.at += timedelta(hours=24, minutes=1)
-    metrics = client.get("/metrics").text
+    metrics = admin.get("/metrics").text
     assert "yuqing_notices_unrouted_24h 0" in metrics
     assert 'yuqing_notices_unrouted_total{kind="deadline_warning"} 1' in metrics
     # A replanning tick writes nothing twice.

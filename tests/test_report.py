@@ -10,11 +10,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 
 from responder.permissions import CLI_ACTOR
 from responder.report import timeliness
 from responder.store import Deadline, Event, Store, Ticket
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import sh
 from web.app import create_app
 
@@ -109,7 +109,7 @@ def test_matches_hand_computed_example(filled: Store) -> None:
 
 
 def test_api(filled: Store, settings) -> None:
-    client = TestClient(create_app(settings, store=filled, now=lambda: AS_OF))
+    client = client_as(create_app(settings, store=filled, now=lambda: AS_OF), "宣传办", "office")
     r = client.get(
         "/api/reports/timeliness", params={"from": "2026-11-01", "to": "2026-11-05", "by": "region"}
     )

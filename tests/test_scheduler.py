@@ -11,13 +11,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Audit, Deadline, DeadlineWarning, Outbox, Store, Ticket, TicketEventRow
 from stream.contracts import TicketEvent
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 
@@ -239,17 +239,18 @@ def test_acknowledge_does_not_stop_clock_but_milestone_does(tmp_path, settings) 
     store = Store(f"sqlite:///{tmp_path / 'ack.db'}")
     tid = _major(store, settings)
     clock = Clock(T0 + timedelta(hours=1))
-    client = TestClient(create_app(settings, store=store, now=clock))
-    r = client.post(f"/api/tickets/{tid}/ack", json={"officer": "张三"})
+    app = create_app(settings, store=store, now=clock)
+    client = client_as(app, "张三")
+    r = client.post(f"/api/tickets/{tid}/ack")
     assert r.status_code == 200
     with store.reader() as s:
         assert s.scalars(select(Deadline.fired_at)).all() == [None, None]
         assert all(d.met_at is None for d in s.scalars(select(Deadline)))
     # 新闻发布会 is held at T0+3h: its clock stops; 权威信息发布 is still open.
     clock.set(hours=3)
-    r = client.post(
+    r = client_as(app, "李四").post(
         f"/api/tickets/{tid}/milestones",
-        json={"milestone": "新闻发布会", "officer": "李四", "evidence_url": "http://gov.example/fbh"},
+        json={"milestone": "新闻发布会", "evidence_url": "http://gov.example/fbh"},
     )
     assert r.status_code == 200
     sch = Scheduler(store, now=clock)

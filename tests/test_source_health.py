@@ -8,7 +8,6 @@ import threading
 import time
 from datetime import datetime, timedelta
 
-from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from responder.notify import Dispatcher, load_notify
@@ -17,6 +16,7 @@ from responder.sources import record_health, source_views
 from responder.store import Delivery, Outbox, SourceHealthRow, Store
 from stream.contracts import CrawlHealth, encode
 from stream.embedded import EmbeddedTransport
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import sh
 from tests.test_notify import Clock, receivers, write_notify  # noqa: F401 - receivers is a fixture
 from web.app import create_app
@@ -122,7 +122,7 @@ def test_page_api_and_metrics_show_the_dark_source(tmp_path, settings) -> None:
     record_health(store, [health("ok", T0, sid="weibo_kw", source_name="微博关键词", last_success_at=T0),
                           health("dark", T0, sid="a_portal", source_name="县政府门户")])
     app = create_app(settings, store=store, now=lambda: T0 + timedelta(minutes=1))
-    with TestClient(app) as c:
+    with client_as(app, "管理员", "admin") as c:
         page = c.get("/").text
         assert "信息源告警：县政府门户失联" in page and "微博关键词" not in page
         assert "信息源告警" in c.get("/fragment/tickets").text  # the 5 s refresh keeps it
@@ -136,7 +136,7 @@ def test_page_api_and_metrics_show_the_dark_source(tmp_path, settings) -> None:
     assert 'yuqing_source_dark_seconds{source="a_portal",state="dark"} 7200.0' in metrics
     assert 'yuqing_tickets{status="new"} 0' in metrics
     record_health(store, [health("ok", T0 + timedelta(minutes=2), sid="a_portal", last_success_at=T0)])
-    with TestClient(create_app(settings, store=store)) as c:
+    with client_as(create_app(settings, store=store), "管理员", "admin") as c:
         assert "信息源告警" not in c.get("/").text
     store.close()
 

@@ -385,11 +385,10 @@ def test_transient_failures_wait_and_say_so_in_stage_health(transport: Transport
 
 
 def test_metrics_page_shows_each_stage_health(settings: Any, tmp_path: Path) -> None:
-    from fastapi.testclient import TestClient
-
     from responder.store import Store
     from stream.health import HealthFile
     from stream.stage import STATE_DIR
+    from tests.fixtures.auth import client_as
     from web.app import create_app
 
     h = StageHealth("classifier", group="classifier", transport="embedded", consumed=7, handled=5)
@@ -398,7 +397,7 @@ def test_metrics_page_shows_each_stage_health(settings: Any, tmp_path: Path) -> 
     HealthFile(settings.data_path(STATE_DIR), h).write(force=True)
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     try:
-        with TestClient(create_app(settings, store=store)) as c:
+        with client_as(create_app(settings, store=store), "管理员", "admin") as c:
             text = c.get("/metrics").text
     finally:
         store.close()

@@ -16,10 +16,24 @@ from sqlalchemy import select
 
 from responder.service import handle_batch
 from responder.store import Audit, DeadlineWarning, Store, Ticket
+from tests.fixtures.auth import bearer, client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 
 T0 = sh(2026, 11, 2, 9, 0)
+
+
+class Officers(dict):
+    """Signed-in clients by username (duty officers at the root jurisdiction), made on first use:
+    the name on the record comes from the account, so each officer has its own."""
+
+    def __init__(self, app) -> None:
+        super().__init__()
+        self.app = app
+
+    def __missing__(self, name: str) -> TestClient:
+        c = self[name] = client_as(self.app, name)
+        return c
 
 
 class Clock:
@@ -106,7 +120,7 @@ def server(board):
 
 def test_list_open_tickets(board) -> None:
     _, app, _, ids = board
-    r = TestClient(app).get("/api/tickets")
+    r = client_as(app).get("/api/tickets")
     assert r.status_code == 200
     body = r.json()
     assert body["count"] == 3
@@ -137,14 +151,15 @@ def test_list_open_tickets(board) -> None:
 def test_ack_records_officer_time_address_and_leaves_deadlines(server) -> None:
     base, store, clock, ids = server
     tid = ids["重大"]
-    before = httpx.get(f"{base}/api/tickets/{tid}").json()["deadlines"]
+    zhang, li = bearer(store, "张三"), bearer(store, "李四")
+    before = httpx.get(f"{base}/api/tickets/{tid}", headers=zhang).json()["deadlines"]
     clock.at = sh(2026, 11, 2, 12, 34, 56)
-    r = httpx.post(f"{base}/api/tickets/{tid}/ack", json={"officer": "张三"})
+    r = httpx.post(f"{base}/api/tickets/{tid}/ack", headers=zhang)
     assert r.status_code == 200, r.text
     t = r.json()["ticket"]
     assert t["status"] == "acknowledged" and t["acknowledged_by"] == "张三"
     assert t["acknowledged_at"] == "2026-11-02T12:34:56+08:00" and t["acknowledged_from"] == "127.0.0.1"
-    after = httpx.get(f"{base}/api/tickets/{tid}").json()
+    after = httpx.get(f"{base}/api/tickets/{tid}", headers=zhang).json()
     assert [(d["milestone"], d["due_at"], d["met_at"]) for d in after["deadlines"]] == [
         (d["milestone"], d["due_at"], d["met_at"]) for d in before
     ]
@@ -157,10 +172,10 @@ def test_ack_records_officer_time_address_and_leaves_deadlines(server) -> None:
 
     # Same officer again: 200, unchanged. Another officer: 409 naming the first.
     clock.at = sh(2026, 11, 2, 12, 40)
-    again = httpx.post(f"{base}/api/tickets/{tid}/ack", json={"officer": "张三"})
+    again = httpx.post(f"{base}/api/tickets/{tid}/ack", headers=zhang)
     assert again.status_code == 200 and again.json()["already"] is True
     assert again.json()["ticket"]["acknowledged_at"] == "2026-11-02T12:34:56+08:00"
-    other = httpx.post(f"{base}/api/tickets/{tid}/ack", json={"officer": "李四"})
+    other = httpx.post(f"{base}/api/tickets/{tid}/ack", headers=li)
     assert other.status_code == 409 and "张三" in other.json()["detail"]
     with store.reader() as s:
         assert s.query(Audit).filter(Audit.action == "acknowledged").count() == 1
@@ -168,24 +183,24 @@ def test_ack_records_officer_time_address_and_leaves_deadlines(server) -> None:
 
 def test_errors_404_422(board) -> None:
     _, app, _, ids = board
-    c = TestClient(app)
-    assert c.post("/api/tickets/9999/ack", json={"officer": "张三"}).status_code == 404
+    c = client_as(app, "张三")
+    assert c.post("/api/tickets/9999/ack").status_code == 404
     assert c.get("/api/tickets/9999").status_code == 404
-    assert c.post(f"/api/tickets/{ids['重大']}/ack", json={}).status_code == 422
-    assert c.post(f"/api/tickets/{ids['重大']}/ack", json={"officer": "   "}).status_code == 422
-    r = c.post(f"/api/tickets/{ids['重大']}/milestones", json={"milestone": "开会", "officer": "张三"})
+    assert c.post(f"/api/tickets/{ids['重大']}/milestones", json={}).status_code == 422
+    r = c.post(f"/api/tickets/{ids['重大']}/milestones", json={"milestone": "开会"})
     assert r.status_code == 422 and "权威信息发布" in r.json()["detail"]
-    with TestClient(app) as c2:
+    with client_as(app, "李四") as c2:
         assert c2.get(f"/api/tickets/{ids['重大']}").json()["acknowledged_by"] is None
 
 
 def test_milestone_stops_clock_and_is_recorded(board) -> None:
     _, app, clock, ids = board
-    c = TestClient(app)
+    who = Officers(app)
+    c = who["王五"]
     tid = ids["重大"]
     r = c.post(
         f"/api/tickets/{tid}/milestones",
-        json={"milestone": "权威信息发布", "officer": "王五", "evidence_url": "http://gov.example/notice"},
+        json={"milestone": "权威信息发布", "evidence_url": "http://gov.example/notice"},
     )
     assert r.status_code == 200
     d = {x["milestone"]: x for x in r.json()["ticket"]["deadlines"]}
@@ -194,7 +209,7 @@ def test_milestone_stops_clock_and_is_recorded(board) -> None:
         d["权威信息发布"]["evidence_url"] == "http://gov.example/notice" and d["新闻发布会"]["met_at"] is None
     )
     clock.at = T0 + timedelta(hours=8)
-    again = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布", "officer": "赵六"})
+    again = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布"})
     assert again.json()["already"] is True
     detail = c.get(f"/api/tickets/{tid}").json()
     assert [p["post_id"] for p in detail["posts"]] == ["fire"]
@@ -205,7 +220,7 @@ def test_milestone_stops_clock_and_is_recorded(board) -> None:
 
 def test_html_board(board) -> None:
     _, app, clock, ids = board
-    c = TestClient(app)
+    c = client_as(app)
     html = c.get("/").text
     assert "<title>舆情监测与回应</title>" in html
     for label in (
@@ -247,34 +262,37 @@ def test_html_board(board) -> None:
 
 def test_acknowledged_ticket_shows_who_and_healthz(board) -> None:
     _, app, _, ids = board
-    c = TestClient(app)
-    c.post(f"/api/tickets/{ids['重大']}/ack", json={"officer": "张三"})
+    c = client_as(app, "张三")
+    c.post(f"/api/tickets/{ids['重大']}/ack")
     html = c.get("/").text
     assert "已确认" in html and "张三" in html
     assert html.count("确认接收</button>") == 2
     h = c.get("/api/healthz")
-    assert h.status_code == 200 and h.json()["status"] == "ok" and h.json()["open_tickets"] == 3
+    # Public (no sign-in): whether the database answers, and no figures.
+    h = TestClient(app).get("/api/healthz")
+    assert h.status_code == 200 and h.json() == {"status": "ok", "db": "sqlite"}
 
 
 def test_assign_and_close_are_audited_state_transitions(board) -> None:
     store, app, clock, ids = board
-    client = TestClient(app)
+    who = Officers(app)
+    client = who["张三"]
     tid = ids["一般"]
-    r = client.post(f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": "城市管理局"})
+    r = who["张三"].post(f"/api/tickets/{tid}/assign", json={"department": "城市管理局"})
     assert r.status_code == 200 and r.json()["ticket"]["department"] == "城市管理局"
     assert client.post(
-        f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": "城市管理局"}
+        f"/api/tickets/{tid}/assign", json={"department": "城市管理局"}
     ).json()["already"]
-    r = client.post(f"/api/tickets/{tid}/close", json={"officer": "李四", "outcome": "已发布处理结果"})
+    r = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "已发布处理结果"})
     assert r.status_code == 200 and r.json()["ticket"]["status"] == "closed"
-    again = client.post(f"/api/tickets/{tid}/close", json={"officer": "李四", "outcome": "重复"})
+    again = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "重复"})
     assert again.status_code == 200 and again.json()["already"]
-    r = client.post(f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": "水务局"})
+    r = who["张三"].post(f"/api/tickets/{tid}/assign", json={"department": "水务局"})
     assert r.status_code == 409
     assert (
-        client.post(f"/api/tickets/{tid}/close", json={"officer": "李四", "outcome": ""}).status_code == 422
+        who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": ""}).status_code == 422
     )
-    assert client.post("/api/tickets/999/close", json={"officer": "李四", "outcome": "x"}).status_code == 404
+    assert who["李四"].post("/api/tickets/999/close", json={"outcome": "x"}).status_code == 404
     with store.reader() as s:
         audit = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.id)).all()
         acts = [(a.action, a.actor) for a in audit if a.action in ("assigned", "closed")]
@@ -293,13 +311,13 @@ def test_duty_officer_merges_two_events(board) -> None:
     from responder.store import Deadline, Event, Post
 
     store, app, clock, _ids = board
-    client = TestClient(app)
+    who = Officers(app)
     with store.reader() as s:
         ev = {e.title: e for e in s.scalars(select(Event))}
         src, dst = ev["翡翠湖畔小区物业费上涨"], ev["某地自来水发黄"]
         src_t = s.scalar(select(Ticket.id).where(Ticket.event_id == src.id))
         dst_t = s.scalar(select(Ticket.id).where(Ticket.event_id == dst.id))
-    r = client.post(f"/api/events/{src.id}/merge", json={"officer": "王五", "into": dst.id})
+    r = who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id})
     assert r.status_code == 200, r.text
     view = r.json()["ticket"]
     assert view["id"] == dst_t and view["event"]["t0"] == "2026-11-02T09:00:00+08:00"
@@ -314,14 +332,14 @@ def test_duty_officer_merges_two_events(board) -> None:
         {"milestone": "回应", "due_at": "2026-11-04T09:00:00+08:00"}
     ]
     assert (
-        client.post(f"/api/events/{src.id}/merge", json={"officer": "王五", "into": dst.id}).status_code
+        who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id}).status_code
         == 409
     )
     assert (
-        client.post(f"/api/events/{dst.id}/merge", json={"officer": "王五", "into": dst.id}).status_code
+        who["王五"].post(f"/api/events/{dst.id}/merge", json={"into": dst.id}).status_code
         == 422
     )
-    assert client.post("/api/events/999/merge", json={"officer": "王五", "into": dst.id}).status_code == 404
+    assert who["王五"].post("/api/events/999/merge", json={"into": dst.id}).status_code == 404
 
 
 def test_merging_an_emergency_in_applies_the_stricter_clock_from_the_merged_t0(board) -> None:
@@ -330,11 +348,11 @@ def test_merging_an_emergency_in_applies_the_stricter_clock_from_the_merged_t0(b
     from responder.store import Event
 
     store, app, _clock, _ids = board
-    client = TestClient(app)
+    who = Officers(app)
     with store.reader() as s:
         ev = {e.title: e for e in s.scalars(select(Event))}
         src, dst = ev["居民楼火灾致12人死亡"], ev["翡翠湖畔小区物业费上涨"]
-    r = client.post(f"/api/events/{src.id}/merge", json={"officer": "王五", "into": dst.id})
+    r = who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id})
     assert r.status_code == 200, r.text
     view = r.json()["ticket"]
     assert view["severity"] == "重大" and view["rule"] == "major_emergency"
@@ -351,29 +369,29 @@ def test_followup_releases_fall_due_one_interval_after_each_release(board) -> No
     """持续发布: the 24 h interval of config/clocks.yaml counts from each release,
     not from T0, and a closed ticket owes no further follow-up."""
     store, app, clock, ids = board
-    c = TestClient(app)
+    who = Officers(app)
     tid = ids["重大"]
 
     def due(view: dict) -> dict[str, str]:
         return {d["milestone"]: d["due_at"] for d in view["deadlines"]}
 
-    r = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布", "officer": "赵六"})
+    r = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布"})
     assert r.status_code == 200, r.text
     assert due(r.json()["ticket"])["持续发布（第1次）"] == "2026-11-03T12:00:00+08:00"  # met 11-02 12:00 + 24 h
 
     clock.at = clock.at + timedelta(hours=20)
-    view = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "持续发布（第1次）", "officer": "赵六"}).json()
+    view = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "持续发布（第1次）"}).json()
     assert due(view["ticket"])["持续发布（第2次）"] == "2026-11-04T08:00:00+08:00"
     # The press conference is no release in the chain: no third follow-up.
-    view = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": "新闻发布会", "officer": "赵六"}).json()
+    view = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "新闻发布会"}).json()
     assert sorted(m for m in due(view["ticket"]) if m.startswith("持续发布")) == ["持续发布（第1次）", "持续发布（第2次）"]
 
-    closed = c.post(f"/api/tickets/{tid}/close", json={"officer": "赵六", "outcome": "已妥善处置"})
+    closed = who["赵六"].post(f"/api/tickets/{tid}/close", json={"outcome": "已妥善处置"})
     assert closed.status_code == 200, closed.text
     assert "持续发布（第2次）" not in due(closed.json()["ticket"])
     # An ordinary 48 h item has no follow-up interval.
     other = ids["一般"]
-    view = c.post(f"/api/tickets/{other}/milestones", json={"milestone": "回应", "officer": "赵六"}).json()
+    view = who["赵六"].post(f"/api/tickets/{other}/milestones", json={"milestone": "回应"}).json()
     assert not [m for m in due(view["ticket"]) if m.startswith("持续发布")]
 
 
@@ -384,7 +402,7 @@ def _split_board(store_url, settings, posts, at):
     store = Store(store_url)
     handle_batch(store, settings, posts, now=at)
     clock = Clock(at + timedelta(minutes=5))
-    return store, TestClient(create_app(settings, store=store, now=clock)), clock
+    return store, Officers(create_app(settings, store=store, now=clock)), clock
 
 
 def _fire(post_id, at, **kw):
@@ -429,7 +447,8 @@ def test_split_moves_wrongly_grouped_posts_to_a_new_ticket(store_url, settings) 
             severity="较大",
         ),
     ]
-    store, client, clock = _split_board(store_url, settings, posts, T0 + timedelta(hours=3))
+    store, who, clock = _split_board(store_url, settings, posts, T0 + timedelta(hours=3))
+    client = who["赵六"]
     try:
         with store.reader() as s:
             (ev,) = s.scalars(select(Event)).all()
@@ -440,7 +459,7 @@ def test_split_moves_wrongly_grouped_posts_to_a_new_ticket(store_url, settings) 
         assert ev.post_count == 4
 
         url = f"/api/events/{ev.id}/split"
-        body = {"post_ids": ["lift-2", "lift-1"], "officer": "赵六", "reason": "电梯故障与火灾无关"}
+        body = {"post_ids": ["lift-2", "lift-1"], "reason": "电梯故障与火灾无关"}
         # 422: all posts, posts of no / another event, blank reason; 404: unknown event.
         every = {**body, "post_ids": ["fire-1", "fire-2", "lift-1", "lift-2"]}
         r = client.post(url, json=every)
@@ -512,19 +531,19 @@ def test_split_of_the_earliest_post_moves_t0_and_keeps_met_milestones(store_url,
         _fire("fire-1", T0 + timedelta(hours=2), parent_id="old-fire"),
         _fire("fire-2", T0 + timedelta(hours=3), parent_id="old-fire"),
     ]
-    store, client, clock = _split_board(store_url, settings, posts, T0 + timedelta(hours=3))
+    store, who, clock = _split_board(store_url, settings, posts, T0 + timedelta(hours=3))
     try:
         with store.reader() as s:
             (ev,) = s.scalars(select(Event)).all()
             (tid,) = s.scalars(select(Ticket.id)).all()
-        r = client.post(
+        r = who["张三"].post(
             f"/api/tickets/{tid}/milestones",
-            json={"milestone": "权威信息发布", "officer": "张三", "evidence_url": "http://gov/1"},
+            json={"milestone": "权威信息发布", "evidence_url": "http://gov/1"},
         )
         assert r.status_code == 200, r.text
-        r = client.post(
+        r = who["李四"].post(
             f"/api/events/{ev.id}/split",
-            json={"post_ids": ["old-fire"], "officer": "李四", "reason": "另一起火灾"},
+            json={"post_ids": ["old-fire"], "reason": "另一起火灾"},
         )
         assert r.status_code == 200, r.text
         old, new = r.json()["ticket"], r.json()["new_ticket"]

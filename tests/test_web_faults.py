@@ -22,14 +22,16 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from responder.permissions import CLI_ACTOR
+from responder.permissions import CLI_ACTOR, ROLE_PERMISSIONS, Role
 from responder.safety import MAX_DB_ID, safe_url, spreadsheet_cell
 from responder.search import open_search
 from responder.search.base import PostDoc
 from responder.service import handle_batch
 from responder.store import Store, Ticket
+from tests.fixtures.auth import bearer, client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
+from web.auth import iter_routes, route_access
 from web.templating import link_html
 
 T0 = sh(2026, 11, 2, 9, 0)
@@ -65,7 +67,7 @@ def search_client(tmp_path, settings):
     backend = open_search(settings)
     backend.index(DOCS)
     store = Store(f"sqlite:///{tmp_path / 'web.db'}")
-    with TestClient(create_app(settings, store=store, search=backend)) as c:
+    with client_as(create_app(settings, store=store, search=backend), "李分析", "analyst") as c:
         yield c
     backend.close()
     store.close()
@@ -147,8 +149,7 @@ def test_filtered_search_page_and_save_form(search_client) -> None:
     # The save form carries the filters as lists, the way /api/searches takes them.
     saved = html.unescape(re.search(r'data-params="([^"]*)"', r.text).group(1))
     assert '"kind": ["weibo"]' in saved and '"severity": ["较大"]' in saved
-    made = c.post("/api/searches", json={"name": "塌陷", "officer": "李分析",
-                                          "params": {"kind": ["weibo"], "severity": ["较大"]}})
+    made = c.post("/api/searches", json={"name": "塌陷", "params": {"kind": ["weibo"], "severity": ["较大"]}})
     assert made.status_code == 201 and made.json()["total"] == 1
     assert made.json()["link"] == "/search?kind=weibo&severity=%E8%BE%83%E5%A4%A7"
     assert c.get(made.json()["link"]).status_code == 200
@@ -173,7 +174,7 @@ def ticket_app(store_url, settings):
     store.close()
 
 
-BODY = {"officer": "张三", "department": "应急管理局", "outcome": "已处置", "into": 1, "post_ids": ["fire"],
+BODY = {"department": "应急管理局", "outcome": "已处置", "into": 1, "post_ids": ["fire"],
         "reason": "误归并", "milestone": "权威信息发布", "evidence_url": None}
 
 
@@ -195,16 +196,24 @@ def test_ids_beyond_the_database_range_are_404_everywhere(ticket_app) -> None:
     # tickets (HTML and JSON), events, saved searches: every {id} route the app has.
     paths = {p for _m, p in routes}
     assert {"/tickets/{tid}", "/events/{eid}", "/api/tickets/{tid}", "/api/searches/{sid}"} <= paths
-    c = TestClient(app)
+    # Each route asked by a user whose role holds its permission (an admin deletes saved searches).
+    by_role = {role: client_as(app, f"u-{role.value}", role) for role in Role}
+    by_route = {(m, r.path): r for r in iter_routes(app.routes) for m in getattr(r, "methods", None) or ()}
+
+    def client_for(method: str, path: str) -> TestClient:
+        need = route_access(by_route[(method, path)])
+        role = Role.ADMIN if method == "DELETE" else next(r for r in Role if need in ROLE_PERMISSIONS[r])
+        return by_role[role]
+
+    c = by_role[Role.DUTY]
     for bad in (HUGE, str(MAX_DB_ID + 1), "-" + HUGE, "0", str(MAX_DB_ID)):
         for method, path in routes:
             url = re.sub(r"\{[^}]+\}", bad, path)
-            r = c.request(method, url, json=BODY if method == "POST" else None,
-                          params={"officer": "张三"} if method == "DELETE" else None)
+            r = client_for(method, path).request(method, url, json=BODY if method == "POST" else None)
             assert r.status_code == 404, f"{method} {url} → {r.status_code}: {r.text[:200]}"
             assert "不存在" in r.json()["detail"] or "没有工单" in r.json()["detail"]
     # A merge target beyond the range is an unknown event too.
-    r = c.post(f"/api/events/{eid}/merge", json={"officer": "张三", "into": int(HUGE)})
+    r = c.post(f"/api/events/{eid}/merge", json={"into": int(HUGE)})
     assert r.status_code == 404 and HUGE in r.json()["detail"]
     # Real ids still work, and a bad id that is not a number is still a validation error.
     assert c.get(f"/tickets/{tid}").status_code == 200 and c.get(f"/api/tickets/{tid}").status_code == 200
@@ -241,7 +250,7 @@ def live(tmp_path, settings):
             break
         time.sleep(0.02)
     assert srv.started
-    yield port, tid
+    yield port, tid, bearer(store, "张三")
     srv.should_exit = True
     t.join(10)
     store.close()
@@ -251,13 +260,14 @@ TOTAL = 200 * 1024 * 1024  # what a client tries to send: 200 MB
 CHUNK = 64 * 1024
 
 
-def _send_big(port: int, path: str, *, chunked: bool) -> tuple[str, int, BaseException | None]:
+def _send_big(port: int, path: str, *, chunked: bool, headers: dict[str, str]) -> tuple[str, int, BaseException | None]:
     """POST a 200 MB body; return the status line, the bytes the client managed to
     send, and the error that stopped it (None: it sent everything)."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=20)
     framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {TOTAL}"
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                 f"{framing}\r\n\r\n".encode())
+                 f"{extra}{framing}\r\n\r\n".encode())
     sent = 0
     stopped: list[BaseException | None] = [None]
     block = b"x" * CHUNK
@@ -293,36 +303,38 @@ def _send_big(port: int, path: str, *, chunked: bool) -> tuple[str, int, BaseExc
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_large_body_gets_413_and_the_server_stops_reading(live, chunked: bool) -> None:
-    port, tid = live
-    status, sent, stopped = _send_big(port, f"/api/tickets/{tid}/ack", chunked=chunked)
+    port, tid, auth = live
+    # A signed-in duty officer's request to a route with a body (an anonymous one gets the same 413:
+    # the body is bounded before anyone is asked who sent it).
+    status, sent, stopped = _send_big(port, f"/api/tickets/{tid}/close", chunked=chunked, headers=auth)
     print(f"\n{'chunked' if chunked else 'content-length'}: {status!r}, client sent {sent / 2**20:.1f} MiB "
           f"of {TOTAL / 2**20:.0f} MiB before the server closed ({type(stopped).__name__})")
     assert status.startswith("HTTP/1.1 413"), status
     assert stopped is not None and sent < TOTAL // 4
     # The server is fine and still answers; a body under the limit is read as before.
-    ok = httpx.post(f"http://127.0.0.1:{port}/api/tickets/{tid}/ack", json={"officer": "张三"})
+    ok = httpx.post(f"http://127.0.0.1:{port}/api/tickets/{tid}/ack", headers=auth)
     assert ok.status_code == 200 and ok.json()["ticket"]["acknowledged_by"] == "张三"
 
 
 def test_body_limit_names_the_limit_and_counts_what_arrives(live) -> None:
-    port, tid = live
+    port, tid, auth = live
     base = f"http://127.0.0.1:{port}"
-    over = httpx.post(f"{base}/api/tickets/{tid}/ack", content=b"{" + b" " * LIMIT + b"}",
-                      headers={"content-type": "application/json"})
+    json_auth = {"content-type": "application/json", **auth}
+    over = httpx.post(f"{base}/api/tickets/{tid}/close", content=b"{" + b" " * LIMIT + b"}", headers=json_auth)
     assert over.status_code == 413 and str(LIMIT) in over.json()["detail"]
     assert over.headers["connection"] == "close"
 
     def stream():  # no Content-Length: httpx sends it chunked
-        yield b'{"officer": "'
+        yield b'{"outcome": "'
         for _ in range(LIMIT // 1000 + 1):
             yield b"a" * 1000
         yield b'"}'
 
-    r = httpx.post(f"{base}/api/tickets/{tid}/ack", content=stream(), headers={"content-type": "application/json"})
+    r = httpx.post(f"{base}/api/tickets/{tid}/close", content=stream(), headers=json_auth)
     assert r.status_code == 413 and "请求体过大" in r.json()["detail"]
-    just = httpx.post(f"{base}/api/tickets/{tid}/ack", content='{"officer": "张三"}'.encode() + b" " * (LIMIT - 30),
-                      headers={"content-type": "application/json"})
-    assert just.status_code == 200
+    just = httpx.post(f"{base}/api/tickets/{tid}/close", content='{"outcome": "已处置"}'.encode() + b" " * (LIMIT - 30),
+                      headers=json_auth)
+    assert just.status_code == 200 and just.json()["ticket"]["status"] == "closed"
 
 
 # --------------------------------------------------------------------------- exports
@@ -360,8 +372,8 @@ def test_timeliness_csv_and_xlsx_neutralise_formulas(tmp_path: Path, settings) -
     with store.reader() as s:
         tid = s.scalar(select(Ticket.id))
     evil = "=cmd|' /C calc'!A0"
-    c = TestClient(create_app(settings, store=store, now=lambda: T0 + timedelta(hours=1)))
-    assert c.post(f"/api/tickets/{tid}/assign", json={"officer": "张三", "department": evil}).status_code == 200
+    c = client_as(create_app(settings, store=store, now=lambda: T0 + timedelta(hours=1)), "张三")
+    assert c.post(f"/api/tickets/{tid}/assign", json={"department": evil}).status_code == 200
     rep = timeliness(store, T0.date(), T0.date(), by="department", as_of=T0 + timedelta(days=30), actor=CLI_ACTOR)
     write_csv(rep, tmp_path / "t.csv")
     write_xlsx(rep, tmp_path / "t.xlsx")
@@ -414,10 +426,10 @@ def test_ticket_page_links_only_http_evidence(tmp_path, settings) -> None:
     ], now=T0 + timedelta(minutes=5))
     with store.reader() as s:
         tid, eid = s.execute(select(Ticket.id, Ticket.event_id)).one()
-    c = TestClient(create_app(settings, store=store, now=lambda: T0 + timedelta(hours=1)))
+    c = client_as(create_app(settings, store=store, now=lambda: T0 + timedelta(hours=1)), "张三")
     bad = "javascript:fetch('/api/tickets')\"><img src=x onerror=alert(1)>"
     for ms, url in (("权威信息发布", "https://gov.test/fabu/1.html"), ("新闻发布会", bad)):
-        r = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": ms, "officer": "张三", "evidence_url": url})
+        r = c.post(f"/api/tickets/{tid}/milestones", json={"milestone": ms, "evidence_url": url})
         assert r.status_code == 200, r.text
     for page in (c.get(f"/tickets/{tid}").text, c.get(f"/events/{eid}").text):
         assert '<a href="https://gov.test/fabu/1.html" target="_blank" rel="noopener noreferrer">佐证</a>' in page

@@ -7,13 +7,13 @@ import io
 from datetime import timedelta
 
 import pytest
-from fastapi.testclient import TestClient
 
 from responder.indexer import SearchIndexer
 from responder.search import open_search
 from responder.search.base import PostDoc
 from responder.service import handle_batch
 from responder.store import Store
+from tests.fixtures.auth import client_as
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 
@@ -46,7 +46,7 @@ def client(tmp_path, settings):
     backend.index(DOCS)
     store = Store(f"sqlite:///{tmp_path / 'web.db'}")
     app = create_app(settings, store=store, search=backend)
-    with TestClient(app) as c:
+    with client_as(app, "李分析", "analyst") as c:
         yield c
     backend.close()
     store.close()
@@ -130,7 +130,7 @@ def test_web_opens_the_index_the_indexer_writes(tmp_path, settings) -> None:
         SearchIndexer(store, writer).catch_up()
     finally:
         writer.close()
-    with TestClient(create_app(settings, store=store)) as c:
+    with client_as(create_app(settings, store=store), "李分析", "analyst") as c:
         hits = c.get("/api/search", params={"q": "火灾"}).json()["hits"]
         assert [h["post_id"] for h in hits] == ["fire"] and hits[0]["severity"] == "重大"
         event_page = c.get(f"/events/{hits[0]['event_id']}")
@@ -148,8 +148,8 @@ def test_saved_searches_count_recent_matches_and_are_audited(tmp_path, settings)
     backend.index(DOCS)
     store = Store(f"sqlite:///{tmp_path / 'saved.db'}")
     app = create_app(settings, store=store, search=backend, now=lambda: T0 + timedelta(hours=71))
-    with TestClient(app) as c:
-        body = {"name": "安徽物业", "officer": "李分析", "params": {"q": "物业", "place": "34", "kind": []}}
+    with client_as(app, "李分析", "analyst") as c:
+        body = {"name": "安徽物业", "params": {"q": "物业", "place": "34", "kind": []}}
         r = c.post("/api/searches", json=body)
         assert r.status_code == 201, r.text
         got = r.json()
@@ -167,11 +167,12 @@ def test_saved_searches_count_recent_matches_and_are_audited(tmp_path, settings)
         page = c.get("/search").text
         assert "安徽物业" in page and "近24小时 2 条 / 共 4 条" in page
         sid = got["id"]
-        assert c.delete(f"/api/searches/{sid}", params={"officer": "李分析"}).json() == {"deleted": sid}
-        assert c.delete(f"/api/searches/{sid}", params={"officer": "李分析"}).status_code == 404
+        assert c.delete(f"/api/searches/{sid}").json() == {"deleted": sid}
+        assert c.delete(f"/api/searches/{sid}").status_code == 404
         assert c.get("/api/searches").json()["searches"] == []
     with store.reader() as s:
-        actions = [(a.action, a.actor, a.detail["name"]) for a in s.scalars(select(Audit).order_by(Audit.id))]
+        actions = [(a.action, a.actor, a.detail["name"]) for a in s.scalars(select(Audit).order_by(Audit.id))
+                   if a.action.startswith("saved_search")]
     assert actions == [("saved_search_created", "李分析", "安徽物业"), ("saved_search_deleted", "李分析", "安徽物业")]
     backend.close()
     store.close()

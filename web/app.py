@@ -13,7 +13,14 @@ Routes (the README's Web API section lists them with their bodies):
 * briefs — ``/briefs``, ``/api/briefs`` (:mod:`web.routes.briefs`);
 * reports — ``/api/reports/timeliness`` (:mod:`web.routes.reports`);
 * sources — ``/api/sources``, ``/metrics``, ``/api/notices/unrouted``,
-  ``/api/healthz`` (:mod:`web.routes.sources`).
+  ``/api/healthz`` (:mod:`web.routes.sources`);
+* sign-in — ``/login``, ``/logout``, ``/password``, ``/api/login``,
+  ``/api/logout``, ``/api/me``, ``/api/password``, ``/api/openapi.json``
+  (:mod:`web.routes.auth`).
+
+Every route declares who may use it (:func:`web.auth.require`, or
+``web.auth.PUBLIC``); a test enumerates them (default deny). Every answer
+carries the security headers of :mod:`web.security`.
 
 Every request body is limited to ``web.max_body_bytes`` (413 without the rest
 being read); a path id outside the database's integer range is 404 like any
@@ -38,13 +45,16 @@ from responder.cases import CaseError, Conflict, Forbidden, Invalid, NotFound
 from responder.safety import BodyLimitMiddleware, id_out_of_range
 from responder.search.base import SearchBackend
 from responder.store import Store, utcnow
+from web import auth
 from web.context import WebContext
+from web.routes import auth as auth_routes
 from web.routes import board, briefs, reports, search, sources, tickets
+from web.security import SecurityHeadersMiddleware
 from web.templating import STATIC
 from yuqing.settings import Settings
 
 # One router per area, in the order their routes are matched.
-ROUTERS = tuple(m.router for m in (board, tickets, search, briefs, reports, sources))
+ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, search, briefs, reports, sources))
 # The status each domain error answers with.
 CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}
 
@@ -60,12 +70,17 @@ def create_app(
     the clock; ``search`` defaults to the backend ``settings.search`` names,
     opened on the first search (and tried again while it cannot be opened)."""
     st = store or Store(settings.store_url)
-    app = FastAPI(title="舆情监测与回应", docs_url="/api/docs", openapi_url="/api/openapi.json")
+    # No interactive docs (they load from a CDN and run inline script); the schema
+    # is /api/openapi.json for signed-in users (web.routes.auth).
+    app = FastAPI(title="舆情监测与回应", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.ctx = WebContext(settings=settings, store=st, now=now, search=search)
     app.state.store = st
     app.state.settings = settings
     # Every request body is bounded (413 without reading the rest), JSON and forms alike.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.web.max_body_bytes)
+    # Outermost: every answer, a 413 included, carries the security headers.
+    app.add_middleware(SecurityHeadersMiddleware, https=settings.web.base_url.strip().lower().startswith("https://"))
+    auth.install(app)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> Any:

@@ -1,5 +1,5 @@
-"""What every route needs: the settings, the store, the clock, the search backend
-and the acting user. One place, so sign-in and scoping are added here once."""
+"""What every route needs: the settings, the store, the clock and the search
+backend. The acting user comes from :func:`web.auth.require`."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from datetime import datetime
 from fastapi import HTTPException, Request
 
 from responder.clocks import Clocks
-from responder.permissions import Actor
 from responder.search.base import SearchBackend
 from responder.store import Store
 from yuqing.settings import Settings
@@ -59,22 +58,3 @@ def get_ctx(request: Request) -> WebContext:
 def client_addr(request: Request) -> str | None:
     """The TCP peer; behind a reverse proxy run uvicorn with ``--proxy-headers``."""
     return request.client.host if request.client else None
-
-
-def viewer(request: Request) -> Actor:
-    """The user reading, until sign-in lands: sees every jurisdiction, as before.
-
-    Sign-in replaces this with ``require(Permission.…)`` (the session's or
-    token's account); every read route passes it to the responder, which
-    scopes its queries by it."""
-    return Actor(username="", display_name="", role=None, jurisdiction="", via="officer",
-                 remote_addr=client_addr(request))
-
-
-def officer_actor(officer: str, request: Request) -> Actor:
-    """The acting user until sign-in lands: the name typed into the ``officer`` field.
-
-    Sign-in replaces this with the session's or token's account (one place)."""
-    name = officer.strip()
-    return Actor(username=name, display_name=name, role=None, jurisdiction="", via="officer",
-                 remote_addr=client_addr(request))

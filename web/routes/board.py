@@ -11,15 +11,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 
 from responder.cases import open_tickets
 from responder.clocks import SHANGHAI
 from responder.notify.unrouted import unrouted_summary
-from responder.permissions import Actor
+from responder.permissions import Actor, Permission
 from responder.sources import source_views
-from web.context import WebContext, get_ctx, viewer
+from web.auth import require
+from web.context import WebContext, get_ctx
 from web.templating import render
 
 router = APIRouter()
@@ -39,16 +40,18 @@ def board_context(tickets: list[dict[str, Any]], now: datetime) -> dict[str, Any
 
 
 @router.get("/", response_class=HTMLResponse)
-def index(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> HTMLResponse:
+def index(request: Request, ctx: WebContext = Depends(get_ctx),
+          actor: Actor = Depends(require(Permission.BOARD_VIEW))) -> HTMLResponse:
     n = ctx.now()
     with ctx.store.reader() as s:
         tickets = open_tickets(s, actor, n)
-    return render("board.html", live=True, **alerts(ctx, n, actor), **board_context(tickets, n))
+    return render("board.html", request=request, live=True, **alerts(ctx, n, actor), **board_context(tickets, n))
 
 
 @router.get("/fragment/tickets", response_class=HTMLResponse)
-def fragment(ctx: WebContext = Depends(get_ctx), actor: Actor = Depends(viewer)) -> HTMLResponse:
+def fragment(request: Request, ctx: WebContext = Depends(get_ctx),
+             actor: Actor = Depends(require(Permission.BOARD_VIEW))) -> HTMLResponse:
     n = ctx.now()
     with ctx.store.reader() as s:
         tickets = open_tickets(s, actor, n)
-    return render("fragment.html", **alerts(ctx, n, actor), **board_context(tickets, n))
+    return render("fragment.html", request=request, **alerts(ctx, n, actor), **board_context(tickets, n))

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse
 
 from responder.brief import (
@@ -30,8 +30,9 @@ from responder.brief import (
     parse_params,
     timeliness_lines,
 )
-from responder.permissions import Actor
-from web.context import WebContext, get_ctx, viewer
+from responder.permissions import Actor, Permission
+from web.auth import require
+from web.context import WebContext, get_ctx
 from web.templating import render, render_str
 
 router = APIRouter()
@@ -77,7 +78,7 @@ def api_brief(
     day: str | None = Query(None, alias="date"),
     as_of: str | None = None,
     ctx: WebContext = Depends(get_ctx),
-    actor: Actor = Depends(viewer),
+    actor: Actor = Depends(require(Permission.BRIEF_READ)),
 ) -> dict[str, Any]:
     """The daily / weekly brief as JSON."""
     return _brief(ctx, actor, period, day, as_of).to_dict()
@@ -85,15 +86,16 @@ def api_brief(
 
 @router.get("/briefs", response_class=HTMLResponse)
 def brief_page(
+    request: Request,
     period: str | None = None,
     day: str | None = Query(None, alias="date"),
     as_of: str | None = None,
     ctx: WebContext = Depends(get_ctx),
-    actor: Actor = Depends(viewer),
+    actor: Actor = Depends(require(Permission.BRIEF_READ)),
 ) -> HTMLResponse:
     """The daily / weekly brief (舆情日报/周报) as a page."""
     try:
         b = _brief(ctx, actor, period, day, as_of)
     except BriefParamError as e:
-        return render("brief.html", status_code=400, title="舆情日报/周报", error=e.message)
-    return render("brief.html", **brief_context(b))
+        return render("brief.html", status_code=400, request=request, title="舆情日报/周报", error=e.message)
+    return render("brief.html", request=request, **brief_context(b))

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query
 
 from responder.clocks import SHANGHAI
-from responder.permissions import Actor
+from responder.permissions import Actor, Permission
 from responder.report import timeliness
-from web.context import WebContext, get_ctx, viewer
+from web.auth import require
+from web.context import WebContext, get_ctx
 
 router = APIRouter()
 
@@ -23,7 +24,7 @@ def report_timeliness(
     by: str = "department",
     as_of: str | None = None,
     ctx: WebContext = Depends(get_ctx),
-    actor: Actor = Depends(viewer),
+    actor: Actor = Depends(require(Permission.REPORT_READ)),
 ) -> dict[str, Any]:
     try:
         f, t = date.fromisoformat(date_from), date.fromisoformat(date_to)

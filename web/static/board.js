@@ -1,6 +1,7 @@
 // The alert board: live countdowns from each deadline's due time, refresh every
-// 5 s on the live board, acknowledge and record a milestone. No inline script:
-// the buttons carry data-* attributes and are wired here.
+// 5 s on the live board, acknowledge and record a milestone as the signed-in
+// user. No inline script: the buttons carry data-* attributes and are wired
+// here; the session's CSRF token (meta tag) goes in the X-CSRF-Token header.
 var skewMs = 0;
 function readSkew(){
   var root = document.getElementById('tickets-root');
@@ -26,11 +27,21 @@ function tick(){
     }
   });
 }
+function csrfToken(){
+  var m = document.querySelector('meta[name="csrf-token"]');
+  return m ? m.getAttribute('content') : '';
+}
+// Signed out (expired or revoked): reload, and the server sends the sign-in page.
+function signedOut(r){
+  if (r.status === 401) { location.reload(); return true; }
+  return false;
+}
 var busy = false;
 async function refresh(){
   if (busy) { return; }
   try {
-    var r = await fetch('/fragment/tickets', {cache: 'no-store'});
+    var r = await fetch('/fragment/tickets', {cache: 'no-store', credentials: 'same-origin'});
+    if (signedOut(r)) { return; }
     if (r.ok) {
       document.getElementById('tickets').innerHTML = await r.text();
       readSkew(); tick();
@@ -41,8 +52,10 @@ async function refresh(){
   }
 }
 async function post(url, body){
-  var r = await fetch(url, {method: 'POST', headers: {'Content-Type': 'application/json'},
+  var r = await fetch(url, {method: 'POST', credentials: 'same-origin',
+                            headers: {'Content-Type': 'application/json', 'X-CSRF-Token': csrfToken()},
                             body: JSON.stringify(body)});
+  if (signedOut(r)) { return false; }
   var j = {};
   try { j = await r.json(); } catch (e) {}
   if (!r.ok) {
@@ -53,20 +66,19 @@ async function post(url, body){
 }
 async function ack(id){
   busy = true;
-  var name = prompt('请输入确认人（值班员）姓名：');
+  var ok = confirm('确认接收工单 #' + id + '？（记录为本人签收）');
   busy = false;
-  if (!name || !name.trim()) { return; }
-  await post('/api/tickets/' + id + '/ack', {officer: name.trim()});
+  if (!ok) { return; }
+  await post('/api/tickets/' + id + '/ack', {});
   refresh();
 }
 async function meet(id, milestone){
   busy = true;
-  var name = prompt('「' + milestone + '」已完成。请输入登记人姓名：');
-  var url = name ? prompt('请输入佐证链接（发布稿、发布会通知等网址，可留空）：', '') : null;
+  var ok = confirm('登记「' + milestone + '」已完成？（记录为本人登记）');
+  var url = ok ? prompt('请输入佐证链接（发布稿、发布会通知等网址，可留空）：', '') : null;
   busy = false;
-  if (!name || !name.trim()) { return; }
-  await post('/api/tickets/' + id + '/milestones',
-             {milestone: milestone, officer: name.trim(), evidence_url: url || null});
+  if (!ok) { return; }
+  await post('/api/tickets/' + id + '/milestones', {milestone: milestone, evidence_url: url || null});
   refresh();
 }
 // One listener for every button, also those a refresh brings in.
