@@ -810,6 +810,11 @@ def create_token(store: Store, actor: Actor, username: str, name: str = "", *,
     return token
 
 
+def token_prefix(token: str) -> str | None:
+    """The visible prefix of a whole token (``yq_ab12cd34``), or None if it is not one."""
+    return _token_prefix(token.strip())
+
+
 def _token_prefix(token: str) -> str | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
@@ -970,5 +975,6 @@ __all__ = [
     "audit", "authenticate", "change_password", "check_password_policy", "count_users", "create_token",
     "create_user", "end_session", "ensure_demo_accounts", "ensure_initial_admin", "generate_password",
     "get_user", "hash_password", "list_audit", "list_tokens", "list_users", "login", "place_prefix",
-    "reset_password", "resolve_session", "resolve_token", "revoke_token", "set_active", "update_user",
+    "reset_password", "resolve_session", "resolve_token", "revoke_token", "set_active", "token_prefix",
+    "update_user",
 ]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from yuqing.configfile import ConfigError
 
-PLUGIN_CLIS = ("crawlers.cli", "classifiers.cli", "responder.cli")
+PLUGIN_CLIS = ("crawlers.cli", "classifiers.cli", "responder.cli", "yuqing.users_cli")
 
 STAGES = ("demo-site", "crawler", "classifier", "responder", "indexer", "web")
 
@@ -55,9 +55,17 @@ def run_stage(name: str, settings) -> None:
     if name == "web":
         import uvicorn
 
+        from responder.store import Store
         from web.app import create_app
+        from yuqing.users_cli import bootstrap
 
-        uvicorn.run(create_app(settings), host=settings.web.host, port=settings.web.port, log_level="warning")
+        store = Store(settings.store_url)
+        # The first start with no users (a deployment without `yuqing up`): the initial admin.
+        notice = bootstrap(store, settings, demo=False)
+        if notice:
+            print(notice, flush=True)
+        uvicorn.run(create_app(settings, store=store), host=settings.web.host, port=settings.web.port,
+                    log_level="warning")
         return
     if name == "demo-site":
         from yuqing.demo_site import serve
@@ -95,6 +103,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"yuqing up 无法启动：\n{e}", file=sys.stderr)
         return e.code
     prepare(settings)
+    from yuqing.users_cli import bootstrap_or_warn
+
+    # Once per start, before any stage: the initial admin, and the demo accounts.
+    sup.notice = bootstrap_or_warn(settings, demo=settings.demo_site.enabled)
     return sup.run()
 
 

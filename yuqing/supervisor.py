@@ -430,6 +430,9 @@ class Supervisor:
             self._stage_child(n) for n in (names or stage_names(settings))
         ]
         self._stopping = False
+        # Printed once, after the start line (or when the start fails): the
+        # accounts this start created (yuqing.users_cli.bootstrap).
+        self.notice = ""
         self._lock: RunLock | None = None
         self._keeper: Keeper | None = None
         self._libc = _libc()
@@ -594,6 +597,7 @@ class Supervisor:
         try:
             self.start_all()
             print(f"\nyuqing 已启动：请在浏览器打开 {self.web_url}  （Ctrl-C 停止）\n", flush=True)
+            self._print_notice()
             while not stop:
                 self.poll_once()
                 time.sleep(0.5)
@@ -603,8 +607,14 @@ class Supervisor:
                 log.error("无法继续运行，正在停止全部阶段")
             return e.code
         finally:
+            self._print_notice()  # not shown yet when the start failed
             self.stop_all()
         return 0
+
+    def _print_notice(self) -> None:
+        if self.notice:
+            print(self.notice + "\n", flush=True)
+            self.notice = ""
 
 
 def main(argv: list[str] | None = None) -> int:
