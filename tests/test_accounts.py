@@ -542,3 +542,15 @@ def test_retention_cannot_be_lowered() -> None:
     with pytest.raises(ValueError, match="180"):
         AuthSettings(audit_retention_days=90)
     assert AuthSettings(audit_retention_days=365).audit_retention_days == 365
+
+
+def test_readme_shows_the_permission_table() -> None:
+    from pathlib import Path
+
+    from responder.permissions import permissions_markdown
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("<!-- permissions table:")
+    start = readme.index("\n", start) + 1
+    end = readme.index("<!-- end of permissions table -->", start)
+    assert readme[start:end] == permissions_markdown()
