@@ -75,6 +75,9 @@ def test_emergency_post_to_acknowledged_ticket_survives_responder_kill9(system: 
     for name in ("web", "classifier", "responder", "crawler"):
         sut.start(name)
     sut.wait_up(sut.web)
+    # Nothing but the health check answers without signing in.
+    assert httpx.get(sut.web + "/api/tickets", timeout=10).status_code == 401
+    sut.sign_in("值班员王敏", "duty")
 
     # The post's own publication time (minute precision on the page) is set so
     # that its 5 h deadline falls due a couple of minutes from now.
@@ -107,7 +110,7 @@ def test_emergency_post_to_acknowledged_ticket_survives_responder_kill9(system: 
     tid = ticket["id"]
 
     # A duty officer acknowledges through the web API: who, when, from where.
-    r = sut.post(f"/api/tickets/{tid}/ack", {"officer": "值班员王敏"})
+    r = sut.post(f"/api/tickets/{tid}/ack")
     assert r.status_code == 200, r.text
     detail = sut.get(f"/api/tickets/{tid}")
     assert detail["acknowledged_by"] == "值班员王敏"
@@ -200,6 +203,27 @@ def test_emergency_post_to_acknowledged_ticket_survives_responder_kill9(system: 
     assert fired["fired_at"] is not None and fired["met_at"] is None
 
 
+def _sign_in_on_the_page(web: httpx.Client, config_dir: Path, data_dir: Path, username: str) -> None:
+    """An account in the system's store, then the sign-in form: the session cookie stays in ``web``."""
+    import re
+
+    from responder.store import Store
+    from tests.fixtures.auth import PASSWORD, add_user
+    from yuqing.settings import load_settings
+
+    settings = load_settings(config_dir)
+    settings.data_dir = str(data_dir)
+    store = Store(settings.store_url)
+    try:
+        add_user(store, username, "duty", "", settings=settings)
+    finally:
+        store.close()
+    form = web.get("/login?next=/").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    r = web.post("/login", data={"username": username, "password": PASSWORD, "next": "/", "csrf_token": csrf})
+    assert r.status_code == 303 and r.headers["location"] == "/", r.text
+
+
 def test_make_up_shows_demo_alerts_and_stops_cleanly_on_ctrl_c(config_dir: Path, data_dir: Path) -> None:
     """`yuqing up` on embedded defaults shows a demo 重大 alert within a minute."""
     web_port, demo_port = free_port(), free_port()
@@ -220,17 +244,22 @@ def test_make_up_shows_demo_alerts_and_stops_cleanly_on_ctrl_c(config_dir: Path,
     )
     try:
         base = f"http://127.0.0.1:{web_port}"
+        # The board asks who you are first; sign in on the page, as a person would.
+        wait_for(lambda: httpx.get(base + "/login", timeout=2).status_code == 200, 60, "the sign-in page")
+        assert httpx.get(base + "/", timeout=5).headers["location"] == "/login"
+        web = httpx.Client(base_url=base, timeout=5)
+        _sign_in_on_the_page(web, config_dir, data_dir, "值班员王敏")
 
         def major_ticket() -> dict | None:
-            for t in httpx.get(base + "/api/tickets", timeout=5).json()["tickets"]:
+            for t in web.get("/api/tickets").json()["tickets"]:
                 if t["severity"] in ("重大", "特别重大"):
                     return t
             return None
 
         t = wait_for(major_ticket, 60, "a 重大 demo alert")
         assert any(d["milestone"] == "权威信息发布" for d in t["deadlines"])
-        page = httpx.get(base + "/", timeout=5).text
-        assert t["event"]["title"][:8] in page
+        page = web.get("/").text
+        assert t["event"]["title"][:8] in page and "值班员王敏" in page and "退出登录" in page
         printed = (data_dir / "up.log").read_text(errors="replace")
         assert f"http://127.0.0.1:{web_port}/" in printed
     finally:

@@ -120,7 +120,7 @@ def test_kill9_of_yuqing_up_takes_every_stage_with_it(config_dir: Path, data_dir
     first = _start_up(config_dir, env, tmp_path / "first.log")
     seen: dict[int, tuple[int, str]] = {}
     try:
-        wait_for(lambda: httpx.get(web, timeout=2).status_code == 200, 120, "the web stage of the first yuqing up")
+        wait_for(lambda: httpx.get(web + "login", timeout=2).status_code == 200, 120, "the web stage of the first yuqing up")
         wanted = {"web", "responder", "indexer", "classifier", "crawler"}
         seen = wait_for(lambda: (d := descendants(first.pid)) and _stages(d) == wanted and d, 60, "all five stages")
         assert any("yuqing.supervisor keeper" in cmd for _, cmd in seen.values()), seen
@@ -150,7 +150,7 @@ def test_kill9_of_yuqing_up_takes_every_stage_with_it(config_dir: Path, data_dir
     # The dead one's lock does not block: a new one starts on the same data directory and port.
     third = _start_up(config_dir, env, tmp_path / "third.log")
     try:
-        wait_for(lambda: httpx.get(web, timeout=2).status_code == 200, 120, "the web stage of the third yuqing up")
+        wait_for(lambda: httpx.get(web + "login", timeout=2).status_code == 200, 120, "the web stage of the third yuqing up")
         seen = descendants(third.pid)
         third.send_signal(signal.SIGTERM)
         assert third.wait(timeout=60) == 0
