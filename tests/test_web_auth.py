@@ -108,7 +108,7 @@ def test_sign_in_on_the_page_then_out(site) -> None:
     ticket = c.get(f"/tickets/{tid}")
     assert ticket.status_code == 200 and "居民楼火灾致12人死亡" in ticket.text
     # The nav: who, which role, which jurisdiction, and a way out.
-    assert "王敏" in ticket.text and "值班员" in ticket.text and "属地 3401" in ticket.text
+    assert "王敏" in ticket.text and "值班员" in ticket.text and "属地 安徽省合肥市（3401）" in ticket.text
     assert 'action="/logout"' in ticket.text
 
     # Signing out takes the session's CSRF token (a form field); the session is gone for good.

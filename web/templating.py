@@ -8,7 +8,8 @@ templates may use besides their context:
   as text, nothing lost. :func:`link_html` is the same from Python.
 * filters ``safe_url``, ``hm`` (an ISO time → ``YYYY-MM-DD HH:MM``),
   ``shanghai`` (a datetime → the same in Asia/Shanghai), ``sev_class`` (a
-  severity → its CSS class: no inline style, the CSP forbids it).
+  severity → its CSS class: no inline style, the CSP forbids it),
+  ``jurisdiction`` (a division-code prefix → ``安徽省合肥市（3401）``).
 * ``me`` (the signed-in :class:`~responder.permissions.Actor` or None),
   ``csrf_token`` (the session's, for forms and the ``csrf-token`` meta tag the
   scripts read), ``csp_nonce`` and ``P`` (:class:`~responder.permissions.Permission`,
@@ -17,7 +18,9 @@ templates may use besides their context:
 
 from __future__ import annotations
 
+import functools
 import html
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -55,6 +58,26 @@ def _shanghai(dt: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
     return dt.astimezone(SHANGHAI).strftime(fmt) if dt else ""
 
 
+@functools.lru_cache(maxsize=1)
+def _gazetteer() -> Any:
+    from classifiers.places import Gazetteer
+
+    return Gazetteer.load()
+
+
+def jurisdiction_label(code: str | None) -> str:
+    """A jurisdiction prefix as people read it: ``3401`` → ``安徽省合肥市（3401）``, ``""`` → ``全部``."""
+    if not code:
+        return "全部"
+    try:
+        g = _gazetteer()
+        d = g.get(code)
+    except Exception:  # the label is a courtesy; the code says it all
+        logging.getLogger("yuqing.web").exception("无法加载行政区划表")
+        return code
+    return f"{g.describe(d)}（{code}）" if d is not None else code
+
+
 def _finalize(value: Any) -> Any:
     """Every ``{{ … }}`` is escaped the way :func:`html.escape` does it (``&quot;``, ``&#x27;``),
     like the rest of the project's output; None prints as nothing. Markup (already escaped) passes."""
@@ -73,7 +96,8 @@ env = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-env.filters.update(safe_url=safe_url, hm=_hm, shanghai=_shanghai, sev_class=lambda s: SEVERITY_CLASS.get(s, "sev-0"))
+env.filters.update(safe_url=safe_url, hm=_hm, shanghai=_shanghai, sev_class=lambda s: SEVERITY_CLASS.get(s, "sev-0"),
+                   jurisdiction=jurisdiction_label)
 env.globals.update(SEVERITY_COLOUR=SEVERITY_COLOUR, PRECISION_LABEL=PRECISION_LABEL, P=Permission,
                    me=None, csrf_token="", csp_nonce="")
 
