@@ -26,7 +26,9 @@ and the text by what it says beyond them. The rules:
    emergency event, more than :data:`BURST` from its reports, ≥
    :data:`PLAIN_TEXT` × the threshold: one kind of emergency recurs (a fire
    in the same city the next day scores 0.2-0.37 on its words), while a
-   follow-up of the same one repeats its particulars.
+   follow-up of the same one repeats its particulars. An emergency and a
+   non-emergency (either way round) join by text only at :data:`PLAIN_TEXT`
+   × the threshold as well.
 
 Two emergencies of different types (a fire and a flood), or of one type
 but different subtypes (a fire and a road accident), never join but by
@@ -576,7 +578,13 @@ class EventGrouper:
         burst = ev.t0 - BURST <= post.published_at <= ev.last + BURST
         # Text joins an emergency while it is being reported; after that, only
         # text that tells the same story plainly (one kind of emergency recurs).
-        needed = self.threshold if burst or not ev_kind else PLAIN_TEXT * self.threshold
+        # An emergency and a non-emergency (a report of a fire and an event of
+        # complaints, either way round) join only on plain text too: a few shared
+        # words would upgrade a complaint to an emergency's clock and title, or
+        # pour complaints into an emergency (the fault matrix: a 12-death fire
+        # joined a waterlogging event of its district at 0.24).
+        mixed = bool(kind) != bool(ev_kind)
+        needed = self.threshold if (burst or not ev_kind) and not mixed else PLAIN_TEXT * self.threshold
         if same_county and kind and ev_kind:
             same = f"同类突发事件（{subtype or ev.subtype or kind}）且同一县区，"
             if toll:

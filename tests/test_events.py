@@ -465,6 +465,46 @@ def test_a_complaint_never_joins_a_fire_in_its_district_and_the_fire_keeps_its_t
     assert others and all(e.severity == "一般" and re.search("积水|淹|排水", e.title) for e in others)
 
 
+COMPLAINT_WITH_CASE_NO = (
+    "镜湖区锦绣路积水严重",
+    "芜湖市镜湖区锦绣路一下雨就积水，12号门口水深过膝，车辆熄火，希望有关部门尽快处理。 编号 FM7A2C-00012 。",
+)
+FIRE_WITH_CASE_NO = (
+    "镜湖区一商场发生火灾 造成12人死亡",
+    "芜湖市镜湖区一商场今日发生火灾，造成12人死亡、5人受伤，消防部门正在全力救援。 编号 FM7A2C-00010 。",
+)
+
+
+def test_an_emergency_and_a_complaint_join_only_on_plain_text(store, settings) -> None:
+    """Found by bench/fault_matrix.py: posts of one district that share a
+    boilerplate ("编号 …", "希望有关部门尽快处理") score above the threshold
+    between a 12-death fire and a waterlogging complaint. A fire that joined
+    the complaint's event took its ticket to 重大 and kept the complaints in
+    it; neither way round may they join on such text."""
+    threshold = settings.responder.similarity_threshold
+    sim = similarity(*COMPLAINT_WITH_CASE_NO, *FIRE_WITH_CASE_NO, "340202", "340202")
+    assert threshold <= sim < PLAIN_TEXT * threshold  # the case the rule is for
+    fire = dict(is_emergency=True, event_type="事故灾难", event_subtype="火灾", place="镜湖区", deaths=12,
+                severity="重大")
+    handle_batch(store, settings, [
+        assessed("water-1", title=COMPLAINT_WITH_CASE_NO[0], text=COMPLAINT_WITH_CASE_NO[1], published_at=T,
+                 source_kind="forum", place="镜湖区"),
+    ])
+    handle_batch(store, settings, [
+        assessed("fire", title=FIRE_WITH_CASE_NO[0], text=FIRE_WITH_CASE_NO[1], published_at=T + timedelta(minutes=5),
+                 **fire),
+    ])
+    handle_batch(store, settings, [
+        assessed("water-2", title=COMPLAINT_WITH_CASE_NO[0], text=COMPLAINT_WITH_CASE_NO[1].replace("00012", "00013"),
+                 published_at=T + timedelta(minutes=10), source_kind="forum", place="镜湖区"),
+    ])
+    with store.reader() as s:
+        owner = dict(s.execute(select(Post.post_id, Post.event_id)).all())
+        water_ev = s.get(Event, owner["water-1"])
+    assert owner["fire"] != owner["water-1"] == owner["water-2"]
+    assert water_ev.severity == "一般" and not water_ev.is_emergency and "积水" in water_ev.title
+
+
 FURNITURE_FIRE = (
     "蜀山区一家具厂发生火灾 已造成11人死亡",
     "11月2日凌晨3时许，合肥市蜀山区南岗镇一家具厂发生火灾，消防救援人员赶到现场扑救，火灾已造成11人死亡、4人受伤，"

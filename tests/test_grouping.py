@@ -266,7 +266,8 @@ class Oracle:
         tolls = {m.deaths for m in members if m.deaths}
         toll = (deaths or 0) >= DISTINCT_TOLL and deaths in tolls
         in_burst = ev.t0 - BURST <= P <= ev.last + BURST
-        needed = self.threshold if in_burst or not ev_kind else PLAIN_TEXT * self.threshold
+        mixed = bool(kind) != bool(ev_kind)  # one an emergency, the other not: plain text only
+        needed = self.threshold if (in_burst or not ev_kind) and not mixed else PLAIN_TEXT * self.threshold
         if same and kind and ev_kind:
             burst = in_burst and not (deaths is not None and tolls and deaths < max(tolls))
             if toll or sim >= needed or burst:
