@@ -36,7 +36,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from responder.archive import SearchParamError
@@ -50,7 +50,7 @@ from web.context import WebContext
 from web.routes import auth as auth_routes
 from web.routes import board, briefs, reports, search, sources, tickets
 from web.security import SecurityHeadersMiddleware
-from web.templating import STATIC
+from web.templating import STATIC, render
 from yuqing.settings import Settings
 
 # One router per area, in the order their routes are matched.
@@ -88,12 +88,19 @@ def create_app(
         # any unknown id, instead of an overflow inside the database driver.
         err = id_out_of_range(list(exc.errors()))
         if err is not None:
-            return JSONResponse({"detail": f"编号 {err.get('input')} 不存在"}, status_code=404)
+            msg = f"编号 {err.get('input')} 不存在"
+            if auth.wants_page(request):
+                return render("error.html", status_code=404, request=request, title="未找到", message=msg)
+            return JSONResponse({"detail": msg}, status_code=404)
         return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(CaseError)
-    async def _case_error(request: Request, exc: CaseError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=CASE_STATUS.get(type(exc), 422))
+    async def _case_error(request: Request, exc: CaseError) -> Response:
+        status = CASE_STATUS.get(type(exc), 422)
+        if auth.wants_page(request):  # a person following a link sees a page, not JSON
+            return render("error.html", status_code=status, request=request,
+                          title="未找到" if status == 404 else "无法完成操作", message=exc.message)
+        return JSONResponse({"detail": exc.message}, status_code=status)
 
     @app.exception_handler(SearchParamError)
     async def _search_param(request: Request, exc: SearchParamError) -> JSONResponse:

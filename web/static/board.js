@@ -45,7 +45,7 @@ async function refresh(){
     if (r.ok) {
       document.getElementById('tickets').innerHTML = await r.text();
       readSkew(); tick();
-      document.getElementById('updated').textContent = '更新于 ' + new Date().toLocaleTimeString('zh-CN');
+      document.getElementById('updated').textContent = '更新于 ' + new Date().toLocaleTimeString('zh-CN', {timeZone: 'Asia/Shanghai', hour12: false});
     }
   } catch (e) {
     document.getElementById('updated').textContent = '刷新失败，稍后重试';
