@@ -279,6 +279,19 @@ def _jurisdiction_label(code: str) -> str:
 
 # Audit -------------------------------------------------------------------------------------
 
+OUTCOMES = ("ok", "denied", "failed")
+
+
+def actor_columns(actor: Actor | None) -> dict[str, Any]:
+    """The audit columns that say in which role and jurisdiction ``actor`` acted
+    (``cli`` and no jurisdiction for the command line; None for nobody)."""
+    return {
+        "actor_role": (actor.role.value if actor is not None and actor.role is not None
+                       else ("cli" if actor is not None and actor.is_cli else None)),
+        "actor_jurisdiction": actor.jurisdiction if actor is not None and not actor.is_cli else None,
+    }
+
+
 def audit(
     session: Session,
     actor: Actor | None,
@@ -303,9 +316,7 @@ def audit(
         event_id=event_id,
         at=_now(at),
         actor=(actor.username if actor is not None else (actor_name or "anonymous"))[:100],
-        actor_role=(actor.role.value if actor is not None and actor.role is not None
-                    else ("cli" if actor is not None and actor.is_cli else None)),
-        actor_jurisdiction=actor.jurisdiction if actor is not None and not actor.is_cli else None,
+        **actor_columns(actor),
         action=action[:40],
         outcome=outcome[:20],
         detail=dict(detail or {}),
@@ -316,8 +327,10 @@ def audit(
     return row
 
 
-def _audit_alone(store: Store, actor: Actor | None, action: str, outcome: str, detail: dict[str, Any],
-                 now: datetime, **kw: Any) -> None:
+def audit_alone(store: Store, actor: Actor | None, action: str, outcome: str, detail: dict[str, Any],
+                now: datetime, **kw: Any) -> None:
+    """:func:`audit` in a transaction of its own: for a refusal, whose row must
+    stay when the refused change rolls back."""
     # A refusal's audit row commits on its own: the refused change rolls back.
     with store.transaction() as s:
         audit(s, actor, action, outcome, detail, at=now, **kw)
@@ -331,14 +344,54 @@ def list_audit(
     date_from: date | datetime | None = None,
     date_to: date | datetime | None = None,
     *,
+    outcome: str | None = None,
     limit: int = 1000,
+    offset: int = 0,
 ) -> list[AuditEntry]:
     """Audit rows newest first, within ``actor``'s jurisdiction: rows whose
     ticket's or event's place, whose subject (``place_code``) or whose acting
     user's jurisdiction is in scope. Dates are days in Asia/Shanghai,
-    inclusive; datetimes are instants (``date_to`` exclusive)."""
+    inclusive; datetimes are instants (``date_to`` exclusive). ``outcome``:
+    ``ok``, ``denied`` or ``failed``; ``offset``/``limit`` page through them."""
+    q = _audit_query(actor, user, action, date_from, date_to, outcome)
+    q = q.order_by(Audit.at.desc(), Audit.id.desc()).limit(limit).offset(max(0, offset))
+    with store.reader() as s:
+        return [
+            AuditEntry(a.id, a.at, a.actor, a.actor_role, a.action, a.outcome, dict(a.detail or {}),
+                       a.remote_addr, a.ticket_id, a.event_id, a.place_code)
+            for a in s.scalars(q).all()
+        ]
+
+
+def count_audit(
+    store: Store,
+    actor: Actor,
+    user: str | None = None,
+    action: str | None = None,
+    date_from: date | datetime | None = None,
+    date_to: date | datetime | None = None,
+    *,
+    outcome: str | None = None,
+) -> int:
+    """How many rows :func:`list_audit` pages through with these filters."""
+    q = _audit_query(actor, user, action, date_from, date_to, outcome)
+    with store.reader() as s:
+        return int(s.scalar(select(func.count()).select_from(q.subquery())) or 0)
+
+
+def audit_actions(store: Store, actor: Actor) -> list[str]:
+    """The actions the audit holds within ``actor``'s jurisdiction (for a filter's choices)."""
+    q = _audit_query(actor, None, None, None, None, None).with_only_columns(Audit.action).distinct()
+    with store.reader() as s:
+        return sorted(s.scalars(q).all())
+
+
+def _audit_query(actor: Actor, user: str | None, action: str | None, date_from: date | datetime | None,
+                 date_to: date | datetime | None, outcome: str | None) -> Any:
     if not actor.can(Permission.AUDIT_READ):
         raise PermissionDenied("无权查看审计日志")
+    if outcome and outcome not in OUTCOMES:
+        raise InvalidInput(f"结果 {outcome!r} 无效：应为 {'、'.join(OUTCOMES)}")
     q = (
         select(Audit)
         .outerjoin(Ticket, Ticket.id == Audit.ticket_id)
@@ -360,13 +413,9 @@ def list_audit(
         q = q.where(Audit.at >= _instant(date_from))
     if date_to is not None:
         q = q.where(Audit.at < _instant(date_to, end=True))
-    q = q.order_by(Audit.at.desc(), Audit.id.desc()).limit(limit)
-    with store.reader() as s:
-        return [
-            AuditEntry(a.id, a.at, a.actor, a.actor_role, a.action, a.outcome, dict(a.detail or {}),
-                       a.remote_addr, a.ticket_id, a.event_id, a.place_code)
-            for a in s.scalars(q).all()
-        ]
+    if outcome:
+        q = q.where(Audit.outcome == outcome)
+    return q
 
 
 def _instant(d: date | datetime, end: bool = False) -> datetime:
@@ -398,8 +447,8 @@ def _check_grant(store: Store, actor: Actor, jurisdiction: str, root: str, actio
     if not within(jurisdiction, root):
         raise InvalidInput(f"属地 {_jurisdiction_label(jurisdiction)} 不在本系统的属地 {_jurisdiction_label(root)} 之内")
     if not actor.is_cli and not within(jurisdiction, actor.jurisdiction):
-        _audit_alone(store, actor, action, "denied",
-                     {"username": username, "jurisdiction": jurisdiction, "reason": "jurisdiction above own"},
+        audit_alone(store, actor, action, "denied",
+                    {"username": username, "jurisdiction": jurisdiction, "reason": "jurisdiction above own"},
                      now, place_code=actor.jurisdiction or None)
         raise PermissionDenied(
             f"无权授予属地 {_jurisdiction_label(jurisdiction)}：只能在本人属地 "
@@ -552,7 +601,13 @@ def change_password(
 ) -> None:
     """The signed-in user changes its own password: the old one must match,
     the new one meet the policy and differ. Clears ``must_change`` and ends
-    the user's other sessions (the current one, ``actor.session_id``, stays)."""
+    the user's other sessions (the current one, ``actor.session_id``, stays).
+
+    A wrong old password counts towards the lockout like a failed sign-in
+    (someone at an unattended session guessing it); the lockout ends every
+    session of the user. With the full :class:`Settings`, the initial admin's
+    first change deletes ``<data_dir>/initial-admin-password``: the password
+    in it is no longer valid."""
     a = _auth(settings)
     now = _now(now)
     if actor.user_id is None:
@@ -560,9 +615,22 @@ def change_password(
     with store.reader() as s:
         row = s.get(UserRow, actor.user_id)
         stored = row.password_hash if row is not None else None
-    if stored is None or not _verify(stored, old or ""):
-        _audit_alone(store, actor, "password_changed", "failed", {"reason": "wrong old password"}, now,
-                     place_code=actor.jurisdiction or None)
+        locked_until = row.locked_until if row is not None else None
+    if locked_until is not None and locked_until > now:
+        audit_alone(store, actor, "password_changed", "denied", {"reason": "locked"}, now,
+                    place_code=actor.jurisdiction or None)
+        raise AccountLocked(locked_until)
+    if stored is None or not _verify(stored, (old or "")[:MAX_PASSWORD_CHARS]):
+        locked = False
+        with store.transaction() as s:
+            row = s.get(UserRow, actor.user_id, with_for_update=True)
+            if row is not None:
+                locked = _count_failure(s, row, a, now, actor, "password_changed",
+                                        {"reason": "wrong old password"}, actor.remote_addr)
+                if locked:
+                    _revoke_sessions(s, row.id, now)
+        if locked:
+            raise AccountLocked(now + timedelta(minutes=a.lockout_minutes))
         raise AuthError("原密码错误")
     if new == old:
         raise PasswordPolicyError("新密码不能与原密码相同")
@@ -579,6 +647,8 @@ def change_password(
             q = q.where(SessionRow.id != actor.session_id)
         s.execute(q.values(revoked_at=now))
         audit(s, actor, "password_changed", "ok", {}, at=now, place_code=row.jurisdiction or None)
+    if isinstance(settings, Settings) and actor.username == INITIAL_ADMIN:
+        settings.data_path(INITIAL_ADMIN_FILE).unlink(missing_ok=True)
 
 
 def get_user(store: Store, actor: Actor, username: str) -> User:
@@ -643,12 +713,12 @@ def authenticate(
         row = s.scalar(select(UserRow).where(UserRow.username == name)) if name else None
     if row is None:
         _verify(_dummy_hash(), password[:MAX_PASSWORD_CHARS])  # same time as a known name
-        _audit_alone(store, None, "login", "failed", {"username": name, "reason": "unknown user"}, now,
-                     actor_name=name or "anonymous", remote_addr=remote_addr)
+        audit_alone(store, None, "login", "failed", {"username": name, "reason": "unknown user"}, now,
+                    actor_name=name or "anonymous", remote_addr=remote_addr)
         raise InvalidCredentials()
     if row.locked_until is not None and row.locked_until > now:
-        _audit_alone(store, None, "login", "denied", {"username": name, "reason": "locked"}, now,
-                     actor_name=name, remote_addr=remote_addr, place_code=row.jurisdiction or None)
+        audit_alone(store, None, "login", "denied", {"username": name, "reason": "locked"}, now,
+                    actor_name=name, remote_addr=remote_addr, place_code=row.jurisdiction or None)
         raise AccountLocked(row.locked_until)
     ok = _verify(row.password_hash, password[:MAX_PASSWORD_CHARS]) and not too_long
     with store.transaction() as s:
@@ -658,23 +728,8 @@ def authenticate(
         assert row is not None
         who = _actor_of(row, a, "session", remote_addr)
         if not ok:
-            if row.failed_since is None or now - row.failed_since > timedelta(minutes=a.lockout_window_minutes):
-                row.failed_since = now
-                row.failed_count = 0
-            row.failed_count += 1
-            audit(s, None, "login", "failed", {"username": name, "reason": "wrong password",
-                                               "failures": row.failed_count},
-                  at=now, actor_name=name, remote_addr=remote_addr, place_code=row.jurisdiction or None)
-            locked = row.failed_count >= a.lockout_failures
-            if locked:
-                row.locked_until = now + timedelta(minutes=a.lockout_minutes)
-                row.failed_count = 0
-                row.failed_since = None
-                audit(s, None, "lockout", "ok",
-                      {"username": name, "until": row.locked_until.isoformat(),
-                       "failures": a.lockout_failures, "window_minutes": a.lockout_window_minutes},
-                      at=now, actor_name=name, remote_addr=remote_addr, place_code=row.jurisdiction or None)
-                log.warning("账户 %s 因 %d 次登录失败被锁定至 %s", name, a.lockout_failures, _sh(row.locked_until))
+            _count_failure(s, row, a, now, None, "login", {"username": name, "reason": "wrong password"},
+                           remote_addr)
         elif not row.active:
             audit(s, who, "login", "denied", {"reason": "disabled"}, at=now)
         else:
@@ -688,6 +743,31 @@ def authenticate(
     if not ok:
         raise InvalidCredentials()
     raise AccountDisabled()
+
+
+def _count_failure(s: Session, row: UserRow, a: AuthSettings, now: datetime, actor: Actor | None,
+                   action: str, detail: dict[str, Any], remote_addr: str | None) -> bool:
+    """A wrong password for ``row`` (at sign-in, or as the old one when changing
+    it): audited as ``failed`` and counted towards the lockout, in ``s`` (the
+    row locked for update). True when it locked the account."""
+    if row.failed_since is None or now - row.failed_since > timedelta(minutes=a.lockout_window_minutes):
+        row.failed_since = now
+        row.failed_count = 0
+    row.failed_count += 1
+    place = row.jurisdiction or None
+    audit(s, actor, action, "failed", {**detail, "failures": row.failed_count},
+          at=now, actor_name=row.username, remote_addr=remote_addr, place_code=place)
+    if row.failed_count < a.lockout_failures:
+        return False
+    row.locked_until = now + timedelta(minutes=a.lockout_minutes)
+    row.failed_count = 0
+    row.failed_since = None
+    audit(s, actor, "lockout", "ok",
+          {"username": row.username, "until": row.locked_until.isoformat(),
+           "failures": a.lockout_failures, "window_minutes": a.lockout_window_minutes},
+          at=now, actor_name=row.username, remote_addr=remote_addr, place_code=place)
+    log.warning("账户 %s 因 %d 次密码错误被锁定至 %s", row.username, a.lockout_failures, _sh(row.locked_until))
+    return True
 
 
 def start_session(
@@ -970,9 +1050,9 @@ def ensure_demo_accounts(store: Store, settings: Settings, *,
 
 
 __all__ = [
-    "AccountDisabled", "AccountLocked", "AuditEntry", "AuthError", "InvalidCredentials", "InvalidInput",
-    "NotFound", "PasswordPolicyError", "PermissionDenied", "SessionInfo", "TokenInfo", "User",
-    "audit", "authenticate", "change_password", "check_password_policy", "count_users", "create_token",
+    "OUTCOMES", "AccountDisabled", "AccountLocked", "AuditEntry", "AuthError", "InvalidCredentials",
+    "InvalidInput", "NotFound", "PasswordPolicyError", "PermissionDenied", "SessionInfo", "TokenInfo", "User",
+    "actor_columns", "audit", "audit_actions", "audit_alone", "authenticate", "count_audit", "change_password", "check_password_policy", "count_users", "create_token",
     "create_user", "end_session", "ensure_demo_accounts", "ensure_initial_admin", "generate_password",
     "get_user", "hash_password", "list_audit", "list_tokens", "list_users", "login", "place_prefix",
     "reset_password", "resolve_session", "resolve_token", "revoke_token", "set_active", "token_prefix",

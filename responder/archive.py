@@ -9,7 +9,9 @@ are in ``web/routes/search.py``):
 * :func:`hit_json` — a hit as the API gives it (times in Asia/Shanghai).
 * :func:`export_rows` / :func:`export_csv` — every match, newest first, at
   most :data:`EXPORT_MAX` rows, as CSV (UTF-8 with BOM, so Excel reads it;
-  cells that a spreadsheet would run as a formula are quoted).
+  cells that a spreadsheet would run as a formula are quoted);
+  :func:`export` is :func:`export_rows` audited (``search_exported``: who,
+  which query, how many rows of how many), for the web and the CLI alike.
 * :func:`scheme_views` — saved searches (监测方案) with their matches in the
   last 24 hours; creating and deleting them is :mod:`responder.cases`.
 
@@ -43,11 +45,12 @@ from urllib.parse import urlencode
 
 from sqlalchemy import or_, select
 
+from responder import accounts
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.permissions import Actor, scope_prefix
 from responder.safety import spreadsheet_row
 from responder.search.base import Scope, SearchBackend, SearchHit, SearchQuery, SearchResult
-from responder.store import SavedSearch, Store
+from responder.store import SavedSearch, Store, utcnow
 
 EXPORT_MAX = 10_000
 MAX_PAGE_SIZE = 100
@@ -207,6 +210,25 @@ def export_rows(backend: SearchBackend, actor: Actor, p: SearchParams) -> tuple[
         hits.extend(res.hits)
         if len(res.hits) < q.limit or len(hits) >= total:
             break
+    return hits, total
+
+
+def export(
+    store: Store, backend: SearchBackend, actor: Actor, p: SearchParams, *, now: datetime | None = None
+) -> tuple[list[SearchHit], int]:
+    """:func:`export_rows`, audited (``search_exported``): the query, the rows
+    handed out and the full count; bad parameters are audited as ``failed``."""
+    at = now or utcnow()
+    try:
+        hits, total = export_rows(backend, actor, p)
+    except SearchParamError as e:
+        accounts.audit_alone(store, actor, "search_exported", "failed",
+                             {"params": p.saved(), "reason": e.message}, at,
+                             place_code=actor.jurisdiction or None)
+        raise
+    with store.transaction() as s:
+        accounts.audit(s, actor, "search_exported", "ok", {"params": p.saved(), "rows": len(hits), "total": total},
+                       at=at, place_code=actor.jurisdiction or None)
     return hits, total
 
 

@@ -31,12 +31,23 @@ the same message as an unknown id, for reads and actions alike, so nobody
 learns what a neighbour's jurisdiction holds. A merge needs both events in
 scope; a split only moves posts the actor can see.
 
-Every action writes an audit row whose ``actor`` is ``actor.username`` and whose
-``remote_addr`` is ``actor.remote_addr``.
+Audit: every action writes its row through :mod:`responder.accounts` — who
+(``actor.username``, the role and jurisdiction it acted in), from where
+(``actor.remote_addr``), when, the place of the ticket or event, and the
+outcome. A refused action writes a row too, in a transaction of its own (the
+action's rolls back): ``denied`` for :class:`NotFound` and :class:`Forbidden`,
+``failed`` for :class:`Conflict`, :class:`Invalid` and bad search parameters,
+with what was asked (``detail.request``) and the message (``detail.reason``).
+A refusal names the ticket or event and its place only when the actor sees
+it, so a row about an id outside the actor's scope says nothing of what is
+there. A ticket's own trail (:func:`ticket_detail`) lists what was done to it
+(``ok`` rows); the admin's audit page lists everything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +56,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from responder import accounts
 from responder.clocks import SHANGHAI, Clocks, iso_shanghai
 from responder.permissions import Actor, Role, scope_clause
 from responder.safety import valid_id
@@ -97,6 +109,49 @@ class Invalid(CaseError):
 
 class Forbidden(CaseError):
     """The actor sees the object but may not do this to it (another user's saved search)."""
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@dataclass
+class _Subject:
+    """What an action is about, noted once the actor has been shown to see it:
+    a refusal's audit row names it (never an object out of the actor's scope)."""
+
+    ticket_id: int | None = None
+    event_id: int | None = None
+    place_code: str | None = None
+
+    def ticket(self, t: Ticket) -> Ticket:
+        # Plain values: the objects expire when the refused transaction rolls back.
+        self.ticket_id, self.event_id, self.place_code = t.id, t.event_id, t.place_code
+        return t
+
+    def event(self, ev: Event) -> Event:
+        self.ticket_id, self.event_id, self.place_code = None, ev.id, ev.place_code
+        return ev
+
+
+@contextmanager
+def _audited(store: Store, actor: Actor, action: str, request: dict[str, Any], at: datetime) -> Iterator[_Subject]:
+    """Audit a refusal of ``action`` (its own transaction), then let it go on."""
+    from responder.archive import SearchParamError
+
+    subject = _Subject()
+    try:
+        yield subject
+    except (CaseError, SearchParamError) as e:
+        outcome = "denied" if isinstance(e, NotFound | Forbidden) else "failed"
+        accounts.audit_alone(store, actor, action, outcome, {"request": request, "reason": e.message}, at,
+                             ticket_id=subject.ticket_id, event_id=subject.event_id,
+                             place_code=subject.place_code)
+        raise
+
+
+def _who(actor: Actor) -> dict[str, Any]:
+    """The audit columns of a person's action (for :func:`responder.store.emit_fact`)."""
+    return accounts.actor_columns(actor)
 
 
 # --------------------------------------------------------------------------- results
@@ -275,7 +330,9 @@ def ticket_detail(s: Session, actor: Actor, tid: int, now: datetime) -> dict[str
         }
         for p in posts
     ]
-    audits = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.at, Audit.id)).all()
+    audits = s.scalars(
+        select(Audit).where(Audit.ticket_id == tid, Audit.outcome == "ok").order_by(Audit.at, Audit.id)
+    ).all()
     out["audit"] = [
         {
             "at": iso_shanghai(a.at),
@@ -296,8 +353,8 @@ def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | N
     """The officer has seen the ticket (确认接收). Never stops a statutory clock."""
     n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
-    with store.transaction() as s:
-        t = get_ticket(s, actor, ticket_id, lock=True)
+    with _audited(store, actor, "acknowledged", {"ticket_id": ticket_id}, n) as sub, store.transaction() as s:
+        t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         if t.acknowledged_at is not None:
             if t.acknowledged_by != who:
                 raise Conflict(f"工单 {ticket_id} 已由 {t.acknowledged_by} 于 {_fmt(t.acknowledged_at)} 确认接收")
@@ -317,6 +374,7 @@ def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | N
             detail={"officer": who, "at": iso_shanghai(n), "from": addr},
             outbox=True,
             remote_addr=addr,
+            audit_columns=_who(actor),
         )
         return Outcome(False, ticket_view(s, t, n))
 
@@ -326,18 +384,25 @@ def assign(
 ) -> Outcome:
     """Assign the responsible department (new/acknowledged tickets; audited)."""
     n = now or utcnow()
-    who, addr = actor.username, actor.remote_addr
     dept = department.strip()
-    if not dept:
-        raise Invalid("责任部门不能为空")
+    with _audited(store, actor, "assigned", {"ticket_id": ticket_id, "department": dept}, n) as sub:
+        if not dept:
+            raise Invalid("责任部门不能为空")
+        return _assign(store, actor, sub, ticket_id, dept, n)
+
+
+def _assign(store: Store, actor: Actor, sub: _Subject, ticket_id: int, dept: str, n: datetime) -> Outcome:
+    who, addr = actor.username, actor.remote_addr
     with store.transaction() as s:
-        t = get_ticket(s, actor, ticket_id, lock=True)
+        t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         if t.status == "closed":
             raise Conflict(f"工单 {ticket_id} 已办结，不能再指派")
         if t.department == dept:
             return Outcome(True, ticket_view(s, t, n))
         count = s.scalar(
-            select(func.count()).select_from(Audit).where(Audit.ticket_id == ticket_id, Audit.action == "assigned")
+            select(func.count())
+            .select_from(Audit)
+            .where(Audit.ticket_id == ticket_id, Audit.action == "assigned", Audit.outcome == "ok")
         )
         old = t.department
         t.department = dept
@@ -351,6 +416,7 @@ def assign(
             detail={"from": old, "to": dept, "officer": who, "at": iso_shanghai(n)},
             outbox=True,
             remote_addr=addr,
+            audit_columns=_who(actor),
         )
         return Outcome(False, ticket_view(s, t, n))
 
@@ -370,8 +436,9 @@ def record_milestone(
 
     n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
-    with store.transaction() as s:
-        t = get_ticket(s, actor, ticket_id, lock=True)
+    request = {"ticket_id": ticket_id, "milestone": milestone, "evidence_url": evidence_url}
+    with _audited(store, actor, "milestone", request, n) as sub, store.transaction() as s:
+        t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         d = s.scalar(select(Deadline).where(Deadline.ticket_id == ticket_id, Deadline.milestone == milestone))
         if d is None:
             known = s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == ticket_id)).all()
@@ -410,6 +477,7 @@ def record_milestone(
             },
             outbox=True,
             remote_addr=addr,
+            audit_columns=_who(actor),
         )
         return Outcome(False, ticket_view(s, t, n))
 
@@ -424,10 +492,11 @@ def close(
 
     n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
-    with store.transaction() as s:
+    request = {"ticket_id": ticket_id, "outcome": outcome.strip()}
+    with _audited(store, actor, "closed", request, n) as sub, store.transaction() as s:
         # The events lock before the ticket's row lock, in the responder's order.
         store.lock_events(s)
-        t = get_ticket(s, actor, ticket_id, lock=True)
+        t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         if t.status == "closed":
             return Outcome(True, ticket_view(s, t, n))
         t.status = "closed"
@@ -456,6 +525,7 @@ def close(
             },
             outbox=True,
             remote_addr=addr,
+            audit_columns=_who(actor),
         )
         return Outcome(False, ticket_view(s, t, n))
 
@@ -474,16 +544,22 @@ def merge(
     deadlines are removed — the target's clocks cover the incident — and
     listed in the audit.
     """
+    n = now or utcnow()
+    with _audited(store, actor, "event_merged", {"event_id": event_id, "into": into}, n) as sub:
+        if into == event_id:
+            raise Invalid("不能将事件合并到自身")
+        for eid in (event_id, into):
+            if not valid_id(eid):
+                raise NotFound(f"事件 {eid} 不存在")
+        return _merge(store, actor, sub, event_id, into, clocks, n)
+
+
+def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, clocks: Clocks,
+           n: datetime) -> MergeOutcome:
     from responder.events import upgrade_rule
     from responder.scheduler import recompute_deadlines
 
-    n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
-    if into == event_id:
-        raise Invalid("不能将事件合并到自身")
-    for eid in (event_id, into):
-        if not valid_id(eid):
-            raise NotFound(f"事件 {eid} 不存在")
     with store.transaction() as s:
         store.lock_events(s)
         # Both events must be in the actor's sight: one outside it is unknown.
@@ -493,6 +569,7 @@ def merge(
         )
         if src is None or dst is None:
             raise NotFound(f"事件 {event_id if src is None else into} 不存在")
+        sub.event(dst)
         if src.status != "open" or dst.status != "open":
             raise Conflict("只能合并两个未关闭的事件")
         st_ticket = s.scalar(select(Ticket).where(Ticket.event_id == src.id))
@@ -548,17 +625,8 @@ def merge(
             "deadlines_added": added,
             "rule": dt_ticket.rule,
         }
-        s.add(
-            Audit(
-                ticket_id=dt_ticket.id,
-                event_id=dst.id,
-                at=n,
-                actor=who,
-                action="event_merged",
-                detail=detail,
-                remote_addr=addr,
-            )
-        )
+        accounts.audit(s, actor, "event_merged", "ok", detail, dt_ticket.id, dst.id,
+                       place_code=dt_ticket.place_code, at=n)
         emit_fact(
             s,
             ticket=st_ticket,
@@ -570,6 +638,7 @@ def merge(
             outbox=True,
             audit_action="event_merged",
             remote_addr=addr,
+            audit_columns=_who(actor),
         )
         return MergeOutcome(ticket_view(s, dt_ticket, n), st_ticket.id)
 
@@ -597,12 +666,19 @@ def split(
     open deadlines follow a later T0 (met milestones stay met). Both tickets
     get an ``event_split`` audit row and a ticket event.
     """
-    from responder.split import SplitError, split_event
-
     n = now or utcnow()
     reason = reason.strip()
-    if not reason:
-        raise Invalid("拆分理由不能为空")
+    request = {"event_id": event_id, "post_ids": list(post_ids)[:100], "reason": reason}
+    with _audited(store, actor, "event_split", request, n) as sub:
+        if not reason:
+            raise Invalid("拆分理由不能为空")
+        return _split(store, actor, sub, event_id, post_ids, reason, clocks, n)
+
+
+def _split(store: Store, actor: Actor, sub: _Subject, event_id: int, post_ids: list[str], reason: str,
+           clocks: Clocks, n: datetime) -> SplitOutcome:
+    from responder.split import SplitError, split_event
+
     with store.transaction() as s:
         store.lock_events(s)
         ev = (
@@ -612,6 +688,7 @@ def split(
         )
         if ev is None:
             raise NotFound(f"事件 {event_id} 不存在")
+        sub.event(ev)
         if ev.status == "open":
             # Only posts the actor sees may move; another is "not of this event",
             # as split_event says of a post it does not hold.
@@ -626,7 +703,8 @@ def split(
                 raise Invalid(f"帖子 {'、'.join(hidden)} 不属于事件 {ev.id}，不能拆分")
         try:
             res = split_event(
-                s, clocks, ev, post_ids, officer=actor.username, reason=reason, now=n, remote_addr=actor.remote_addr
+                s, clocks, ev, post_ids, officer=actor.username, reason=reason, now=n, remote_addr=actor.remote_addr,
+                audit_columns=_who(actor),
             )
         except SplitError as e:
             raise _SPLIT_ERRORS.get(e.status, Invalid)(e.message) from None
@@ -646,9 +724,15 @@ def save_search(
     Bad parameters raise :class:`responder.archive.SearchParamError` before
     anything is saved; a name already taken is a :class:`Conflict`.
     """
+    at = now or utcnow()
+    name = name.strip()
+    with _audited(store, actor, "saved_search_created", {"name": name[:100], "params": params}, at):
+        return _save_search(store, actor, name, params, at)
+
+
+def _save_search(store: Store, actor: Actor, name: str, params: dict[str, Any], at: datetime) -> int:
     from responder.archive import SearchParamError, params_from
 
-    name = name.strip()
     if not name:
         raise Invalid("方案名称不能为空")
     try:
@@ -656,16 +740,15 @@ def save_search(
     except ValueError as e:
         raise SearchParamError(f"检索条件有误：{e}") from None
     p.query(actor)  # SearchParamError on a bad value
-    at = now or utcnow()
     try:
         with store.transaction() as s:
             row = SavedSearch(name=name, params=p.saved(), created_by=actor.username, created_at=at,
                               jurisdiction=actor.jurisdiction)
             s.add(row)
             s.flush()
-            s.add(Audit(at=at, actor=actor.username, action="saved_search_created",
-                        detail={"id": row.id, "name": row.name, "params": row.params},
-                        remote_addr=actor.remote_addr))
+            accounts.audit(s, actor, "saved_search_created", "ok",
+                           {"id": row.id, "name": row.name, "params": row.params},
+                           place_code=actor.jurisdiction or None, at=at)
             return int(row.id)
     except IntegrityError:
         raise Conflict(f"已有名为“{name}”的监测方案") from None
@@ -677,7 +760,7 @@ def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: date
     from responder.archive import saved_search_clause
 
     at = now or utcnow()
-    with store.transaction() as s:
+    with _audited(store, actor, "saved_search_deleted", {"id": search_id}, at) as sub, store.transaction() as s:
         row = None
         if valid_id(search_id):
             stmt = select(SavedSearch).where(SavedSearch.id == search_id)
@@ -685,11 +768,11 @@ def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: date
             row = s.scalar(stmt if seen is None else stmt.where(seen))
         if row is None:
             raise NotFound(f"监测方案 {search_id} 不存在")
+        sub.place_code = row.jurisdiction or None
         if row.created_by != actor.username and not (actor.is_cli or actor.role == Role.ADMIN):
             raise Forbidden(f"监测方案“{row.name}”由 {row.created_by} 创建，只有创建者或系统管理员可以删除")
-        s.add(Audit(at=at, actor=actor.username, action="saved_search_deleted",
-                    detail={"id": row.id, "name": row.name, "params": row.params},
-                    remote_addr=actor.remote_addr))
+        accounts.audit(s, actor, "saved_search_deleted", "ok", {"id": row.id, "name": row.name, "params": row.params},
+                       place_code=row.jurisdiction or None, at=at)
         s.delete(row)
 
 

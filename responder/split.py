@@ -16,6 +16,7 @@ in force is not withdrawn by a regrouping.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -78,8 +79,11 @@ def split_event(
     reason: str,
     now: datetime,
     remote_addr: str | None,
+    audit_columns: Mapping[str, Any] | None = None,
 ) -> SplitResult:
     """Move ``post_ids`` of event ``ev`` into a new event with its own ticket.
+    ``audit_columns``: the officer's role and jurisdiction, for the audit rows
+    (:func:`responder.store.emit_fact`).
 
     The caller holds the events lock and a row lock on ``ev``; raises
     :class:`SplitError` (409 closed event, 422 bad post list).
@@ -242,6 +246,7 @@ def split_event(
         post_id=first.post_id,
         audit_action="event_split",
         remote_addr=remote_addr,
+        audit_columns=audit_columns,
     )
     emit_fact(
         s,
@@ -261,5 +266,6 @@ def split_event(
         outbox=True,
         audit_action="event_split",
         remote_addr=remote_addr,
+        audit_columns=audit_columns,
     )
     return SplitResult(ticket, new_t, moved_ids, changes)

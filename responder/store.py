@@ -689,10 +689,15 @@ def emit_fact(
     audit_action: str | None = None,
     audit_detail: dict[str, Any] | None = None,
     remote_addr: str | None = None,
+    audit_columns: Mapping[str, Any] | None = None,
 ) -> TicketEventRow | None:
     """Record one fact about a ticket, once: a ``ticket_events`` row (unique
     ``key``), optionally an outbox row with the same key (for writers outside
     the stage loop: the scheduler, the web UI) and an audit row.
+
+    ``audit_columns``: for a person's action, the role and jurisdiction it
+    acted in (``responder.accounts.actor_columns``); the audit row then also
+    records the ticket's place. Without them (the system) neither is written.
 
     Returns the new row, or None when a fact with this key already exists
     (then nothing is written).
@@ -725,6 +730,7 @@ def emit_fact(
             action=audit_action or kind,
             detail=audit_detail if audit_detail is not None else detail,
             remote_addr=remote_addr,
+            **({"place_code": ticket.place_code, **audit_columns} if audit_columns is not None else {}),
         )
     )
     session.flush()

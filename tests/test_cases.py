@@ -51,7 +51,10 @@ def test_acknowledge_records_the_actor_and_a_second_officer_conflicts(filled) ->
         cases.acknowledge(store, _actor("李四"), tid, now=at)
     with store.reader() as s:
         audit = s.scalars(select(Audit).where(Audit.ticket_id == tid, Audit.action == "acknowledged")).all()
-    assert [(a.actor, a.remote_addr) for a in audit] == [("张三", "10.0.0.7")]
+    # The second officer's refused attempt is audited too, as failed, in its own transaction.
+    assert [(a.actor, a.remote_addr, a.outcome) for a in audit] == [
+        ("张三", "10.0.0.7", "ok"), ("李四", "10.0.0.7", "failed")]
+    assert "已由 张三" in audit[1].detail["reason"] and audit[1].detail["request"] == {"ticket_id": tid}
 
 
 def test_unknown_ids_are_not_found_and_bad_requests_invalid(filled, settings) -> None:
@@ -105,7 +108,14 @@ def test_saved_searches_are_audited_and_checked(filled) -> None:
     with store.reader() as s:
         assert s.scalars(select(SavedSearch)).all() == []
         audit = s.scalars(select(Audit).where(Audit.action.like("saved_search_%")).order_by(Audit.id)).all()
-    assert [(a.action, a.actor, a.remote_addr, a.detail["name"]) for a in audit] == [
+    assert [(a.action, a.actor, a.remote_addr, a.detail["name"]) for a in audit if a.outcome == "ok"] == [
         ("saved_search_created", "李分析", "10.0.0.7", "物业"),
         ("saved_search_deleted", "李分析", "10.0.0.9", "物业"),
+    ]
+    # The refusals between them: the taken name and the bad parameters failed, the stranger's delete denied.
+    assert [(a.action, a.outcome, a.actor) for a in audit if a.outcome != "ok"] == [
+        ("saved_search_created", "failed", "李分析"),
+        ("saved_search_created", "failed", "李分析"),
+        ("saved_search_created", "failed", "李分析"),
+        ("saved_search_deleted", "denied", "赵六"),
     ]

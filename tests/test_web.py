@@ -178,7 +178,10 @@ def test_ack_records_officer_time_address_and_leaves_deadlines(server) -> None:
     other = httpx.post(f"{base}/api/tickets/{tid}/ack", headers=li)
     assert other.status_code == 409 and "张三" in other.json()["detail"]
     with store.reader() as s:
-        assert s.query(Audit).filter(Audit.action == "acknowledged").count() == 1
+        rows = s.query(Audit).filter(Audit.action == "acknowledged").order_by(Audit.id).all()
+    # One acknowledgement; the refused second officer is audited as failed (role, jurisdiction, place).
+    assert [(a.actor, a.outcome) for a in rows] == [("张三", "ok"), ("李四", "failed")]
+    assert rows[1].actor_role == "duty" and rows[1].place_code == rows[0].place_code is not None
 
 
 def test_errors_404_422(board) -> None:
@@ -295,10 +298,12 @@ def test_assign_and_close_are_audited_state_transitions(board) -> None:
     assert who["李四"].post("/api/tickets/999/close", json={"outcome": "x"}).status_code == 404
     with store.reader() as s:
         audit = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.id)).all()
-        acts = [(a.action, a.actor) for a in audit if a.action in ("assigned", "closed")]
+        acts = [(a.action, a.actor, a.outcome) for a in audit if a.action in ("assigned", "closed")]
         closed = next(a for a in audit if a.action == "closed")
         t = s.get(Ticket, tid)
-    assert acts == [("assigned", "张三"), ("closed", "李四")]
+    # The refused assignment (a closed ticket) is audited as failed; the unknown ticket's
+    # refusal names no ticket, and the empty outcome never reached the responder (422 from the schema).
+    assert acts == [("assigned", "张三", "ok"), ("closed", "李四", "ok"), ("assigned", "张三", "failed")]
     assert closed.detail["outcome"] == "已发布处理结果" and closed.detail["open_milestones"] == ["回应"]
     assert t.status == "closed" and t.closed_at == clock.at
     assert tid not in [x["id"] for x in client.get("/api/tickets").json()["tickets"]]
@@ -503,7 +508,9 @@ def test_split_moves_wrongly_grouped_posts_to_a_new_ticket(store_url, settings) 
                 "fire-1",
                 "fire-2",
             ]
-            audit = s.scalars(select(Audit).where(Audit.action == "event_split").order_by(Audit.id)).all()
+            audit = s.scalars(
+                select(Audit).where(Audit.action == "event_split", Audit.outcome == "ok").order_by(Audit.id)
+            ).all()
             facts = {
                 f.ticket_id: f.kind
                 for f in s.scalars(select(TicketEventRow).where(TicketEventRow.actor == "赵六"))

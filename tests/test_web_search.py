@@ -171,8 +171,12 @@ def test_saved_searches_count_recent_matches_and_are_audited(tmp_path, settings)
         assert c.delete(f"/api/searches/{sid}").status_code == 404
         assert c.get("/api/searches").json()["searches"] == []
     with store.reader() as s:
-        actions = [(a.action, a.actor, a.detail["name"]) for a in s.scalars(select(Audit).order_by(Audit.id))
-                   if a.action.startswith("saved_search")]
+        rows = [a for a in s.scalars(select(Audit).order_by(Audit.id)) if a.action.startswith("saved_search")]
+    actions = [(a.action, a.actor, a.detail["name"]) for a in rows if a.outcome == "ok"]
     assert actions == [("saved_search_created", "李分析", "安徽物业"), ("saved_search_deleted", "李分析", "安徽物业")]
+    # The refusals are audited too: the taken name and two bad parameter sets failed, the second delete
+    # denied (the blank name never reached the responder: 422 from the schema).
+    assert [(a.action, a.outcome) for a in rows if a.outcome != "ok"] == [
+        ("saved_search_created", "failed")] * 3 + [("saved_search_deleted", "denied")]
     backend.close()
     store.close()

@@ -6,7 +6,8 @@
   (:data:`SESSION_COOKIE`), resolved through :mod:`responder.accounts`.
   Not signed in: 401 (JSON for the API, fragments, ``/metrics`` and every
   non-GET; a redirect to ``/login?next=…`` for pages). The role lacks the
-  permission: 403. A session's state-changing request (anything but GET,
+  permission: 403 (for a state-changing request, audited as
+  ``permission_denied``). A session's state-changing request (anything but GET,
   HEAD, OPTIONS) must carry its CSRF token in the :data:`CSRF_HEADER` header
   or a ``csrf_token`` form field, else 403; tokens need none (no browser
   sends them by itself).
@@ -143,6 +144,14 @@ def require(
         if actor.must_change and not while_must_change:
             raise PasswordChangeRequired()
         if perm is not None and not actor.can(perm):
+            if request.method not in SAFE_METHODS:
+                # An action the role may not take is audited as denied (reads are not).
+                ctx = ctx_of(request)
+                await run_in_threadpool(
+                    accounts.audit_alone, ctx.store, actor, "permission_denied", "denied",
+                    {"permission": perm.value, "method": request.method, "path": request.url.path[:300]},
+                    ctx.now(), place_code=actor.jurisdiction or None,
+                )
             raise Forbidden(f"无权执行此操作（{actor.role_label}）")
         if request.method not in SAFE_METHODS and not actor.check_csrf(await submitted_csrf(request)):
             raise Forbidden(CSRF_REFUSED)

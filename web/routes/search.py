@@ -14,7 +14,8 @@ rules are :mod:`responder.archive` and :mod:`responder.cases`.
   signed-in user who saved them, listed on the page with their matches in
   the last 24 hours.
 
-Every export is audited (who, which query, how many rows).
+Every export is audited (who, which query, how many rows) by
+:func:`responder.archive.export`.
 
 A bad parameter gets 400 naming it; no backend, 503.
 """
@@ -31,7 +32,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from markupsafe import Markup
 from pydantic import BaseModel, Field, field_validator
 
-from responder import accounts, cases
+from responder import cases
 from responder.archive import (
     FACET_LABEL,
     FACET_PARAM,
@@ -40,8 +41,8 @@ from responder.archive import (
     SORT_LABEL,
     SearchParamError,
     SearchParams,
+    export,
     export_csv,
-    export_rows,
     hit_json,
     scheme_views,
 )
@@ -191,11 +192,7 @@ def api_export(
     ctx: WebContext = Depends(get_ctx),
     actor: Actor = Depends(require(Permission.SEARCH_EXPORT)),
 ) -> Response:
-    hits, total = export_rows(ctx.require_search(), actor, p)
-    with ctx.store.transaction() as s:
-        accounts.audit(s, actor, "search_exported", "ok",
-                       {"params": p.saved(), "rows": len(hits), "total": total}, at=ctx.now(),
-                       place_code=actor.jurisdiction or None)
+    hits, total = export(ctx.store, ctx.require_search(), actor, p, now=ctx.now())
     stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M")
     name = quote(f"舆情检索_{stamp}.csv")
     headers = {
