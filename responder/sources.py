@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from responder.clocks import SHANGHAI, iso_shanghai
+from responder.permissions import CLI_ACTOR, Actor, scope_clause
 from responder.store import Outbox, SourceHealthRow, Store, Ticket, utcnow
 from stream.contracts import CrawlHealth
 
@@ -176,8 +177,11 @@ def render_alert(detail: dict[str, Any]) -> list[str]:
     ]
 
 
-def metrics_text(store: Store, now: datetime | None = None) -> str:
-    """Prometheus text exposition: per-source health, ticket counts, notices nobody received."""
+def metrics_text(store: Store, now: datetime | None = None, actor: Actor = CLI_ACTOR) -> str:
+    """Prometheus text exposition: per-source health, ticket counts, notices nobody received.
+
+    The ticket and notice counts are ``actor``'s jurisdiction's (a filter in the
+    query), like every other figure; sources belong to no jurisdiction."""
     from responder.notify.unrouted import unrouted_metrics
 
     lines = [
@@ -199,11 +203,13 @@ def metrics_text(store: Store, now: datetime | None = None) -> str:
     ):
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} gauge"]
         lines += [f"{name}{lbl(v)} {float(v[field])}" for v in views if v[field] is not None]
+    seen = scope_clause(actor, Ticket.place_code)
+    scope = [] if seen is None else [seen]
     with store.reader() as s:
         counts = dict(
-            s.execute(select(Ticket.status, func.count()).group_by(Ticket.status)).all()  # type: ignore[arg-type]
+            s.execute(select(Ticket.status, func.count()).where(*scope).group_by(Ticket.status)).all()  # type: ignore[arg-type]
         )
     lines += ["# HELP yuqing_tickets Tickets by status.", "# TYPE yuqing_tickets gauge"]
     lines += [f'yuqing_tickets{{status="{k}"}} {int(counts.get(k, 0))}' for k in ("new", "acknowledged", "closed")]
-    lines += unrouted_metrics(store, now or utcnow())
+    lines += unrouted_metrics(store, now or utcnow(), actor)
     return "\n".join(lines) + "\n"

@@ -4,7 +4,7 @@ The dispatcher (responder process) writes an :class:`~responder.store.UnroutedNo
 row when escalation steps apply to a notice but no recipient of
 ``config/notify.yaml`` covers it; the web process reads those rows here.
 The board and the list show a user the notices of its jurisdiction only (by
-the notice's place code, in the query); ``/metrics`` counts them all.
+the notice's place code, in the query); so does ``/metrics`` (the token's user).
 """
 
 from __future__ import annotations
@@ -66,10 +66,10 @@ def unrouted_summary(store: Store, now: datetime, actor: Actor, *, limit: int = 
     }
 
 
-def unrouted_metrics(store: Store, now: datetime) -> list[str]:
-    """Prometheus lines: a counter per notice kind and a gauge of the last 24 h
-    (every jurisdiction: ``/metrics`` is for the operator's token)."""
-    summary = unrouted_summary(store, now, CLI_ACTOR, limit=0)
+def unrouted_metrics(store: Store, now: datetime, actor: Actor = CLI_ACTOR) -> list[str]:
+    """Prometheus lines: a counter per notice kind and a gauge of the last 24 h,
+    of ``actor``'s jurisdiction (the token's user; the CLI counts them all)."""
+    summary = unrouted_summary(store, now, actor, limit=0)
     lines = [
         "# HELP yuqing_notices_unrouted_total Notices that no recipient of notify.yaml covered, by kind.",
         "# TYPE yuqing_notices_unrouted_total counter",

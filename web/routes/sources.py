@@ -9,7 +9,8 @@
 * ``GET /api/healthz`` — public: the database answers (503 when not).
 
 ``/metrics`` takes only an API token (``Authorization: Bearer``) of a user
-with ``metrics.read``; the rest need a signed-in user (:mod:`web.auth`).
+with ``metrics.read``, and counts tickets and notices of that user's
+jurisdiction; the rest need a signed-in user (:mod:`web.auth`).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def metrics(ctx: WebContext = Depends(get_ctx),
     from stream.health import metrics_text as stage_metrics
     from stream.stage import STATE_DIR
 
-    return metrics_text(ctx.store, ctx.now()) + stage_metrics(ctx.settings.data_path(STATE_DIR))
+    return metrics_text(ctx.store, ctx.now(), actor) + stage_metrics(ctx.settings.data_path(STATE_DIR))
 
 
 @router.get("/api/notices/unrouted")
