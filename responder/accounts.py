@@ -31,6 +31,8 @@ import logging
 import os
 import secrets
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -80,6 +82,9 @@ def _dummy_hash() -> str:
 
 class AuthError(Exception):
     """A refusal with a message for people (Chinese)."""
+
+    # Its audit row is written already (so the refusal is not audited twice).
+    audited = False
 
 
 class InvalidCredentials(AuthError):
@@ -173,6 +178,7 @@ class AuditEntry:
     ticket_id: int | None
     event_id: int | None
     place_code: str | None
+    actor_jurisdiction: str | None = None  # the jurisdiction the actor acted in (None: CLI or nobody)
 
 
 # Helpers -----------------------------------------------------------------------------------
@@ -280,6 +286,34 @@ def _jurisdiction_label(code: str) -> str:
 # Audit -------------------------------------------------------------------------------------
 
 OUTCOMES = ("ok", "denied", "failed")
+OUTCOME_LABEL = {"ok": "成功", "denied": "拒绝", "failed": "失败"}
+# What each audited action is called on the admin's audit page (an action not
+# listed shows its code). ``deadline_warn50`` and the like: see :func:`action_label`.
+ACTION_LABEL: dict[str, str] = {
+    # accounts
+    "login": "登录", "logout": "退出登录", "lockout": "账户锁定", "password_changed": "修改密码",
+    "password_reset": "重置密码", "user_created": "创建用户", "user_updated": "修改用户",
+    "user_enabled": "启用用户", "user_disabled": "停用用户", "token_created": "发放 API 令牌",
+    "token_revoked": "吊销 API 令牌", "permission_denied": "越权请求",
+    # duty officers and analysts (responder.cases, responder.archive)
+    "acknowledged": "确认接收", "assigned": "指派责任部门", "milestone": "登记回应节点", "closed": "办结",
+    "event_merged": "合并事件", "event_split": "拆分事件", "saved_search_created": "保存监测方案",
+    "saved_search_deleted": "删除监测方案", "search_exported": "导出检索结果",
+    # the responder and the scheduler
+    "opened": "新建工单", "post_added": "帖文归入事件", "severity_changed": "级别变化", "stable": "事件平稳",
+    "t0_moved": "起算时间调整", "title_changed": "事件标题更新", "milestone_candidate": "疑似回应节点",
+    "place_refined": "属地细化", "archived_no_response": "无需回应归档", "deadline_breach": "时限超时",
+}
+
+
+def action_label(action: str) -> str:
+    """An audit action as people read it: ``user_created`` → 创建用户,
+    ``deadline_warn80`` → 时限预警（已过80%）; an unknown one as its code."""
+    if action in ACTION_LABEL:
+        return ACTION_LABEL[action]
+    if action.startswith("deadline_warn") and action[len("deadline_warn"):].isdigit():
+        return f"时限预警（已过{action[len('deadline_warn'):]}%）"
+    return action
 
 
 def actor_columns(actor: Actor | None) -> dict[str, Any]:
@@ -358,7 +392,7 @@ def list_audit(
     with store.reader() as s:
         return [
             AuditEntry(a.id, a.at, a.actor, a.actor_role, a.action, a.outcome, dict(a.detail or {}),
-                       a.remote_addr, a.ticket_id, a.event_id, a.place_code)
+                       a.remote_addr, a.ticket_id, a.event_id, a.place_code, a.actor_jurisdiction)
             for a in s.scalars(q).all()
         ]
 
@@ -450,10 +484,32 @@ def _check_grant(store: Store, actor: Actor, jurisdiction: str, root: str, actio
         audit_alone(store, actor, action, "denied",
                     {"username": username, "jurisdiction": jurisdiction, "reason": "jurisdiction above own"},
                      now, place_code=actor.jurisdiction or None)
-        raise PermissionDenied(
+        err = PermissionDenied(
             f"无权授予属地 {_jurisdiction_label(jurisdiction)}：只能在本人属地 "
             f"{_jurisdiction_label(actor.jurisdiction)} 及其下级范围内管理用户"
         )
+        err.audited = True
+        raise err
+
+
+@contextmanager
+def _refusals_audited(store: Store, actor: Actor, action: str, request: dict[str, Any],
+                      now: datetime) -> Iterator[None]:
+    """A refused user change writes its own audit row (its own transaction;
+    the change rolls back): ``denied`` for a user out of scope or unknown and
+    a permission the actor lacks, ``failed`` for bad input, with what was
+    asked (``detail.request``, never a password) and the message
+    (``detail.reason``), at the actor's own jurisdiction (it names nothing
+    the actor cannot see: an unknown user and one out of scope read alike)."""
+    try:
+        yield
+    except AuthError as e:
+        if not e.audited:
+            outcome = "denied" if isinstance(e, NotFound | PermissionDenied) else "failed"
+            audit_alone(store, actor, action, outcome, {"request": request, "reason": str(e)}, now,
+                        place_code=actor.jurisdiction or None)
+            e.audited = True
+        raise
 
 
 def create_user(
@@ -474,34 +530,37 @@ def create_user(
     must be changed at the first sign-in. Returns (user, generated password or None)."""
     a = _auth(settings)
     now = _now(now)
-    _require_manage(actor)
-    username = _valid_username(username)
-    r = _role(role)
-    j = _jurisdiction(jurisdiction)
-    _check_grant(store, actor, j, a.root_jurisdiction, "user_created", username, now)
-    generated = None
-    if password:
-        check_password_policy(password, a)
-    else:
-        password = generated = generate_password(max(16, a.password_min_length))
-    dept = (department or "").strip() or None
-    row = UserRow(
-        username=username, display_name=(display_name or "").strip() or username, role=r.value,
-        jurisdiction=j, department=dept, active=True, password_hash=hash_password(password),
-        must_change=generated is not None, created_at=now, changed_at=now,
-    )
-    try:
-        with store.transaction() as s:
-            if s.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
-                raise InvalidInput(f"用户名 {username} 已存在")
-            s.add(row)
-            s.flush()
-            audit(s, actor, "user_created", "ok",
-                  {"username": username, "role": r.value, "jurisdiction": j, "department": dept,
-                   "password": "generated" if generated else "set"},
-                  at=now, place_code=j or None)
-    except IntegrityError:
-        raise InvalidInput(f"用户名 {username} 已存在") from None
+    request = {"username": str(username)[:100], "role": str(role)[:40], "jurisdiction": str(jurisdiction)[:40],
+               "department": (department or "")[:100] or None}
+    with _refusals_audited(store, actor, "user_created", request, now):
+        _require_manage(actor)
+        username = _valid_username(username)
+        r = _role(role)
+        j = _jurisdiction(jurisdiction)
+        _check_grant(store, actor, j, a.root_jurisdiction, "user_created", username, now)
+        generated = None
+        if password:
+            check_password_policy(password, a)
+        else:
+            password = generated = generate_password(max(16, a.password_min_length))
+        dept = (department or "").strip() or None
+        row = UserRow(
+            username=username, display_name=(display_name or "").strip() or username, role=r.value,
+            jurisdiction=j, department=dept, active=True, password_hash=hash_password(password),
+            must_change=generated is not None, created_at=now, changed_at=now,
+        )
+        try:
+            with store.transaction() as s:
+                if s.scalar(select(UserRow.id).where(UserRow.username == username)) is not None:
+                    raise InvalidInput(f"用户名 {username} 已存在")
+                s.add(row)
+                s.flush()
+                audit(s, actor, "user_created", "ok",
+                      {"username": username, "role": r.value, "jurisdiction": j, "department": dept,
+                       "password": "generated" if generated else "set"},
+                      at=now, place_code=j or None)
+        except IntegrityError:
+            raise InvalidInput(f"用户名 {username} 已存在") from None
     return User.of(row), generated
 
 
@@ -521,6 +580,15 @@ def update_user(
     only what is given. The new jurisdiction must be within the admin's own."""
     a = _auth(settings)
     now = _now(now)
+    asked = {"role": role, "jurisdiction": jurisdiction, "department": department, "display_name": display_name}
+    request = {"username": str(username)[:100], **{k: str(v)[:100] for k, v in asked.items() if v is not None}}
+    with _refusals_audited(store, actor, "user_updated", request, now):
+        return _update_user(store, actor, username, a, now, role, jurisdiction, department, display_name)
+
+
+def _update_user(store: Store, actor: Actor, username: str, a: AuthSettings, now: datetime,
+                 role: Role | str | None, jurisdiction: str | None, department: str | None,
+                 display_name: str | None) -> User:
     _require_manage(actor)
     new_role = _role(role) if role is not None else None
     new_j = _jurisdiction(jurisdiction) if jurisdiction is not None else None
@@ -528,7 +596,9 @@ def update_user(
         _check_grant(store, actor, new_j, a.root_jurisdiction, "user_updated", username, now)
     with store.transaction() as s:
         row = _find_in_scope(s, actor, username)
-        if not actor.is_cli and row.id == actor.user_id and (new_role is not None or new_j is not None):
+        if not actor.is_cli and row.id == actor.user_id and (
+            (new_role is not None and new_role.value != row.role) or (new_j is not None and new_j != row.jurisdiction)
+        ):
             raise InvalidInput("不能修改自己的角色或属地")
         changes: dict[str, Any] = {}
         if new_role is not None and new_role.value != row.role:
@@ -554,19 +624,21 @@ def set_active(store: Store, actor: Actor, username: str, active: bool, *,
                now: datetime | None = None) -> User:
     """Enable or disable an account; disabling ends its sessions at once."""
     now = _now(now)
-    _require_manage(actor)
-    with store.transaction() as s:
-        row = _find_in_scope(s, actor, username)
-        if not actor.is_cli and row.id == actor.user_id and not active:
-            raise InvalidInput("不能停用自己的账户")
-        if row.active != active:
-            row.active = active
-            row.changed_at = now
-            if not active:
-                _revoke_sessions(s, row.id, now)
-            audit(s, actor, "user_enabled" if active else "user_disabled", "ok", {"username": row.username},
-                  at=now, place_code=row.jurisdiction or None)
-        return User.of(row)
+    action = "user_enabled" if active else "user_disabled"
+    with _refusals_audited(store, actor, action, {"username": str(username)[:100]}, now):
+        _require_manage(actor)
+        with store.transaction() as s:
+            row = _find_in_scope(s, actor, username)
+            if not actor.is_cli and row.id == actor.user_id and not active:
+                raise InvalidInput("不能停用自己的账户")
+            if row.active != active:
+                row.active = active
+                row.changed_at = now
+                if not active:
+                    _revoke_sessions(s, row.id, now)
+                audit(s, actor, action, "ok", {"username": row.username},
+                      at=now, place_code=row.jurisdiction or None)
+            return User.of(row)
 
 
 def reset_password(store: Store, actor: Actor, username: str, *, now: datetime | None = None,
@@ -574,19 +646,20 @@ def reset_password(store: Store, actor: Actor, username: str, *, now: datetime |
     """A new generated password (show it once), to be changed at the next
     sign-in; ends the user's sessions and lifts a lockout."""
     now = _now(now)
-    _require_manage(actor)
-    pw = generate_password(max(16, _auth(settings).password_min_length))
-    with store.transaction() as s:
-        row = _find_in_scope(s, actor, username)
-        row.password_hash = hash_password(pw)
-        row.must_change = True
-        row.failed_count = 0
-        row.failed_since = None
-        row.locked_until = None
-        row.changed_at = now
-        _revoke_sessions(s, row.id, now)
-        audit(s, actor, "password_reset", "ok", {"username": row.username}, at=now,
-              place_code=row.jurisdiction or None)
+    with _refusals_audited(store, actor, "password_reset", {"username": str(username)[:100]}, now):
+        _require_manage(actor)
+        pw = generate_password(max(16, _auth(settings).password_min_length))
+        with store.transaction() as s:
+            row = _find_in_scope(s, actor, username)
+            row.password_hash = hash_password(pw)
+            row.must_change = True
+            row.failed_count = 0
+            row.failed_since = None
+            row.locked_until = None
+            row.changed_at = now
+            _revoke_sessions(s, row.id, now)
+            audit(s, actor, "password_reset", "ok", {"username": row.username}, at=now,
+                  place_code=row.jurisdiction or None)
     return pw
 
 
@@ -1050,9 +1123,9 @@ def ensure_demo_accounts(store: Store, settings: Settings, *,
 
 
 __all__ = [
-    "OUTCOMES", "AccountDisabled", "AccountLocked", "AuditEntry", "AuthError", "InvalidCredentials",
+    "ACTION_LABEL", "OUTCOMES", "OUTCOME_LABEL", "AccountDisabled", "AccountLocked", "AuditEntry", "AuthError", "InvalidCredentials",
     "InvalidInput", "NotFound", "PasswordPolicyError", "PermissionDenied", "SessionInfo", "TokenInfo", "User",
-    "actor_columns", "audit", "audit_actions", "audit_alone", "authenticate", "count_audit", "change_password", "check_password_policy", "count_users", "create_token",
+    "action_label", "actor_columns", "audit", "audit_actions", "audit_alone", "authenticate", "count_audit", "change_password", "check_password_policy", "count_users", "create_token",
     "create_user", "end_session", "ensure_demo_accounts", "ensure_initial_admin", "generate_password",
     "get_user", "hash_password", "list_audit", "list_tokens", "list_users", "login", "place_prefix",
     "reset_password", "resolve_session", "resolve_token", "revoke_token", "set_active", "token_prefix",

@@ -321,7 +321,10 @@ def test_weak_password_creates_no_user(store: Store) -> None:
     with pytest.raises(PasswordPolicyError):
         accounts.create_user(store, CLI_ACTOR, "weak", Role.DUTY, "", password="weakpass", now=T0)
     assert accounts.count_users(store) == 0
-    assert _audit(store, "user_created") == []
+    # The refusal is audited (failed, with the policy's message), never the password itself.
+    (row,) = _audit(store, "user_created")
+    assert (row.outcome, row.actor, row.detail["request"]["username"]) == ("failed", "cli", "weak")
+    assert "密码不符合要求" in row.detail["reason"] and "weakpass" not in str(row.detail)
 
 
 def test_generated_password_forces_a_change(store: Store) -> None:
