@@ -264,6 +264,17 @@ def _valid_username(username: str) -> str:
     return u
 
 
+MAX_NAME_CHARS = 100  # display name and department (their columns)
+
+
+def _text(value: str | None, label: str) -> str | None:
+    """A display name or department, trimmed; None for empty; InvalidInput when too long."""
+    v = (value or "").strip()
+    if len(v) > MAX_NAME_CHARS:
+        raise InvalidInput(f"{label}过长（最多 {MAX_NAME_CHARS} 个字符，现为 {len(v)} 个）")
+    return v or None
+
+
 def _role(role: Role | str) -> Role:
     try:
         return Role(role)
@@ -538,14 +549,15 @@ def create_user(
         r = _role(role)
         j = _jurisdiction(jurisdiction)
         _check_grant(store, actor, j, a.root_jurisdiction, "user_created", username, now)
+        dept = _text(department, "部门")
+        name = _text(display_name, "姓名") or username
         generated = None
         if password:
             check_password_policy(password, a)
         else:
             password = generated = generate_password(max(16, a.password_min_length))
-        dept = (department or "").strip() or None
         row = UserRow(
-            username=username, display_name=(display_name or "").strip() or username, role=r.value,
+            username=username, display_name=name, role=r.value,
             jurisdiction=j, department=dept, active=True, password_hash=hash_password(password),
             must_change=generated is not None, created_at=now, changed_at=now,
         )
@@ -592,6 +604,8 @@ def _update_user(store: Store, actor: Actor, username: str, a: AuthSettings, now
     _require_manage(actor)
     new_role = _role(role) if role is not None else None
     new_j = _jurisdiction(jurisdiction) if jurisdiction is not None else None
+    _text(department, "部门")
+    _text(display_name, "姓名")
     if new_j is not None:
         _check_grant(store, actor, new_j, a.root_jurisdiction, "user_updated", username, now)
     with store.transaction() as s:
