@@ -16,7 +16,10 @@ Routes (the README's Web API section lists them with their bodies):
   ``/api/healthz`` (:mod:`web.routes.sources`);
 * sign-in — ``/login``, ``/logout``, ``/password``, ``/api/login``,
   ``/api/logout``, ``/api/me``, ``/api/password``, ``/api/openapi.json``
-  (:mod:`web.routes.auth`).
+  (:mod:`web.routes.auth`);
+* admin — ``/admin/users`` (and a user's page and forms), ``/admin/audit``,
+  ``/api/admin/users…``, ``/api/admin/audit`` (:mod:`web.routes.admin`, rules
+  in :mod:`responder.accounts`).
 
 Every route declares who may use it (:func:`web.auth.require`, or
 ``web.auth.PUBLIC``); a test enumerates them (default deny). Every answer
@@ -47,14 +50,15 @@ from responder.search.base import SearchBackend
 from responder.store import Store, utcnow
 from web import auth
 from web.context import WebContext
+from web.routes import admin, board, briefs, reports, search, sources, tickets
 from web.routes import auth as auth_routes
-from web.routes import board, briefs, reports, search, sources, tickets
 from web.security import SecurityHeadersMiddleware
 from web.templating import STATIC, render
 from yuqing.settings import Settings
 
 # One router per area, in the order their routes are matched.
-ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, search, briefs, reports, sources))
+ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, search, briefs, reports, sources,
+                                    admin))
 # The status each domain error answers with.
 CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}
 
