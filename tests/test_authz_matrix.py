@@ -8,6 +8,9 @@ each of: the province 安徽省 (34), the city 合肥市 (3401), the county 蜀�
 under it (340104), the sibling city 芜湖市 (3402, its 镜湖区), 江苏省 (32,
 outside the deployment) and 待定 (no place). Every one of those carries a
 marker string of its own (``标记3402甲`` …) in its title, name or department.
+Each place within the deployment (34, 3401, 340104, 3402) also has a user
+(``u3402-place`` …) whose department is the place's 丁 marker: the object of
+the admin's user routes.
 
 Actors: anonymous, and each role (admin, office, duty, analyst) at 34 (the
 root), 3401, 340104 and 3402, each by an API token.
@@ -60,7 +63,18 @@ from responder.indexer import SearchIndexer
 from responder.permissions import CLI_ACTOR, ROLE_PERMISSIONS, Actor, Permission, Role
 from responder.search.embedded import EmbeddedSearch
 from responder.service import clocks_for, handle_batch
-from responder.store import Audit, Deadline, Event, Notice, Post, SavedSearch, Store, Ticket, UnroutedNotice
+from responder.store import (
+    Audit,
+    Deadline,
+    Event,
+    Notice,
+    Post,
+    SavedSearch,
+    Store,
+    Ticket,
+    UnroutedNotice,
+    UserRow,
+)
 from stream.contracts import AssessedPost
 from tests.fixtures.auth import PASSWORD, add_user, bearer
 from tests.fixtures.databases import assessed, sh
@@ -107,6 +121,14 @@ PLACES: dict[str, Place] = {
 }
 KEYS = tuple(PLACES)
 UNKNOWN = "unknown"  # an id nothing has
+# The places with a user of their own (the admin pages' objects): a user's
+# jurisdiction lies within the deployment (34), never at 32 or 待定.
+USER_AT = {"province": "34", "city": "3401", "county": "340104", "sibling": "3402"}
+UNKNOWN_USER = "nobody-here"
+
+
+def user_name(key: str) -> str:
+    return f"u{PLACES[key].label}-place"
 
 # Who sees which places, written out (SPEC §1: the own jurisdiction and below;
 # 待定 only at the root; 32 lies outside this deployment altogether).
@@ -195,6 +217,7 @@ class Matrix:
     tickets: dict[str, int]
     events: dict[str, int]
     searches: dict[str, int]
+    users: dict[str, str]  # place key → username
     place_labels: dict[str, str | None]
     deadlines: dict[str, list[tuple[datetime, datetime | None]]]  # key → (due_at, met_at) of its ticket
     passwords: dict[str, str] = field(default_factory=dict)
@@ -276,9 +299,12 @@ def matrix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
             clients[who.name] = TestClient(app, headers=bearer(store, who.name, who.role, who.jurisdiction,
                                                                settings=settings))
         add_user(store, "visitor", Role.DUTY, "3401", settings=settings)  # the one anonymous signs in as
+        for key, j in USER_AT.items():
+            add_user(store, user_name(key), Role.DUTY, j, settings=settings, department=department(key))
         m = Matrix(app, store, settings, clients,
                    {k: v["ticket"] for k, v in made.items()}, {k: v["event"] for k, v in made.items()},
-                   searches, {k: v["label"] for k, v in made.items()}, deadlines,
+                   searches, {k: user_name(k) for k in USER_AT}, {k: v["label"] for k, v in made.items()},
+                   deadlines,
                    passwords={w.name: PASSWORD for w in ACTORS[1:]} | {"visitor": PASSWORD})
         # The archive is what the docstring says.
         for key, pl in PLACES.items():
@@ -424,6 +450,22 @@ def check_metrics(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
         "notices unrouted", unrouted and int(float(unrouted.group(1))), _n(who))
 
 
+def check_admin_users(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
+    want = {k for k in USER_AT if k in who.seen}
+    return (_eq("users", {k for k in USER_AT if user_name(k) in r.text}, want)
+            + _eq("their departments", {k for k in USER_AT if department(k) in r.text}, want))
+
+
+def check_admin_user(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
+    return _eq("user shown", user_name(t.key or "") in r.text and department(t.key or "") in r.text, True)
+
+
+def check_admin_audit(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
+    # The creation of each place's user is audited with its department (丁); every one in scope is listed.
+    want = {k for k in USER_AT if k in who.seen}
+    return _eq("user creations", {k for k in USER_AT if department(k) in r.text}, want)
+
+
 def check_me(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
     j = r.json()
     return _eq("me", (j["username"], j["role"], j["jurisdiction"]), (who.name, who.role, who.jurisdiction))
@@ -442,7 +484,7 @@ class Target:
     in its path and body, and, for merges, the place of the event merged into."""
 
     key: str | None = None
-    ids: dict[str, int] = field(default_factory=dict)
+    ids: dict[str, Any] = field(default_factory=dict)  # ints; a username for users
     into: str | None = None
     post_ids: list[str] = field(default_factory=list)
     fresh: bool = False
@@ -463,7 +505,7 @@ Body = Callable[[Matrix, Who, Target], dict[str, Any]]
 class Spec:
     access: Permission | str  # a Permission, SIGNED_IN or PUBLIC
     page: bool = False  # anonymous is sent to /login instead of 401
-    obj: str | None = None  # the path's object: ticket | event | search
+    obj: str | None = None  # the path's object: ticket | event | search | user
     action: bool = False  # changes state: run after the reads
     params: tuple[dict[str, Any], ...] = ({},)  # query strings, one cell each
     body: Body | None = None
@@ -490,6 +532,15 @@ def _password_change(m: Matrix, who: Who, t: Target, *, form: bool) -> dict[str,
 def _login_body(m: Matrix, who: Who, t: Target) -> dict[str, Any]:
     name = "visitor" if who.anonymous else who.name
     return {"json": {"username": name, "password": m.passwords[name]}}
+
+
+def _user_change(who: Who) -> dict[str, str]:
+    return {"display_name": f"改名{who}", "role": "analyst"}
+
+
+def _new_user(prefix: str, who: Who) -> dict[str, str]:
+    return {"username": f"{prefix}-{who}", "role": "duty", "jurisdiction": who.jurisdiction,
+            "display_name": f"新用户{who}"}
 
 
 def _split_body(m: Matrix, who: Who, t: Target) -> dict[str, Any]:
@@ -554,9 +605,31 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("GET", "/api/sources"): Spec(P.SOURCES_READ),
     ("GET", "/metrics"): Spec(P.METRICS_READ, check=check_metrics),
     ("GET", "/api/notices/unrouted"): Spec(P.SOURCES_READ, check=check_unrouted),
+    # admin: users within the own jurisdiction, the audit (web/routes/admin.py)
+    ("GET", "/admin/users"): Spec(P.USERS_MANAGE, page=True, check=check_admin_users),
+    ("GET", "/api/admin/users"): Spec(P.USERS_MANAGE, check=check_admin_users),
+    ("GET", "/admin/users/{username}"): Spec(P.USERS_MANAGE, page=True, obj="user", check=check_admin_user),
+    ("GET", "/api/admin/users/{username}"): Spec(P.USERS_MANAGE, obj="user", check=check_admin_user),
+    ("POST", "/admin/users"): Spec(P.USERS_MANAGE, action=True,
+                                   body=lambda m, who, t: {"data": _new_user("form", who)}),
+    ("POST", "/api/admin/users"): Spec(P.USERS_MANAGE, action=True, ok=201,
+                                       body=_json(lambda m, who, t: _new_user("api", who))),
+    ("POST", "/admin/users/{username}"): Spec(P.USERS_MANAGE, obj="user", action=True, ok=303,
+                                              body=lambda m, who, t: {"data": _user_change(who)}),
+    ("POST", "/api/admin/users/{username}"): Spec(P.USERS_MANAGE, obj="user", action=True,
+                                                  body=_json(lambda m, who, t: _user_change(who))),
+    ("POST", "/admin/users/{username}/disable"): Spec(P.USERS_MANAGE, obj="user", action=True, ok=303),
+    ("POST", "/api/admin/users/{username}/disable"): Spec(P.USERS_MANAGE, obj="user", action=True),
+    ("POST", "/admin/users/{username}/enable"): Spec(P.USERS_MANAGE, obj="user", action=True, ok=303),
+    ("POST", "/api/admin/users/{username}/enable"): Spec(P.USERS_MANAGE, obj="user", action=True),
+    # The answer shows the new password (once): a page, not a redirect.
+    ("POST", "/admin/users/{username}/reset-password"): Spec(P.USERS_MANAGE, obj="user", action=True),
+    ("POST", "/api/admin/users/{username}/reset-password"): Spec(P.USERS_MANAGE, obj="user", action=True),
+    ("GET", "/admin/audit"): Spec(P.AUDIT_READ, page=True, params=({"size": 500},), check=check_admin_audit),
+    ("GET", "/api/admin/audit"): Spec(P.AUDIT_READ, params=({"size": 500},), check=check_admin_audit),
 }
 del P
-PATH_OBJECT = {"tid": "ticket", "eid": "event", "sid": "search"}
+PATH_OBJECT = {"tid": "ticket", "eid": "event", "sid": "search", "username": "user"}
 
 
 def registered(app: FastAPI) -> dict[tuple[str, str], BaseRoute]:
@@ -593,16 +666,18 @@ def expected(key: tuple[str, str], spec: Spec, who: Who, t: Target) -> int:
 def targets(spec: Spec) -> list[Target]:
     if spec.obj is None:
         return [Target()]
-    out = [Target(k) for k in (*KEYS, UNKNOWN)]
+    out = [Target(k) for k in (*(USER_AT if spec.obj == "user" else KEYS), UNKNOWN)]
     out += [Target(src, into=dst) for src, dst in spec.merge_into]
     return out
 
 
 def fill_ids(m: Matrix, spec: Spec, who: Who, t: Target) -> None:
     """Ids of the archive's objects (refused cells, which must change nothing)."""
-    table = {"ticket": m.tickets, "event": m.events, "search": m.searches}
+    table: dict[str, dict[str, Any]] = {"ticket": m.tickets, "event": m.events, "search": m.searches,
+                                        "user": m.users}
     if spec.obj is not None and t.key is not None:
-        t.ids[spec.obj] = UNKNOWN_ID if t.key == UNKNOWN else table[spec.obj][t.key]
+        unknown = UNKNOWN_USER if spec.obj == "user" else UNKNOWN_ID
+        t.ids[spec.obj] = unknown if t.key == UNKNOWN else table[spec.obj][t.key]
         t.post_ids = [f"{t.key}-1"]
     if spec.merge_into:
         # Into the named place, else into an event the actor sees (so the source decides).
@@ -697,7 +772,7 @@ def not_found_alike(cells: list[Cell]) -> list[str]:
         if c.got == 404 and c.response is not None:
             body = c.response.text
             for i in c.target.ids.values():  # as a word of its own: "工单 5 不存在"
-                body = re.sub(rf"(?<=\s){i}(?=\s)", "#", body)
+                body = re.sub(rf"(?<=\s){re.escape(str(i))}(?=\s)", "#", body)
             seen[(c.key, c.who.name, tuple(sorted(c.params.items())))][body].append(str(c.target))
     return [f"{k[0][0]} {k[0][1]} as {k[1]}: 404 bodies differ: "
             + "; ".join(f"{targets} → {body[-200:]!r}" for body, targets in v.items())
@@ -791,9 +866,17 @@ def make_fresh(m: Matrix, cells: list[Cell]) -> None:
     msgs: list[AssessedPost] = []
     wanted: list[tuple[Cell, str, list[str]]] = []  # cell, role of the posts, their ids
     for c in cells:
-        if not (200 <= c.want < 300) or c.spec.obj is None:
+        if not (200 <= c.want < 400) or c.spec.obj is None:  # 303: a form that went through
             continue
         c.target.fresh = True
+        if c.spec.obj == "user":
+            m.fresh_seq += 1
+            name = f"fresh-user-{m.fresh_seq}"
+            add_user(m.store, name, Role.DUTY, USER_AT[c.target.key or ""], settings=m.settings)
+            if c.key[1].endswith("/enable"):  # something to enable
+                accounts.set_active(m.store, CLI_ACTOR, name, False)
+            c.target.ids["user"] = name
+            continue
         if c.spec.obj == "search":
             owner = CLI_ACTOR if c.target.key == "none" else _user(
                 OWNER[c.target.key or ""], Role.ANALYST, OWNER_JURISDICTION[c.target.key or ""])
@@ -840,12 +923,17 @@ def snapshot(m: Matrix) -> dict[str, Any]:
             "deadlines": [(d.ticket_id, d.milestone, d.met_at, d.met_by) for d in
                           s.scalars(select(Deadline).where(Deadline.ticket_id.in_(tids)).order_by(Deadline.id))],
             "searches": sorted(s.scalars(select(SavedSearch.id).where(SavedSearch.id.in_(list(m.searches.values()))))),
+            "users": [(u.username, u.display_name, u.role, u.jurisdiction, u.department, u.active, u.must_change,
+                       u.password_hash) for u in s.scalars(select(UserRow).where(
+                           UserRow.username.in_(list(m.users.values()))).order_by(UserRow.username))],
         }
 
 
 def verify_action(m: Matrix, cell: Cell) -> list[str]:
     """What an allowed action did, read back from the store (and who the record says did it)."""
     path, who, ids = cell.key[1], cell.who, cell.target.ids
+    if "/admin/users" in path:
+        return verify_admin(m, cell)
     with m.store.reader() as s:
         tid = ids.get("ticket")
         t = s.get(Ticket, tid) if tid else None
@@ -874,6 +962,31 @@ def verify_action(m: Matrix, cell: Cell) -> list[str]:
         if cell.key[0] == "DELETE":
             return _eq("deleted", s.get(SavedSearch, ids["search"]), None)
     return []
+
+
+def verify_admin(m: Matrix, cell: Cell) -> list[str]:
+    """A user created or changed by an admin route, and its audit row under the admin."""
+    path, who = cell.key[1], cell.who
+    name = cell.target.ids.get("user") or f"{'form' if path == '/admin/users' else 'api'}-{who}"
+    action = {"disable": "user_disabled", "enable": "user_enabled", "reset-password": "password_reset"}.get(
+        path.rsplit("/", 1)[-1], "user_updated" if "user" in cell.target.ids else "user_created")
+    with m.store.reader() as s:
+        u = s.scalar(select(UserRow).where(UserRow.username == name))
+        rows = s.scalars(select(Audit).where(Audit.actor == who.name, Audit.action == action,
+                                             Audit.outcome == "ok")).all()
+        audited = any(r.detail.get("username") == name and r.actor_jurisdiction == who.jurisdiction for r in rows)
+    if u is None:
+        return [f"user {name} missing"]
+    if action == "user_created":
+        got: Any = (u.jurisdiction, u.role, u.display_name, u.must_change)
+        want: Any = (who.jurisdiction, "duty", f"新用户{who}", True)
+    elif action == "user_updated":
+        got, want = (u.display_name, u.role), (f"改名{who}", "analyst")
+    elif action == "password_reset":
+        got, want = u.must_change, True
+    else:
+        got, want = u.active, action == "user_enabled"
+    return _eq(action, got, want) + _eq("audited under the admin", audited, True)
 
 
 def test_actions(matrix: Matrix) -> None:
