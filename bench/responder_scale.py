@@ -124,6 +124,9 @@ _TABLES = {
 # still compare; grouping that started filling them would show as a difference.
 _ADDED_DEFAULTS: dict[str, dict[str, Any]] = {
     "audit": {"outcome": "ok", "actor_role": None, "actor_jurisdiction": None, "place_code": None},
+    # issue 15: how a ticket was closed, and cancelled deadlines (a person's close, never grouping's).
+    "tickets": {"outcome": None, "outcome_note": None, "closed_by": None},
+    "deadlines": {"cancelled_at": None, "cancelled_by": None, "cancel_outcome": None, "cancel_reason": None},
 }
 
 

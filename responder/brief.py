@@ -54,14 +54,17 @@ Definitions:
   ``closed_at <= as_of``, else 已确认 when ``acknowledged_at <= as_of``,
   else 待确认), department, and every deadline with its state at ``as_of``:
   **按时完成** met at or before ``due_at``; **超时完成** met after
-  ``due_at``; **已超时未完成** not met and ``due_at <= as_of``;
-  **未到期** not met and ``due_at > as_of``.
+  ``due_at``; **已撤销** not met and cancelled (``cancelled_at <= as_of``:
+  the ticket was closed as 无需回应（政务动态） or 误报, or merged away);
+  **已超时未完成** not met, not cancelled and ``due_at <= as_of``;
+  **未到期** not met, not cancelled and ``due_at > as_of``.
 
 时限执行 (timeliness): the deadlines whose ``due_at`` is in the period,
-counted by the four states above (on time / late / breached-open /
-pending). **Breaches** are late + breached-open; the departments with
+counted by the five states above (on time / late / breached-open /
+pending / cancelled). **Breaches** are late + breached-open; the departments with
 breaches are the tickets' responsible departments (未指定 when none), by
-number of breaches, descending, then name.
+number of breaches, descending, then name. **撤销时限 N 件**: the cancelled
+ones, counted apart (no breach), each with who cancelled it, when and why.
 
 分布 (distribution), among the relevant posts of the period (at most
 :data:`TOP_N` each, by count descending, then name):
@@ -82,7 +85,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from responder.archive import KIND_LABEL
-from responder.cases import STATUS_LABEL, scoped
+from responder.cases import CLOSE_OUTCOMES, STATUS_LABEL, scoped
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.events import ARCHIVED_ACTION
 from responder.permissions import Actor, scope_prefix
@@ -101,6 +104,7 @@ ON_TIME = "按时完成"
 LATE = "超时完成"
 OPEN_PAST_DUE = "已超时未完成"
 PENDING = "未到期"
+CANCELLED = "已撤销"
 
 _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
 
@@ -164,13 +168,29 @@ class KeyEvent:
 
 
 @dataclass
+class CancelledDeadline:
+    """A deadline cancelled (撤销) with its ticket's close: who, when, why."""
+
+    ticket_id: int
+    milestone: str
+    department: str
+    due_at: datetime
+    cancelled_at: datetime
+    cancelled_by: str
+    outcome: str  # the close outcome's label
+    reason: str
+
+
+@dataclass
 class Timeliness:
     due: int = 0
     on_time: int = 0
     late: int = 0
     open_past_deadline: int = 0
     pending: int = 0
+    cancelled: int = 0
     breach_departments: list[Count] = field(default_factory=list)
+    cancellations: list[CancelledDeadline] = field(default_factory=list)
 
 
 @dataclass
@@ -219,7 +239,8 @@ class Brief:
             "period": "北京时间自然日；周报为含该日的ISO周（周一至周日）",
             "new_events": "首发时间（T0）在统计时段内的事件（不含已并入其他事件者）",
             "key_events": "T0早于时段结束，且最后发布在时段内或工单在时段内未办结的事件，按级别、帖文数排序，至多10起",
-            "deadline_state": "按时完成 / 超时完成 / 已超时未完成 / 未到期，均以统计时点为准",
+            "deadline_state": "按时完成 / 超时完成 / 已超时未完成 / 未到期 / 已撤销，均以统计时点为准",
+            "cancelled": "工单以「无需回应（政务动态）」「误报」办结或被合并时未完成的节点：撤销，不计超时",
             "timeliness": "截止时间在统计时段内的时限节点",
             "distribution": "统计时段内的政务舆情帖文",
             "jurisdiction": "仅统计属地在该辖区（行政区划代码前缀，空为全部）内的帖文、事件与工单",
@@ -298,6 +319,8 @@ def deadline_state(d: Deadline, as_of: datetime) -> str:
     met = d.met_at if d.met_at is not None and d.met_at <= as_of else None
     if met is not None:
         return ON_TIME if met <= d.due_at else LATE
+    if d.cancelled_at is not None and d.cancelled_at <= as_of:
+        return CANCELLED
     return OPEN_PAST_DUE if d.due_at <= as_of else PENDING
 
 
@@ -492,11 +515,17 @@ def _timeliness(s: Any, actor: Actor, start: datetime, end: datetime, as_of: dat
             out.late += 1
         elif state == OPEN_PAST_DUE:
             out.open_past_deadline += 1
+        elif state == CANCELLED:
+            out.cancelled += 1
+            out.cancellations.append(CancelledDeadline(
+                d.ticket_id, d.milestone, dept or NO_DEPARTMENT, d.due_at, d.cancelled_at, d.cancelled_by or "",
+                CLOSE_OUTCOMES.get(d.cancel_outcome or "", d.cancel_outcome or ""), d.cancel_reason or ""))
         else:
             out.pending += 1
         if state in (LATE, OPEN_PAST_DUE):
             breaches[dept or NO_DEPARTMENT] += 1
     out.breach_departments = _top(breaches, n=len(breaches))
+    out.cancellations.sort(key=lambda c: (c.cancelled_at, c.ticket_id, c.milestone))
     return out
 
 
@@ -541,11 +570,24 @@ def key_events_heading(b: Brief) -> str:
 
 def timeliness_lines(b: Brief) -> list[str]:
     t = b.timeliness
-    return [
+    cancelled = f"，{CANCELLED} {t.cancelled}" if t.cancelled else ""
+    lines = [
         f"本期到期节点 {t.due} 个：{ON_TIME} {t.on_time}，{LATE} {t.late}，"
-        f"{OPEN_PAST_DUE} {t.open_past_deadline}，{PENDING} {t.pending}。",
+        f"{OPEN_PAST_DUE} {t.open_past_deadline}，{PENDING} {t.pending}{cancelled}。",
         f"超时部门：{counts_text(t.breach_departments, unit=' 个')}。",
     ]
+    if not t.cancellations:
+        lines.append("撤销时限 0 件。")
+        return lines
+    kinds = Counter(c.outcome for c in t.cancellations)
+    lines.append(f"撤销时限 {t.cancelled} 件（{counts_text(_top(kinds, n=len(kinds)), unit=' 件')}，不计超时）：")
+    lines += [f"  {cancellation_text(c)}" for c in t.cancellations]
+    return lines
+
+
+def cancellation_text(c: CancelledDeadline) -> str:
+    return (f"工单 #{c.ticket_id}「{c.milestone}」（{c.department}，截止 {shanghai_time(c.due_at)}）"
+            f"由 {c.cancelled_by} 于 {shanghai_time(c.cancelled_at)} 撤销，理由：{c.reason}")
 
 
 def brief_text(b: Brief) -> str:
@@ -577,6 +619,7 @@ def brief_text(b: Brief) -> str:
 __all__ = [
     "Brief",
     "BriefParamError",
+    "CancelledDeadline",
     "Count",
     "DeadlineState",
     "Distribution",
@@ -585,6 +628,7 @@ __all__ = [
     "Timeliness",
     "brief",
     "brief_text",
+    "cancellation_text",
     "counts_text",
     "deadline_text",
     "key_events_heading",

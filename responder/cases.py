@@ -9,17 +9,39 @@ itself is wrong), :class:`Forbidden` (in sight, but not the actor's to
 change); each carries a Chinese message for the user. The web maps them to
 404, 409, 422 and 403.
 
+Ticket states (one table, :data:`TRANSITIONS`, checked by :func:`transition`
+for every action whoever calls it): new → acknowledged → closed (new →
+closed allowed), and closed → acknowledged by :func:`reopen`. A closed
+ticket refuses acknowledge, assign and milestones (:class:`Conflict`).
+
 * :func:`acknowledge` — records who, when (Asia/Shanghai) and from which
   address, in the ticket and the audit. It never touches a deadline. A repeat
   by the **same** officer is ``already`` with the unchanged state (a retried
   request or a double click); by **another** officer it is a
   :class:`Conflict` naming who acknowledged first.
-* :func:`record_milestone` — the milestone is met: its clock stops; repeating
-  it is ``already`` with the first record unchanged.
-* :func:`assign` — the responsible department (a closed ticket: Conflict).
-* :func:`close` — close with a handling outcome; repeating it is ``already``.
-  Ticket states: new → acknowledged → closed (new → closed allowed).
-* :func:`merge` / :func:`split` — events (:mod:`responder.split`).
+* :func:`record_milestone` — the milestone is met now: its clock stops. It
+  needs evidence, an http(s) URL (:func:`responder.safety.safe_url`), or it
+  is :class:`Invalid`; met after its due time it is late (``on_time`` false
+  in the audit), and counts as a breach. Repeating it is ``already`` with the
+  first record unchanged.
+* :func:`assign` — the responsible department.
+* :func:`close` — close with an outcome from :data:`CLOSE_OUTCOMES`
+  (已回应办结 / 无需回应（政务动态） / 误报 / 其他 with a note; 已合并 is set by
+  merge alone); repeating it is ``already``. Closing as 无需回应 or 误报
+  cancels (撤销) the deadlines not met — who, when and why are kept on each;
+  they are no breaches and never fire
+  (:func:`responder.scheduler.cancel_open_deadlines`). Closing otherwise
+  leaves unmet milestones running: they are breaches when due.
+* :func:`reopen` — closed → acknowledged, with a reason; the deadlines the
+  close cancelled count again (due when they were). A ticket merged away
+  cannot be reopened (its posts are in the other event).
+* :func:`merge` / :func:`split` — events (:mod:`responder.split`). The merged
+  event's ticket is closed as 已合并 and its unmet deadlines cancelled.
+
+Every audit row that creates, moves, meets, cancels or restores a deadline
+names it with its ``starts_at`` and ``due_at`` (or the T0 it counts from), so
+the timeliness figures can be recomputed from the audit alone
+(tests/test_timeliness_truth.py does).
 * :func:`save_search` / :func:`delete_saved_search` — saved searches (监测方案):
   a saved search belongs to its creator's jurisdiction; only its creator or an
   admin (系统管理员) deletes it (:class:`Forbidden` otherwise).
@@ -59,7 +81,7 @@ from sqlalchemy.orm import Session
 from responder import accounts
 from responder.clocks import SHANGHAI, Clocks, iso_shanghai
 from responder.permissions import Actor, Role, scope_clause
-from responder.safety import valid_id
+from responder.safety import safe_url, valid_id
 from responder.store import (
     SEVERITY_RANK,
     Audit,
@@ -70,6 +92,7 @@ from responder.store import (
     SavedSearch,
     Store,
     Ticket,
+    TicketEventRow,
     emit_fact,
     utcnow,
 )
@@ -82,6 +105,76 @@ RULE_LABEL = {
     "complaint": "咨询投诉（15个工作日）",
     "none": "无法定时限",
 }
+
+# How a ticket is closed (办结结果): code → label. ``merged`` is set by a merge alone.
+CLOSE_OUTCOMES: dict[str, str] = {
+    "responded": "已回应办结",
+    "no_response_needed": "无需回应（政务动态）",
+    "false_alarm": "误报",
+    "merged": "已合并",
+    "other": "其他",
+}
+# Closing with these cancels the deadlines not met (撤销时限): not breaches.
+CANCELLING_OUTCOMES = frozenset({"no_response_needed", "false_alarm"})
+MERGED = "merged"
+OTHER = "other"
+DEADLINE_STATE_LABEL = {"met": "已完成", "open": "进行中", "cancelled": "已撤销"}
+
+# The ticket state machine: for each action, the states it may start from and
+# the state it leaves. What is not listed is refused (Conflict, with the message
+# of REFUSALS). Repeats (acknowledging again, closing a closed ticket) are each
+# action's own business (``already``), not a transition.
+TRANSITIONS: dict[str, dict[str, str]] = {
+    "acknowledge": {"new": "acknowledged", "acknowledged": "acknowledged"},
+    "assign": {"new": "new", "acknowledged": "acknowledged"},
+    "milestone": {"new": "new", "acknowledged": "acknowledged"},
+    "close": {"new": "closed", "acknowledged": "closed"},
+    "reopen": {"closed": "acknowledged"},
+    "merge_away": {"new": "closed", "acknowledged": "closed"},  # the merged event's ticket
+    "merge_into": {"new": "new", "acknowledged": "acknowledged"},  # the ticket merged into
+    "split": {"new": "new", "acknowledged": "acknowledged"},
+}
+_REOPEN_FIRST = "（如需继续处理，请先重新打开工单）"
+REFUSALS: dict[tuple[str, str], str] = {
+    ("acknowledge", "closed"): "工单 {id} 已办结，不能再确认接收" + _REOPEN_FIRST,
+    ("assign", "closed"): "工单 {id} 已办结，不能再指派" + _REOPEN_FIRST,
+    ("milestone", "closed"): "工单 {id} 已办结，不能再登记回应节点" + _REOPEN_FIRST,
+    ("reopen", "new"): "工单 {id} 尚未办结，无需重新打开",
+    ("reopen", "acknowledged"): "工单 {id} 尚未办结，无需重新打开",
+    ("merge_away", "closed"): "只能合并两个未关闭的事件",
+    ("merge_into", "closed"): "只能合并两个未关闭的事件",
+    ("split", "closed"): "工单 {id} 已办结或已并入其他工单，不能拆分其事件",
+}
+
+
+def transition(action: str, ticket: Ticket) -> str:
+    """The state ``ticket`` goes to by ``action``; :class:`Conflict` when its state refuses it."""
+    to = TRANSITIONS[action].get(ticket.status)
+    if to is None:
+        msg = REFUSALS.get((action, ticket.status), "工单 {id} 当前状态（{state}）不允许此操作")
+        raise Conflict(msg.format(id=ticket.id, state=STATUS_LABEL.get(ticket.status, ticket.status)))
+    return to
+
+
+def parse_outcome(value: str) -> str:
+    """A close outcome given by its code or its label → its code (:class:`Invalid` otherwise)."""
+    v = (value or "").strip()
+    by_label = {label: code for code, label in CLOSE_OUTCOMES.items()}
+    by_label["无需回应"] = "no_response_needed"
+    code = v if v in CLOSE_OUTCOMES else by_label.get(v)
+    if code is None:
+        choices = "、".join(f"{label}（{c}）" for c, label in CLOSE_OUTCOMES.items() if c != MERGED)
+        raise Invalid(f"办结结果「{v[:50]}」无效，应为：{choices}")
+    return code
+
+
+def deadline_record(d: Deadline, at: datetime | None = None) -> dict[str, Any]:
+    """A deadline as the audit names it (``overdue``: already due at ``at``)."""
+    out: dict[str, Any] = {"milestone": d.milestone, "starts_at": iso_shanghai(d.starts_at),
+                           "due_at": iso_shanghai(d.due_at)}
+    if at is not None:
+        out["overdue"] = d.due_at <= at
+    return out
 
 
 # --------------------------------------------------------------------------- errors
@@ -242,24 +335,38 @@ def ticket_view(s: Session, t: Ticket, now: datetime) -> dict[str, Any]:
         "responders": t.responders or [],
         "rule": t.rule,
         "rule_label": RULE_LABEL.get(t.rule, t.rule),
-        "deadlines": [
-            {
-                "milestone": d.milestone,
-                "rule": d.rule,
-                "due_at": iso_shanghai(d.due_at),
-                "met_at": iso_shanghai(d.met_at),
-                "met_by": d.met_by,
-                "evidence_url": d.evidence_url,
-                "fired_at": iso_shanghai(d.fired_at),
-                "seconds_left": int((d.due_at - now).total_seconds()),
-                "overdue": d.met_at is None and d.due_at <= now,
-            }
-            for d in deadlines
-        ],
+        "deadlines": [_deadline_view(d, now) for d in deadlines],
         "created_at": iso_shanghai(t.created_at),
         "acknowledged_by": t.acknowledged_by,
         "acknowledged_at": iso_shanghai(t.acknowledged_at),
         "acknowledged_from": t.acknowledged_from,
+        "closed_at": iso_shanghai(t.closed_at),
+        "closed_by": t.closed_by,
+        "outcome": t.outcome,
+        "outcome_label": CLOSE_OUTCOMES.get(t.outcome or "", t.outcome),
+        "outcome_note": t.outcome_note,
+    }
+
+
+def _deadline_view(d: Deadline, now: datetime) -> dict[str, Any]:
+    state = "met" if d.met_at is not None else "cancelled" if d.cancelled_at is not None else "open"
+    return {
+        "milestone": d.milestone,
+        "rule": d.rule,
+        "starts_at": iso_shanghai(d.starts_at),
+        "due_at": iso_shanghai(d.due_at),
+        "state": state,
+        "state_label": DEADLINE_STATE_LABEL[state],
+        "met_at": iso_shanghai(d.met_at),
+        "met_by": d.met_by,
+        "on_time": None if d.met_at is None else d.met_at <= d.due_at,
+        "evidence_url": d.evidence_url,
+        "fired_at": iso_shanghai(d.fired_at),
+        "cancelled_at": iso_shanghai(d.cancelled_at),
+        "cancelled_by": d.cancelled_by,
+        "cancel_reason": d.cancel_reason,
+        "seconds_left": int((d.due_at - now).total_seconds()),
+        "overdue": state == "open" and d.due_at <= now,
     }
 
 
@@ -355,6 +462,7 @@ def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | N
     who, addr = actor.username, actor.remote_addr
     with _audited(store, actor, "acknowledged", {"ticket_id": ticket_id}, n) as sub, store.transaction() as s:
         t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
+        to = transition("acknowledge", t)
         if t.acknowledged_at is not None:
             if t.acknowledged_by != who:
                 raise Conflict(f"工单 {ticket_id} 已由 {t.acknowledged_by} 于 {_fmt(t.acknowledged_at)} 确认接收")
@@ -362,8 +470,7 @@ def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | N
         t.acknowledged_at = n
         t.acknowledged_by = who
         t.acknowledged_from = addr
-        if t.status == "new":
-            t.status = "acknowledged"
+        t.status = to
         emit_fact(
             s,
             ticket=t,
@@ -395,8 +502,7 @@ def _assign(store: Store, actor: Actor, sub: _Subject, ticket_id: int, dept: str
     who, addr = actor.username, actor.remote_addr
     with store.transaction() as s:
         t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
-        if t.status == "closed":
-            raise Conflict(f"工单 {ticket_id} 已办结，不能再指派")
+        t.status = transition("assign", t)
         if t.department == dept:
             return Outcome(True, ticket_view(s, t, n))
         count = s.scalar(
@@ -431,7 +537,12 @@ def record_milestone(
     evidence_url: str | None = None,
     now: datetime | None = None,
 ) -> Outcome:
-    """The milestone is met: its clock stops (and a 持续发布 follow-up may be planned)."""
+    """The milestone is met now: its clock stops (and a 持续发布 follow-up may be planned).
+
+    ``evidence_url`` (the release, the reply, the press-conference notice) is
+    required, an absolute http(s) URL; without it nothing is recorded
+    (:class:`Invalid`), so no milestone counts as met without proof. Met
+    after its due time, it is late (a breach in the reports)."""
     from responder.scheduler import plan_followup
 
     n = now or utcnow()
@@ -439,12 +550,21 @@ def record_milestone(
     request = {"ticket_id": ticket_id, "milestone": milestone, "evidence_url": evidence_url}
     with _audited(store, actor, "milestone", request, n) as sub, store.transaction() as s:
         t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
+        t.status = transition("milestone", t)
         d = s.scalar(select(Deadline).where(Deadline.ticket_id == ticket_id, Deadline.milestone == milestone))
         if d is None:
             known = s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == ticket_id)).all()
             raise Invalid(f"工单 {ticket_id} 没有节点「{milestone}」（可选：{'、'.join(known) or '无'}）")
         if d.met_at is not None:
             return Outcome(True, ticket_view(s, t, n))
+        url = safe_url(evidence_url)
+        if url is None:
+            raise Invalid(
+                f"登记「{milestone}」须附佐证链接（发布稿、答复或发布会通知的网址，以 http:// 或 https:// 开头）"
+                if not (evidence_url or "").strip()
+                else "佐证链接无效：只接受以 http:// 或 https:// 开头的完整网址"
+            )
+        evidence_url = url
         d.met_at = n
         d.met_by = who
         d.evidence_url = evidence_url
@@ -468,12 +588,12 @@ def record_milestone(
                 "milestone": d.milestone,
                 "due_at": iso_shanghai(d.due_at),
                 "met_at": iso_shanghai(n),
+                "starts_at": iso_shanghai(d.starts_at),
                 "on_time": on_time,
+                "overdue_seconds": None if on_time else int((n - d.due_at).total_seconds()),
                 "evidence_url": evidence_url,
                 "officer": who,
-                "next_followup": {"milestone": nxt.milestone, "due_at": iso_shanghai(nxt.due_at)}
-                if nxt
-                else None,
+                "next_followup": deadline_record(nxt) if nxt else None,
             },
             outbox=True,
             remote_addr=addr,
@@ -483,45 +603,155 @@ def record_milestone(
 
 
 def close(
-    store: Store, actor: Actor, ticket_id: int, outcome: str, *, now: datetime | None = None
+    store: Store, actor: Actor, ticket_id: int, outcome: str, *, note: str | None = None,
+    now: datetime | None = None,
 ) -> Outcome:
-    """Close with a handling outcome (办结). Unmet statutory milestones keep their
-    clocks (only a milestone stops one) and count as breaches in the reports.
-    A pending 持续发布 follow-up is dropped: the event is over."""
-    from responder.scheduler import drop_open_followups
+    """Close (办结) with an outcome of :data:`CLOSE_OUTCOMES`, by code or label;
+    ``note`` says more (required for 其他). 已合并 is a merge's alone.
 
+    无需回应 / 误报 cancel the deadlines not met (with who, when and why: the
+    outcome and the note); they are no breaches. Any other outcome leaves
+    them running: only a milestone stops a clock, and an unmet one is a
+    breach when due. A pending 持续发布 follow-up is dropped: the event is over.
+    """
     n = now or utcnow()
+    text = (note or "").strip()
+    request = {"ticket_id": ticket_id, "outcome": (outcome or "").strip()[:100], "note": text[:500]}
+    with _audited(store, actor, "closed", request, n) as sub:
+        code = parse_outcome(outcome)
+        if code == MERGED:
+            raise Invalid("「已合并」由合并事件操作设定，请使用合并功能")
+        if code == OTHER and not text:
+            raise Invalid("办结结果为「其他」时须填写说明")
+        return _close(store, actor, sub, ticket_id, code, text, n)
+
+
+def _close(store: Store, actor: Actor, sub: _Subject, ticket_id: int, code: str, note: str,
+           n: datetime) -> Outcome:
+    from responder.scheduler import cancel_open_deadlines, drop_open_followups
+
     who, addr = actor.username, actor.remote_addr
-    request = {"ticket_id": ticket_id, "outcome": outcome.strip()}
-    with _audited(store, actor, "closed", request, n) as sub, store.transaction() as s:
+    with store.transaction() as s:
         # The events lock before the ticket's row lock, in the responder's order.
         store.lock_events(s)
         t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         if t.status == "closed":
             return Outcome(True, ticket_view(s, t, n))
-        t.status = "closed"
-        t.closed_at = n
+        t.status = transition("close", t)
+        t.closed_at, t.closed_by, t.outcome, t.outcome_note = n, who, code, note or None
         ev = s.get(Event, t.event_id)
         if ev is not None:
             ev.status = "closed"
             store.stamp_events(s, ev)  # responders drop it from the events a post may join
         dropped = drop_open_followups(s, t)
+        label = CLOSE_OUTCOMES[code]
+        cancelled = []
+        if code in CANCELLING_OUTCOMES:
+            reason = f"{label}：{note}" if note else label
+            cancelled = [deadline_record(d, n) for d in
+                         cancel_open_deadlines(s, t, at=n, by=who, outcome=code, reason=reason)]
         open_ms = s.scalars(
-            select(Deadline.milestone).where(Deadline.ticket_id == ticket_id, Deadline.met_at.is_(None))
+            select(Deadline.milestone).where(
+                Deadline.ticket_id == ticket_id, Deadline.met_at.is_(None), Deadline.cancelled_at.is_(None)
+            )
         ).all()
         emit_fact(
             s,
             ticket=t,
             kind="closed",
-            key=f"{t.id}:closed",
+            key=_nth_key(s, t, "closed"),
             at=n,
             actor=who,
             detail={
                 "officer": who,
-                "outcome": outcome.strip(),
+                "outcome": label,
+                "outcome_code": code,
+                "note": note or None,
                 "at": iso_shanghai(n),
                 "open_milestones": list(open_ms),
                 "followups_dropped": dropped,
+                "deadlines_cancelled": cancelled,
+            },
+            outbox=True,
+            remote_addr=addr,
+            audit_columns=_who(actor),
+        )
+        return Outcome(False, ticket_view(s, t, n))
+
+
+def _nth_key(s: Session, t: Ticket, kind: str) -> str:
+    """The fact key of a close or reopen: a ticket closed, reopened and closed
+    again has one fact per close. The first close keeps the key it always had
+    (``{id}:closed``); later ones are ``{id}:closed:2`` and on."""
+    n = int(s.scalar(
+        select(func.count()).select_from(TicketEventRow)
+        .where(TicketEventRow.ticket_id == t.id, TicketEventRow.kind == kind)
+    ) or 0)
+    if kind == "closed" and n == 0:
+        return f"{t.id}:closed"
+    return f"{t.id}:{kind}:{n + 1}"
+
+
+def reopen(store: Store, actor: Actor, ticket_id: int, reason: str, *, now: datetime | None = None) -> Outcome:
+    """Reopen a closed ticket (closed → acknowledged), with a reason (audited).
+
+    The event is open again (posts may join it); the deadlines the close
+    cancelled count again, due when they were (one past due is a breach and
+    fires). A follow-up dropped at the close is not planned again. A ticket
+    merged into another cannot be reopened (:class:`Conflict` naming it).
+    """
+    n = now or utcnow()
+    why = (reason or "").strip()
+    with _audited(store, actor, "reopened", {"ticket_id": ticket_id, "reason": why[:500]}, n) as sub:
+        if not why:
+            raise Invalid("重新打开须填写理由")
+        return _reopen(store, actor, sub, ticket_id, why, n)
+
+
+def _reopen(store: Store, actor: Actor, sub: _Subject, ticket_id: int, why: str, n: datetime) -> Outcome:
+    from responder.scheduler import restore_cancelled_deadlines
+
+    who, addr = actor.username, actor.remote_addr
+    with store.transaction() as s:
+        store.lock_events(s)
+        t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
+        to = transition("reopen", t)
+        ev = s.get(Event, t.event_id)
+        if t.outcome == MERGED or (ev is not None and ev.status == "merged"):
+            into = next(
+                (a.detail.get("into_ticket") for a in s.scalars(
+                    select(Audit).where(Audit.ticket_id == t.id, Audit.action == "event_merged",
+                                        Audit.outcome == "ok").order_by(Audit.id.desc()))
+                 if (a.detail or {}).get("from_ticket") == t.id),
+                None,
+            )
+            where = f"工单 #{into}" if into else "其他工单"
+            raise Conflict(f"工单 {ticket_id} 已并入{where}，不能重新打开（请在{where}上继续处理）")
+        previous = {"outcome": CLOSE_OUTCOMES.get(t.outcome or "", t.outcome), "outcome_code": t.outcome,
+                    "note": t.outcome_note, "closed_by": t.closed_by, "closed_at": iso_shanghai(t.closed_at)}
+        t.status = to
+        t.closed_at = t.closed_by = t.outcome = t.outcome_note = None
+        acknowledged = t.acknowledged_at is None
+        if acknowledged:  # reopening a ticket nobody acknowledged takes it on
+            t.acknowledged_at, t.acknowledged_by, t.acknowledged_from = n, who, addr
+        if ev is not None:
+            ev.status = "open"
+            store.stamp_events(s, ev)  # responders take it back among the events a post may join
+        restored = [deadline_record(d, n) for d in restore_cancelled_deadlines(s, t)]
+        emit_fact(
+            s,
+            ticket=t,
+            kind="reopened",
+            key=_nth_key(s, t, "reopened"),
+            at=n,
+            actor=who,
+            detail={
+                "officer": who,
+                "reason": why,
+                "at": iso_shanghai(n),
+                "previous": previous,
+                "acknowledged": acknowledged,
+                "deadlines_restored": restored,
             },
             outbox=True,
             remote_addr=addr,
@@ -540,9 +770,9 @@ def merge(
 
     The posts move; the target's T0 becomes the earlier of the two (its open
     deadlines move with it) and its severity the higher; the merged event's
-    ticket is closed (fact ``closed`` with ``merged_into``) and its unmet
-    deadlines are removed — the target's clocks cover the incident — and
-    listed in the audit.
+    ticket is closed as 已合并 (fact ``closed`` with ``merged_into``) and its
+    unmet deadlines are cancelled — the target's clocks cover the incident —
+    and listed in the audit. Both tickets must be open (:data:`TRANSITIONS`).
     """
     n = now or utcnow()
     with _audited(store, actor, "event_merged", {"event_id": event_id, "into": into}, n) as sub:
@@ -557,7 +787,7 @@ def merge(
 def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, clocks: Clocks,
            n: datetime) -> MergeOutcome:
     from responder.events import upgrade_rule
-    from responder.scheduler import recompute_deadlines
+    from responder.scheduler import cancel_open_deadlines, drop_open_followups, recompute_deadlines
 
     who, addr = actor.username, actor.remote_addr
     with store.transaction() as s:
@@ -575,6 +805,8 @@ def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, 
         st_ticket = s.scalar(select(Ticket).where(Ticket.event_id == src.id))
         dt_ticket = s.scalar(select(Ticket).where(Ticket.event_id == dst.id))
         assert st_ticket is not None and dt_ticket is not None
+        closed_to = transition("merge_away", st_ticket)
+        dt_ticket.status = transition("merge_into", dt_ticket)
         s.execute(
             update(Post)
             .where(Post.event_id == src.id)
@@ -604,23 +836,26 @@ def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, 
                 {"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)}
                 for d in upgrade_rule(s, clocks, dst, dt_ticket)
             ]
-        removed = []
-        for d in s.scalars(select(Deadline).where(Deadline.ticket_id == st_ticket.id, Deadline.met_at.is_(None))):
-            removed.append({"milestone": d.milestone, "due_at": iso_shanghai(d.due_at)})
-            s.execute(
-                DeadlineWarning.__table__.delete().where(DeadlineWarning.deadline_id == d.id)  # type: ignore[attr-defined]
-            )
-            s.delete(d)
+        note = f"合并至工单 #{dt_ticket.id}"
+        dropped = drop_open_followups(s, st_ticket)
+        cancelled = [
+            deadline_record(d, n)
+            for d in cancel_open_deadlines(s, st_ticket, at=n, by=who, outcome=MERGED,
+                                           reason=f"{CLOSE_OUTCOMES[MERGED]}：{note}")
+        ]
         src.status = "merged"
         store.stamp_events(s, src, dst)  # responders reload both
-        st_ticket.status, st_ticket.closed_at = "closed", n
+        st_ticket.status, st_ticket.closed_at, st_ticket.closed_by = closed_to, n, who
+        st_ticket.outcome, st_ticket.outcome_note = MERGED, note
         detail = {
             "from_event": src.id,
             "into_event": dst.id,
             "from_ticket": st_ticket.id,
             "into_ticket": dt_ticket.id,
             "officer": who,
-            "deadlines_removed": removed,
+            "t0": iso_shanghai(dst.t0),
+            "deadlines_cancelled": cancelled,
+            "followups_dropped": dropped,
             "deadlines_moved": moved,
             "deadlines_added": added,
             "rule": dt_ticket.rule,
@@ -631,10 +866,11 @@ def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, 
             s,
             ticket=st_ticket,
             kind="closed",
-            key=f"{st_ticket.id}:closed",
+            key=_nth_key(s, st_ticket, "closed"),
             at=n,
             actor=who,
-            detail={"outcome": f"合并至工单 #{dt_ticket.id}", "merged_into": dt_ticket.id, **detail},
+            detail={"outcome": CLOSE_OUTCOMES[MERGED], "outcome_code": MERGED, "note": note,
+                    "merged_into": dt_ticket.id, **detail},
             outbox=True,
             audit_action="event_merged",
             remote_addr=addr,
@@ -689,6 +925,9 @@ def _split(store: Store, actor: Actor, sub: _Subject, event_id: int, post_ids: l
         if ev is None:
             raise NotFound(f"事件 {event_id} 不存在")
         sub.event(ev)
+        t = s.scalar(select(Ticket).where(Ticket.event_id == ev.id))
+        if t is not None:
+            transition("split", t)
         if ev.status == "open":
             # Only posts the actor sees may move; another is "not of this event",
             # as split_event says of a post it does not hold.
@@ -777,8 +1016,12 @@ def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: date
 
 
 __all__ = [
+    "CANCELLING_OUTCOMES",
+    "CLOSE_OUTCOMES",
+    "REFUSALS",
     "RULE_LABEL",
     "STATUS_LABEL",
+    "TRANSITIONS",
     "CaseError",
     "Conflict",
     "Forbidden",
@@ -790,15 +1033,19 @@ __all__ = [
     "acknowledge",
     "assign",
     "close",
+    "deadline_record",
     "delete_saved_search",
     "event_ticket",
     "get_ticket",
     "merge",
     "open_tickets",
+    "parse_outcome",
     "record_milestone",
+    "reopen",
     "save_search",
     "scoped",
     "split",
     "ticket_detail",
     "ticket_view",
+    "transition",
 ]

@@ -4,8 +4,9 @@
   rule and its deadline (Asia/Shanghai), ``milestone<TAB>deadline`` per line,
   computed by the same code the responder uses (:mod:`responder.clocks`).
 * ``yuqing report timeliness --from DATE --to DATE [--by department|region]
-  [--csv FILE] [--xlsx FILE] [--jurisdiction CODE]`` — the timeliness figures
-  of SPEC §6 (:mod:`responder.report`).
+  [--as-of TIME] [--csv FILE] [--xlsx FILE] [--jurisdiction CODE]`` — the
+  timeliness figures of SPEC §6 (:mod:`responder.report`): rates in %,
+  durations in 小时:分, and the cancelled deadlines (撤销时限) apart.
 * ``yuqing report brief [--period day|week] [--date DATE] [--as-of TIME]
   [--json] [--jurisdiction CODE]`` — the daily or weekly brief (舆情日报/周报)
   as plain text, or as JSON (:mod:`responder.brief`); default: today in
@@ -109,7 +110,8 @@ def cmd_report_timeliness(args: argparse.Namespace) -> int:
     store = Store(settings.store_url)
     try:
         rep = timeliness(
-            store, args.date_from, args.date_to, by=args.by, actor=report_actor(settings, args.jurisdiction)
+            store, args.date_from, args.date_to, by=args.by, as_of=args.as_of,
+            actor=report_actor(settings, args.jurisdiction),
         )
     finally:
         store.close()
@@ -192,6 +194,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     t.add_argument("--to", dest="date_to", required=True, type=_parse_day, help="截止日期（含）")
     t.add_argument("--by", choices=["department", "region"], default="department")
+    t.add_argument("--as-of", dest="as_of", type=_parse_t0, help="统计时点（ISO 8601；默认现在）")
     t.add_argument("--csv", help="写出 CSV 文件")
     t.add_argument("--xlsx", help="写出 Excel 文件")
     t.add_argument("--jurisdiction", type=_parse_jurisdiction, help=_JURISDICTION_HELP)

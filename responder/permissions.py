@@ -43,6 +43,7 @@ class Permission(StrEnum):
     TICKET_ASSIGN = "ticket.assign"
     TICKET_MILESTONE = "ticket.milestone"
     TICKET_CLOSE = "ticket.close"
+    TICKET_REOPEN = "ticket.reopen"
     TICKET_ESCALATE = "ticket.escalate"
     EVENT_MERGE = "event.merge"
     EVENT_SPLIT = "event.split"
@@ -64,6 +65,7 @@ PERMISSION_LABEL: dict[Permission, str] = {
     Permission.TICKET_ASSIGN: "指派责任部门",
     Permission.TICKET_MILESTONE: "登记回应节点",
     Permission.TICKET_CLOSE: "办结工单",
+    Permission.TICKET_REOPEN: "重新打开工单",
     Permission.TICKET_ESCALATE: "升级上报",
     Permission.EVENT_MERGE: "合并事件",
     Permission.EVENT_SPLIT: "拆分事件",
@@ -91,7 +93,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     }),
     Role.DUTY: frozenset({
         P.BOARD_VIEW, P.TICKET_READ, P.TICKET_ACK, P.TICKET_ASSIGN, P.TICKET_MILESTONE, P.TICKET_CLOSE,
-        P.EVENT_MERGE, P.EVENT_SPLIT, P.TICKET_ESCALATE, P.SEARCH, P.BRIEF_READ,
+        P.TICKET_REOPEN, P.EVENT_MERGE, P.EVENT_SPLIT, P.TICKET_ESCALATE, P.SEARCH, P.BRIEF_READ,
     }),
     # Tickets and the board read-only.
     Role.ANALYST: frozenset({

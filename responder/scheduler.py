@@ -21,7 +21,11 @@ serialises writers with ``BEGIN IMMEDIATE``). The outbox key is unique, so
 a second notification for the same fact cannot even be inserted.
 
 Acknowledging a ticket touches no deadline; only recording the milestone
-(``met_at``) stops its clock.
+(``met_at``) stops its clock. A cancelled deadline (``cancelled_at``: the
+ticket was closed as needing no response or as a false alarm, or merged
+away) never fires, nor do its warnings (:func:`cancel_open_deadlines`); a
+reopen restores it (:func:`restore_cancelled_deadlines`), and one already
+past due then fires as a breach.
 """
 
 from __future__ import annotations
@@ -53,6 +57,11 @@ from responder.store import (
 )
 
 log = logging.getLogger(__name__)
+
+
+# A deadline the scheduler still watches: not breached yet, not met, not cancelled
+# (a ticket closed as 误报 / 无需回应, or merged away: responder.cases.close).
+LIVE = (Deadline.fired_at.is_(None), Deadline.met_at.is_(None), Deadline.cancelled_at.is_(None))
 
 
 # --------------------------------------------------------------------------- planning
@@ -156,6 +165,50 @@ def drop_open_followups(session: Session, ticket: Ticket) -> list[str]:
     return [d.milestone for d in rows]
 
 
+def cancel_open_deadlines(
+    session: Session, ticket: Ticket, *, at: datetime, by: str, outcome: str, reason: str
+) -> list[Deadline]:
+    """Cancel (撤销) every deadline of ``ticket`` not met: the ticket was closed as
+    needing no response or as a false alarm, or merged away. Each keeps who,
+    when and why; it is no breach (also one already past due, whose breach
+    notice went out), never fires, and its unsent warnings are closed."""
+    rows = session.scalars(
+        select(Deadline)
+        .where(Deadline.ticket_id == ticket.id, Deadline.met_at.is_(None), Deadline.cancelled_at.is_(None))
+        .order_by(Deadline.id)
+    ).all()
+    for d in rows:
+        d.cancelled_at, d.cancelled_by, d.cancel_outcome, d.cancel_reason = at, by, outcome, reason
+    if rows:
+        session.execute(
+            update(DeadlineWarning)
+            .where(DeadlineWarning.deadline_id.in_([d.id for d in rows]), DeadlineWarning.fired_at.is_(None))
+            .values(fired_at=at, outcome="cancelled")
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+    return list(rows)
+
+
+def restore_cancelled_deadlines(session: Session, ticket: Ticket) -> list[Deadline]:
+    """A reopened ticket's cancelled deadlines count again, due when they were
+    (one already past due fires as a breach); their cancelled warnings too."""
+    rows = session.scalars(
+        select(Deadline).where(Deadline.ticket_id == ticket.id, Deadline.cancelled_at.is_not(None)).order_by(Deadline.id)
+    ).all()
+    for d in rows:
+        d.cancelled_at = d.cancelled_by = d.cancel_outcome = d.cancel_reason = None
+    if rows:
+        session.execute(
+            update(DeadlineWarning)
+            .where(DeadlineWarning.deadline_id.in_([d.id for d in rows]), DeadlineWarning.outcome == "cancelled")
+            .values(fired_at=None, outcome=None)
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+    return list(rows)
+
+
 def recompute_deadlines(
     session: Session, clocks: Clocks, ticket: Ticket, new_t0: datetime
 ) -> list[dict[str, Any]]:
@@ -168,7 +221,8 @@ def recompute_deadlines(
     rows = session.scalars(select(Deadline).where(Deadline.ticket_id == ticket.id).order_by(Deadline.id))
     for d in rows:
         # Follow-ups count from the release they follow, not from T0.
-        if d.met_at is not None or d.fired_at is not None or d.milestone.startswith(FOLLOWUP):
+        if (d.met_at is not None or d.fired_at is not None or d.cancelled_at is not None
+                or d.milestone.startswith(FOLLOWUP)):
             continue
         try:
             spec = clocks.milestone(d.rule, d.milestone)
@@ -238,19 +292,12 @@ class Scheduler:
     def due_deadline_ids(self, now: datetime) -> list[int]:
         with self.store.reader() as s:
             breached = s.scalars(
-                select(Deadline.id).where(
-                    Deadline.fired_at.is_(None), Deadline.met_at.is_(None), Deadline.due_at <= now
-                )
+                select(Deadline.id).where(*LIVE, Deadline.due_at <= now)
             ).all()
             warned = s.scalars(
                 select(DeadlineWarning.deadline_id)
                 .join(Deadline, Deadline.id == DeadlineWarning.deadline_id)
-                .where(
-                    DeadlineWarning.fired_at.is_(None),
-                    DeadlineWarning.at <= now,
-                    Deadline.fired_at.is_(None),
-                    Deadline.met_at.is_(None),
-                )
+                .where(DeadlineWarning.fired_at.is_(None), DeadlineWarning.at <= now, *LIVE)
             ).all()
         return sorted(set(breached) | set(warned))
 
@@ -259,19 +306,14 @@ class Scheduler:
         with self.store.reader() as s:
             d = s.scalar(
                 select(Deadline.due_at)
-                .where(Deadline.fired_at.is_(None), Deadline.met_at.is_(None), Deadline.due_at > after)
+                .where(*LIVE, Deadline.due_at > after)
                 .order_by(Deadline.due_at)
                 .limit(1)
             )
             w = s.scalar(
                 select(DeadlineWarning.at)
                 .join(Deadline, Deadline.id == DeadlineWarning.deadline_id)
-                .where(
-                    DeadlineWarning.fired_at.is_(None),
-                    DeadlineWarning.at > after,
-                    Deadline.fired_at.is_(None),
-                    Deadline.met_at.is_(None),
-                )
+                .where(DeadlineWarning.fired_at.is_(None), DeadlineWarning.at > after, *LIVE)
                 .order_by(DeadlineWarning.at)
                 .limit(1)
             )
@@ -318,12 +360,7 @@ class Scheduler:
         won = set(
             s.scalars(
                 update(Deadline)
-                .where(
-                    Deadline.id.in_(ids),
-                    Deadline.fired_at.is_(None),
-                    Deadline.met_at.is_(None),
-                    Deadline.due_at <= now,
-                )
+                .where(Deadline.id.in_(ids), *LIVE, Deadline.due_at <= now)
                 .values(fired_at=now)
                 .returning(Deadline.id)
                 .execution_options(synchronize_session=False)
@@ -407,12 +444,7 @@ class Scheduler:
     ) -> Fired | None:
         won = s.execute(
             update(Deadline)
-            .where(
-                Deadline.id == deadline_id,
-                Deadline.fired_at.is_(None),
-                Deadline.met_at.is_(None),
-                Deadline.due_at <= now,
-            )
+            .where(Deadline.id == deadline_id, *LIVE, Deadline.due_at <= now)
             .values(fired_at=now)
             .execution_options(synchronize_session=False)
         ).rowcount
@@ -430,7 +462,7 @@ class Scheduler:
             )
             return self._notify(s, d, "breach", now, percent=None, facts=facts)
         s.refresh(d)  # lost the race, or not due: read the row as it is now
-        if d.fired_at is not None or d.met_at is not None:
+        if d.fired_at is not None or d.met_at is not None or d.cancelled_at is not None:
             return None
         pending = s.scalars(
             select(DeadlineWarning)

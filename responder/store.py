@@ -185,6 +185,13 @@ class Ticket(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(100), default=None)
     acknowledged_from: Mapped[str | None] = mapped_column(String(100), default=None)
     closed_at: Mapped[datetime | None] = mapped_column(default=None)
+    # How it was closed (responder.cases.CLOSE_OUTCOMES: responded, no_response_needed,
+    # false_alarm, merged, other), the note that goes with it, and who closed it;
+    # all None while open (a reopen clears them; the audit keeps every close).
+    # Tickets archived at once by grouping (政务动态) leave them None.
+    outcome: Mapped[str | None] = mapped_column(String(20), default=None)
+    outcome_note: Mapped[str | None] = mapped_column(Text, default=None)
+    closed_by: Mapped[str | None] = mapped_column(String(100), default=None)
 
 
 class Deadline(Base):
@@ -215,6 +222,13 @@ class Deadline(Base):
     met_at: Mapped[datetime | None] = mapped_column(default=None)
     met_by: Mapped[str | None] = mapped_column(String(100), default=None)
     evidence_url: Mapped[str | None] = mapped_column(Text, default=None)
+    # Cancelled (撤销): the ticket was closed as needing no response or as a false
+    # alarm (or merged away) while the milestone was open. A cancelled deadline is
+    # no breach, never fires, and the reports count it apart with who and why.
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+    cancelled_by: Mapped[str | None] = mapped_column(String(100), default=None)
+    cancel_outcome: Mapped[str | None] = mapped_column(String(20), default=None)
+    cancel_reason: Mapped[str | None] = mapped_column(Text, default=None)
 
 
 class DeadlineWarning(Base):
@@ -236,8 +250,9 @@ class DeadlineWarning(Base):
     percent: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime]
     fired_at: Mapped[datetime | None] = mapped_column(default=None)
-    # "sent"; "moot" when the milestone was met first; or "superseded" when a later warning or the breach was due at
-    # the same tick (after downtime only the most urgent one is sent).
+    # "sent"; "moot" when the milestone was met first; "cancelled" with its deadline; or "superseded"
+    # when a later warning or the breach was due at the same tick (after downtime only the most
+    # urgent one is sent).
     outcome: Mapped[str | None] = mapped_column(String(12), default=None)
 
 
@@ -587,14 +602,22 @@ def next_rev(session: Session) -> int:
 
 # Indexes replaced since a database may have been created: dropped if present.
 _OLD_INDEXES = ("ix_deadline_pending", "ix_warning_pending")
-# Columns added since a database may have been created: (table, column, DDL type and default).
-_ADDED_COLUMNS = (
+# Columns added since a database may have been created: (table, column, DDL type and
+# default, or one per dialect).
+_ADDED_COLUMNS: tuple[tuple[str, str, str | dict[str, str]], ...] = (
     ("events", "rev", "BIGINT NOT NULL DEFAULT 0"),
     ("saved_searches", "jurisdiction", "VARCHAR(12) NOT NULL DEFAULT ''"),
     ("audit", "outcome", "VARCHAR(20) NOT NULL DEFAULT 'ok'"),
     ("audit", "actor_role", "VARCHAR(20)"),
     ("audit", "actor_jurisdiction", "VARCHAR(12)"),
     ("audit", "place_code", "VARCHAR(12)"),
+    ("tickets", "outcome", "VARCHAR(20)"),
+    ("tickets", "outcome_note", "TEXT"),
+    ("tickets", "closed_by", "VARCHAR(100)"),
+    ("deadlines", "cancelled_at", {"sqlite": "DATETIME", "postgresql": "TIMESTAMP WITH TIME ZONE"}),
+    ("deadlines", "cancelled_by", "VARCHAR(100)"),
+    ("deadlines", "cancel_outcome", "VARCHAR(20)"),
+    ("deadlines", "cancel_reason", "TEXT"),
 )
 
 # The audit is append-only (issue 14; 网络安全法 第二十一条): the database itself
@@ -642,9 +665,13 @@ def _migrate_indexes(conn: Any) -> None:
     from sqlalchemy import inspect
 
     insp = inspect(conn)
+    have: dict[str, set[str]] = {}
     for table, column, ddl in _ADDED_COLUMNS:
-        if column not in {c["name"] for c in insp.get_columns(table)}:
-            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {ddl}"))
+        if table not in have:
+            have[table] = {c["name"] for c in insp.get_columns(table)}
+        if column not in have[table]:
+            typ = ddl if isinstance(ddl, str) else ddl[conn.dialect.name]
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {typ}"))
     for name in _OLD_INDEXES:
         conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
     _audit_triggers(conn)

@@ -172,6 +172,7 @@ TicketEventKind = Literal[
     "t0_moved",
     "event_split",
     "closed",
+    "reopened",
 ]
 
 

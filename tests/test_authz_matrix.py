@@ -261,7 +261,8 @@ def _fill(store: Store, settings: Any) -> dict[str, dict[str, Any]]:
         assert due is not None, key
         if pl.deadline != "open":
             at = due - timedelta(hours=1) if pl.deadline == "on_time" else due + timedelta(hours=3)
-            cases.record_milestone(store, CLI_ACTOR, out[key]["ticket"], "回应", clocks=clocks, now=at)
+            cases.record_milestone(store, CLI_ACTOR, out[key]["ticket"], "回应", clocks=clocks, now=at,
+                                   evidence_url="https://gov.test/notice")
     return out
 
 
@@ -579,8 +580,12 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("POST", "/api/tickets/{tid}/ack"): Spec(P.TICKET_ACK, obj="ticket", action=True),
     ("POST", "/api/tickets/{tid}/assign"): Spec(P.TICKET_ASSIGN, obj="ticket", action=True,
                                                 body=_json(lambda m, who, t: {"department": f"指派给{who}"})),
-    ("POST", "/api/tickets/{tid}/close"): Spec(P.TICKET_CLOSE, obj="ticket", action=True,
-                                               body=_json(lambda m, who, t: {"outcome": f"{who} 办结"})),
+    ("POST", "/api/tickets/{tid}/close"): Spec(
+        P.TICKET_CLOSE, obj="ticket", action=True,
+        body=_json(lambda m, who, t: {"outcome": "responded", "note": f"{who} 办结"})),
+    # The fresh ticket of an allowed reopen is closed first (make_fresh); the archive's are open.
+    ("POST", "/api/tickets/{tid}/reopen"): Spec(P.TICKET_REOPEN, obj="ticket", action=True,
+                                                body=_json(lambda m, who, t: {"reason": f"{who} 重新打开"})),
     ("POST", "/api/tickets/{tid}/milestones"): Spec(
         P.TICKET_MILESTONE, obj="ticket", action=True,
         body=_json(lambda m, who, t: {"milestone": "回应", "evidence_url": "https://gov.test/notice"})),
@@ -908,6 +913,8 @@ def make_fresh(m: Matrix, cells: list[Cell]) -> None:
             continue
         c.target.ids["event" if c.spec.obj == "event" else "ticket"] = eid if c.spec.obj == "event" else ticket_of[eid]
         c.target.post_ids = pids[1:] if len(pids) > 1 else pids
+        if c.key[1].endswith("/reopen"):  # something to reopen
+            cases.close(m.store, CLI_ACTOR, ticket_of[eid], "false_alarm", now=AS_OF - timedelta(hours=1))
 
 
 def snapshot(m: Matrix) -> dict[str, Any]:
@@ -945,6 +952,8 @@ def verify_action(m: Matrix, cell: Cell) -> list[str]:
             return _eq("department", t.department if t else None, f"指派给{who}") + _eq("audited", who.name in acted, True)
         if path.endswith("/close"):
             return _eq("status", t.status if t else None, "closed") + _eq("audited", who.name in acted, True)
+        if path.endswith("/reopen"):
+            return _eq("status", t.status if t else None, "acknowledged") + _eq("audited", who.name in acted, True)
         if path.endswith("/milestones"):
             met = s.scalar(select(Deadline.met_by).where(Deadline.ticket_id == tid, Deadline.milestone == "回应"))
             return _eq("met by", met, who.name)

@@ -62,7 +62,7 @@ def test_unknown_ids_are_not_found_and_bad_requests_invalid(filled, settings) ->
     clocks = clocks_for(settings)
     for call in (
         lambda: cases.acknowledge(store, _actor("张三"), 999_999),
-        lambda: cases.close(store, _actor("张三"), 2**70, "done"),
+        lambda: cases.close(store, _actor("张三"), 2**70, "responded"),
         lambda: cases.merge(store, _actor("张三"), ids["重大"][1], 999_999, clocks=clocks),
         lambda: cases.split(store, _actor("张三"), 999_999, ["fire"], "分错了", clocks=clocks),
         lambda: cases.delete_saved_search(store, _actor("张三"), 999_999),
@@ -80,16 +80,18 @@ def test_unknown_ids_are_not_found_and_bad_requests_invalid(filled, settings) ->
 def test_close_then_assign_conflicts_and_merge_needs_open_events(filled, settings) -> None:
     store, ids = filled
     tid, eid = ids["一般"]
-    closed = cases.close(store, _actor("王五"), tid, " 已答复 ", now=T0 + timedelta(hours=2))
+    closed = cases.close(store, _actor("王五"), tid, " 已回应办结 ", note=" 已答复 ", now=T0 + timedelta(hours=2))
     assert closed.ticket["status"] == "closed" and not closed.already
-    assert cases.close(store, _actor("王五"), tid, "again").already
+    assert (closed.ticket["outcome"], closed.ticket["outcome_note"], closed.ticket["closed_by"]) == (
+        "responded", "已答复", "王五")
+    assert cases.close(store, _actor("王五"), tid, "other", note="again").already
     with pytest.raises(cases.Conflict, match="已办结"):
         cases.assign(store, _actor("王五"), tid, "住房城乡建设局")
     with pytest.raises(cases.Conflict, match="未关闭"):
         cases.merge(store, _actor("王五"), eid, ids["重大"][1], clocks=clocks_for(settings))
     with store.reader() as s:
         row = s.scalars(select(Audit).where(Audit.ticket_id == tid, Audit.action == "closed")).one()
-    assert row.actor == "王五" and row.detail["outcome"] == "已答复"
+    assert row.actor == "王五" and row.detail["outcome"] == "已回应办结" and row.detail["note"] == "已答复"
 
 
 def test_saved_searches_are_audited_and_checked(filled) -> None:

@@ -506,7 +506,7 @@ def test_other_writers_close_merge_and_split_are_seen_by_a_running_responder(sto
         with web.reader() as s:
             first = s.scalars(select(Event)).one()
         tid = client.get("/api/tickets").json()["tickets"][0]["id"]
-        assert client.post(f"/api/tickets/{tid}/close", json={"outcome": "已处理"}).status_code == 200
+        assert client.post(f"/api/tickets/{tid}/close", json={"outcome": "responded"}).status_code == 200
         handle_batch(responder, settings, [_similar(1)])  # the closed event takes no post
         part = _partition(responder)
         assert part["s0"] == first.id and part["s1"] != first.id

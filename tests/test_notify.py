@@ -410,7 +410,8 @@ def test_quiet_hours_defer_only_non_statutory(tmp_path, settings, config_dir, re
     clock = Clock(sh(2026, 11, 2, 23, 0))
     client = client_as(create_app(settings, store=store, now=clock), "值班员")
     client.post(f"/api/tickets/{tid}/ack")
-    client.post(f"/api/tickets/{tid}/milestones", json={"milestone": "回应"})
+    client.post(f"/api/tickets/{tid}/milestones",
+                json={"milestone": "回应", "evidence_url": "https://gov.test/reply"})
     sch, d = Scheduler(store, now=clock), Dispatcher(store, cfg, base_url=BASE, now=clock)
     sch.tick()
     d.tick()

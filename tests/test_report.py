@@ -153,14 +153,17 @@ def test_cli_csv_and_xlsx(tmp_path: Path, settings, config_dir: Path) -> None:
     assert rows[0][:3] == ["分组", "节点", "总数"]
     # Every deadline of the example is due by now (2026 is long past the as_of default = now).
     body = {r[0]: r for r in rows[1:]}
-    assert body["应急管理局"][2:] == ["4", "4", "4", "0", "0", "0", "0", "1.0", "2.5", "4.0"]
+    # Counts (撤销 0: nothing cancelled), the rate in %, durations in 小时:分.
+    assert rows[0][8:] == ["撤销", "临界完成", "按时率", "用时中位数(小时:分)", "用时90分位(小时:分)"]
+    assert body["应急管理局"][2:] == ["4", "4", "4", "0", "0", "0", "0", "0", "100.0%", "2:30", "4:00"]
     assert body["住房和城乡建设局"][2:5] == ["5", "3", "2"]
+    assert body["住房和城乡建设局"][10:] == ["40.0%", "46:00", "50:00"]  # 2 of 5 decided on time as of now
 
     from openpyxl import load_workbook
 
     ws = load_workbook(out_xlsx).active
     values = list(ws.iter_rows(values_only=True))
-    assert values[1][0] == "分组" and any(v[0] == "合计" and v[2] == 9 for v in values[2:])
+    assert values[1][0] == "分组" and any(v[0] == "合计" and v[2] == 9 and v[10] == "66.7%" for v in values[2:])
     p = subprocess.run(
         base + ["--from", "2026-11-01", "--to", "2026-11-05", "--by", "region"],
         cwd=ROOT,
@@ -170,6 +173,7 @@ def test_cli_csv_and_xlsx(tmp_path: Path, settings, config_dir: Path) -> None:
         timeout=60,
     )
     assert p.returncode == 0 and "包河区\t回应\t4\t4\t4" in p.stdout, p.stdout + p.stderr
+    assert "\t100.0%\t2:30\t4:00" in p.stdout and "撤销时限 0 件。" in p.stdout
 
 
 def test_bad_arguments() -> None:

@@ -21,6 +21,7 @@ from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 
 T0 = sh(2026, 11, 2, 9, 0)
+EV = "https://gov.test/fabu/1.html"  # a milestone's evidence
 
 
 class Officers(dict):
@@ -192,6 +193,13 @@ def test_errors_404_422(board) -> None:
     assert c.post(f"/api/tickets/{ids['重大']}/milestones", json={}).status_code == 422
     r = c.post(f"/api/tickets/{ids['重大']}/milestones", json={"milestone": "开会"})
     assert r.status_code == 422 and "权威信息发布" in r.json()["detail"]
+    # No evidence, or no web address: nothing is recorded (no milestone counts as met without proof).
+    r = c.post(f"/api/tickets/{ids['重大']}/milestones", json={"milestone": "权威信息发布"})
+    assert r.status_code == 422 and "须附佐证链接" in r.json()["detail"]
+    r = c.post(f"/api/tickets/{ids['重大']}/milestones",
+               json={"milestone": "权威信息发布", "evidence_url": "javascript:alert(1)"})
+    assert r.status_code == 422 and "佐证链接无效" in r.json()["detail"]
+    assert all(d["met_at"] is None for d in c.get(f"/api/tickets/{ids['重大']}").json()["deadlines"])
     with client_as(app, "李四") as c2:
         assert c2.get(f"/api/tickets/{ids['重大']}").json()["acknowledged_by"] is None
 
@@ -286,25 +294,31 @@ def test_assign_and_close_are_audited_state_transitions(board) -> None:
     assert client.post(
         f"/api/tickets/{tid}/assign", json={"department": "城市管理局"}
     ).json()["already"]
-    r = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "已发布处理结果"})
+    r = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "已回应办结", "note": "已发布处理结果"})
     assert r.status_code == 200 and r.json()["ticket"]["status"] == "closed"
-    again = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "重复"})
+    assert (r.json()["ticket"]["outcome"], r.json()["ticket"]["closed_by"]) == ("responded", "李四")
+    again = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "responded"})
     assert again.status_code == 200 and again.json()["already"]
     r = who["张三"].post(f"/api/tickets/{tid}/assign", json={"department": "水务局"})
     assert r.status_code == 409
     assert (
         who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": ""}).status_code == 422
     )
-    assert who["李四"].post("/api/tickets/999/close", json={"outcome": "x"}).status_code == 404
+    # The outcome comes from a fixed list (free text goes in the note).
+    bad = who["李四"].post(f"/api/tickets/{tid}/close", json={"outcome": "已处理"})
+    assert bad.status_code == 422 and "已回应办结" in bad.json()["detail"]
+    assert who["李四"].post("/api/tickets/999/close", json={"outcome": "responded"}).status_code == 404
     with store.reader() as s:
         audit = s.scalars(select(Audit).where(Audit.ticket_id == tid).order_by(Audit.id)).all()
         acts = [(a.action, a.actor, a.outcome) for a in audit if a.action in ("assigned", "closed")]
         closed = next(a for a in audit if a.action == "closed")
         t = s.get(Ticket, tid)
-    # The refused assignment (a closed ticket) is audited as failed; the unknown ticket's
-    # refusal names no ticket, and the empty outcome never reached the responder (422 from the schema).
+    # The refused assignment (a closed ticket) is audited as failed; the unknown outcome (refused before
+    # the ticket is looked up) and the unknown ticket's refusal name no ticket, and the empty outcome
+    # never reached the responder (422 from the schema).
     assert acts == [("assigned", "张三", "ok"), ("closed", "李四", "ok"), ("assigned", "张三", "failed")]
-    assert closed.detail["outcome"] == "已发布处理结果" and closed.detail["open_milestones"] == ["回应"]
+    assert (closed.detail["outcome"], closed.detail["note"]) == ("已回应办结", "已发布处理结果")
+    assert closed.detail["open_milestones"] == ["回应"] and closed.detail["deadlines_cancelled"] == []
     assert t.status == "closed" and t.closed_at == clock.at
     assert tid not in [x["id"] for x in client.get("/api/tickets").json()["tickets"]]
     page = client.get(f"/tickets/{tid}")
@@ -330,11 +344,15 @@ def test_duty_officer_merges_two_events(board) -> None:
     with store.reader() as s:
         assert sorted(s.scalars(select(Post.post_id).where(Post.event_id == dst.id))) == ["minor", "unknown"]
         assert s.get(Ticket, src_t).status == "closed" and s.get(Event, src.id).status == "merged"
-        assert s.scalars(select(Deadline).where(Deadline.ticket_id == src_t)).all() == []
+        assert s.get(Ticket, src_t).outcome == "merged"
+        # The merged ticket's clock is cancelled (已合并: no breach, counted apart), not deleted.
+        (gone,) = s.scalars(select(Deadline).where(Deadline.ticket_id == src_t)).all()
+        assert (gone.milestone, gone.cancelled_by, gone.cancel_outcome) == ("回应", "王五", "merged")
         audit = s.scalars(select(Audit).where(Audit.action == "event_merged").order_by(Audit.id)).all()
     assert [(a.ticket_id, a.actor) for a in audit] == [(dst_t, "王五"), (src_t, "王五")]
-    assert audit[0].detail["deadlines_removed"] == [
-        {"milestone": "回应", "due_at": "2026-11-04T09:00:00+08:00"}
+    assert audit[0].detail["deadlines_cancelled"] == [
+        {"milestone": "回应", "starts_at": "2026-11-02T09:00:00+08:00", "due_at": "2026-11-04T09:00:00+08:00",
+         "overdue": False}
     ]
     assert (
         who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id}).status_code
@@ -380,23 +398,24 @@ def test_followup_releases_fall_due_one_interval_after_each_release(board) -> No
     def due(view: dict) -> dict[str, str]:
         return {d["milestone"]: d["due_at"] for d in view["deadlines"]}
 
-    r = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布"})
+    r = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "权威信息发布", "evidence_url": EV})
     assert r.status_code == 200, r.text
     assert due(r.json()["ticket"])["持续发布（第1次）"] == "2026-11-03T12:00:00+08:00"  # met 11-02 12:00 + 24 h
 
     clock.at = clock.at + timedelta(hours=20)
-    view = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "持续发布（第1次）"}).json()
+    view = who["赵六"].post(f"/api/tickets/{tid}/milestones",
+                           json={"milestone": "持续发布（第1次）", "evidence_url": EV}).json()
     assert due(view["ticket"])["持续发布（第2次）"] == "2026-11-04T08:00:00+08:00"
     # The press conference is no release in the chain: no third follow-up.
-    view = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "新闻发布会"}).json()
+    view = who["赵六"].post(f"/api/tickets/{tid}/milestones", json={"milestone": "新闻发布会", "evidence_url": EV}).json()
     assert sorted(m for m in due(view["ticket"]) if m.startswith("持续发布")) == ["持续发布（第1次）", "持续发布（第2次）"]
 
-    closed = who["赵六"].post(f"/api/tickets/{tid}/close", json={"outcome": "已妥善处置"})
+    closed = who["赵六"].post(f"/api/tickets/{tid}/close", json={"outcome": "responded", "note": "已妥善处置"})
     assert closed.status_code == 200, closed.text
     assert "持续发布（第2次）" not in due(closed.json()["ticket"])
     # An ordinary 48 h item has no follow-up interval.
     other = ids["一般"]
-    view = who["赵六"].post(f"/api/tickets/{other}/milestones", json={"milestone": "回应"}).json()
+    view = who["赵六"].post(f"/api/tickets/{other}/milestones", json={"milestone": "回应", "evidence_url": EV}).json()
     assert not [m for m in due(view["ticket"]) if m.startswith("持续发布")]
 
 

@@ -247,7 +247,7 @@ def test_csrf_is_required_on_session_requests_that_change_state(site) -> None:
     assert "X-CSRF-Token" in js and 'meta[name="csrf-token"]' in js
     assert "X-CSRF-Token" in c.get("/static/search.js").text
     # An API token is no cookie a browser sends by itself: it needs no CSRF token.
-    assert client_as(app, "token-duty").post(f"/api/tickets/{tid}/close", json={"outcome": "已处置"}).status_code == 200
+    assert client_as(app, "token-duty").post(f"/api/tickets/{tid}/close", json={"outcome": "responded"}).status_code == 200
 
 
 def test_revoked_token_and_bad_tokens_are_refused(site) -> None:

@@ -5,11 +5,14 @@
 * ``GET /api/tickets`` — open tickets; ``GET /api/tickets/{id}`` — one ticket
   with its posts and audit trail.
 * ``POST /api/tickets/{id}/ack`` (no body), ``…/milestones``
-  ``{"milestone", "evidence_url"}``, ``…/assign`` ``{"department"}``,
-  ``…/close`` ``{"outcome"}``, ``POST /api/events/{id}/merge`` ``{"into"}``,
+  ``{"milestone", "evidence_url"}`` (an http(s) URL, required),
+  ``…/assign`` ``{"department"}``, ``…/close`` ``{"outcome", "note"}``
+  (outcome: responded / no_response_needed / false_alarm / other, or its
+  label; a note is required for other), ``…/reopen`` ``{"reason"}``,
+  ``POST /api/events/{id}/merge`` ``{"into"}``,
   ``POST /api/events/{id}/split`` ``{"post_ids", "reason"}`` — the rules are
-  :mod:`responder.cases`; its NotFound / Conflict / Invalid answer
-  404 / 409 / 422 (``web.app``).
+  :mod:`responder.cases` (its state machine); its NotFound / Conflict /
+  Invalid answer 404 / 409 / 422 (``web.app``).
 
 Whoever acts is the signed-in user (:func:`web.auth.require`): the name in
 the record comes from the account, never from the request body.
@@ -40,7 +43,12 @@ class AssignIn(BaseModel):
 
 
 class CloseIn(BaseModel):
-    outcome: str = Field(min_length=1, max_length=2000)
+    outcome: str = Field(min_length=1, max_length=100)
+    note: str | None = Field(None, max_length=2000)
+
+
+class ReopenIn(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000)
 
 
 class MergeIn(BaseModel):
@@ -125,7 +133,13 @@ def assign(tid: DbId, body: AssignIn, ctx: WebContext = Depends(get_ctx),
 @router.post("/api/tickets/{tid}/close")
 def close(tid: DbId, body: CloseIn, ctx: WebContext = Depends(get_ctx),
           actor: Actor = Depends(require(Permission.TICKET_CLOSE))) -> dict[str, Any]:
-    return cases.close(ctx.store, actor, tid, body.outcome, now=ctx.now()).to_dict()
+    return cases.close(ctx.store, actor, tid, body.outcome, note=body.note, now=ctx.now()).to_dict()
+
+
+@router.post("/api/tickets/{tid}/reopen")
+def reopen(tid: DbId, body: ReopenIn, ctx: WebContext = Depends(get_ctx),
+           actor: Actor = Depends(require(Permission.TICKET_REOPEN))) -> dict[str, Any]:
+    return cases.reopen(ctx.store, actor, tid, body.reason, now=ctx.now()).to_dict()
 
 
 @router.post("/api/tickets/{tid}/milestones")

@@ -75,9 +75,9 @@ async function ack(id){
 async function meet(id, milestone){
   busy = true;
   var ok = confirm('登记「' + milestone + '」已完成？（记录为本人登记）');
-  var url = ok ? prompt('请输入佐证链接（发布稿、发布会通知等网址，可留空）：', '') : null;
+  var url = ok ? prompt('请输入佐证链接（发布稿、答复、发布会通知等网址，以 http:// 或 https:// 开头，必填）：', '') : null;
   busy = false;
-  if (!ok) { return; }
+  if (!ok || url === null) { return; }
   await post('/api/tickets/' + id + '/milestones', {milestone: milestone, evidence_url: url || null});
   refresh();
 }
