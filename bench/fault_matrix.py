@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT))
 from stream.contracts import SHANGHAI  # noqa: E402
 from stream.tansu import TansuBroker  # noqa: E402
 from tests.fixtures.system import System  # noqa: E402
+from yuqing.settings import Settings, load_settings  # noqa: E402
 
 KILLED = ("crawler", "classifier", "responder", "indexer")
 
@@ -175,19 +176,10 @@ def _poison(sut: System) -> list[tuple[str, bytes]]:
 
 
 def _send_poison(settings_dir: Path, env: dict[str, str], msgs: list[tuple[str, bytes]]) -> None:
-    import os
-
     from stream import topics as T
     from stream.factory import open_transport
-    from yuqing.settings import load_settings
 
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        s = load_settings(settings_dir)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    s = _settings(settings_dir, env)
     t = open_transport(s)
     try:
         p = t.producer()
@@ -406,10 +398,9 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _settings(cfg: Path, env: dict[str, str]):  # type: ignore[no-untyped-def]
+def _settings(cfg: Path, env: dict[str, str]) -> Settings:
+    """The stages' settings, as the environment ``env`` makes them."""
     import os
-
-    from yuqing.settings import load_settings
 
     old = dict(os.environ)
     os.environ.update(env)
@@ -440,20 +431,11 @@ def _marks_on_raw(cfg: Path, env: dict[str, str], marks: set[str]) -> set[str]:
 
 
 def _dead_letters(cfg: Path, env: dict[str, str]) -> list[str]:
-    import os
-
     from stream import topics as T
     from stream.factory import open_transport
     from stream.stage import dead_letters
-    from yuqing.settings import load_settings
 
-    old = dict(os.environ)
-    os.environ.update(env)
-    try:
-        s = load_settings(cfg)
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    s = _settings(cfg, env)
     t = open_transport(s)
     try:
         recs = dead_letters(t, T.qualified(T.DEAD_LETTER, s.transport.topic_prefix or ""), timeout_s=20)
