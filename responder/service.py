@@ -357,7 +357,7 @@ def _dispatcher_or_none(settings: Settings, store: Store) -> Any | None:
     if cfg is None or not cfg.enabled:
         log.info("通知分发未启用（%s 不存在或 enabled: false）", settings.config_path("notify.yaml"))
         return None
-    return Dispatcher(store, cfg, base_url=settings.web.base_url)
+    return Dispatcher(store, cfg, base_url=settings.web.public_url)
 
 
 def _health_stage(settings: Settings, store: Store, transport: Any, stop: threading.Event) -> None:

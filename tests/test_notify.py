@@ -565,3 +565,31 @@ def test_responder_process_starts_the_dispatcher_only_when_enabled(
     (config_dir / "notify.yaml").unlink()
     assert _dispatcher_or_none(settings, store) is None
     store.close()
+
+
+def test_links_follow_the_port_the_web_listens_on(tmp_path, config_dir, data_dir, receivers, monkeypatch) -> None:
+    """Without an explicit base_url, notice links use web.host and the port of
+    YUQING_WEB_PORT; an explicit web.base_url (or YUQING_WEB_BASE_URL) wins."""
+    from responder.service import _dispatcher_or_none
+    from yuqing.settings import load_settings
+
+    smtp, hook = receivers
+    write_notify(config_dir, smtp, hook)
+    path = config_dir / "notify.yaml"
+    path.write_text(path.read_text(encoding="utf-8").replace(f"base_url: {BASE}", 'base_url: ""'), encoding="utf-8")
+    monkeypatch.setenv("YUQING_DATA_DIR", str(data_dir))
+    monkeypatch.setenv("YUQING_WEB_PORT", "8765")
+    store = Store(f"sqlite:///{tmp_path / 'w.db'}")
+    d = _dispatcher_or_none(load_settings(config_dir), store)
+    assert d is not None and d.link(7) == "http://127.0.0.1:8765/tickets/7"
+
+    monkeypatch.setenv("YUQING_WEB_HOST", "0.0.0.0")  # listening everywhere: a link to this machine
+    assert _dispatcher_or_none(load_settings(config_dir), store).link(7) == "http://127.0.0.1:8765/tickets/7"
+
+    s = config_dir / "settings.yaml"
+    s.write_text(s.read_text(encoding="utf-8").replace('base_url: ""', "base_url: https://yq.example.gov.cn/"),
+                 encoding="utf-8")
+    assert _dispatcher_or_none(load_settings(config_dir), store).link(7) == "https://yq.example.gov.cn/tickets/7"
+    monkeypatch.setenv("YUQING_WEB_BASE_URL", "https://duty.example.gov.cn")
+    assert _dispatcher_or_none(load_settings(config_dir), store).link(7) == "https://duty.example.gov.cn/tickets/7"
+    store.close()

@@ -52,10 +52,28 @@ class SearchSettings(_Section):
 class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    # Public address used in notification links.
-    base_url: str = "http://127.0.0.1:8000"
+    # Public address used in notification links ("https://yuqing.example.gov.cn").
+    # Empty: http://HOST:PORT of the two settings above (after YUQING_WEB_HOST /
+    # YUQING_WEB_PORT), so the links follow the port the web listens on.
+    base_url: str = ""
     # A request body over this many bytes gets 413 without the rest being read.
     max_body_bytes: int = Field(1024 * 1024, ge=1)
+
+
+    @property
+    def public_url(self) -> str:
+        """Where users reach the console: ``base_url`` when set, else
+        ``http://HOST:PORT`` (a wildcard host such as 0.0.0.0 → this machine)."""
+        if self.base_url.strip():
+            return self.base_url.strip().rstrip("/")
+        host = self.host.strip()
+        if host in ("", "0.0.0.0", "*"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"  # an IPv6 literal
+        return f"http://{host}:{self.port}"
 
 
 class DemoSiteSettings(_Section):
@@ -208,6 +226,8 @@ def load_settings(cfg_dir: Path | str | None = None) -> Settings:
         s.web.host = env["YUQING_WEB_HOST"]
     if "YUQING_WEB_PORT" in env:
         s.web.port = int(env["YUQING_WEB_PORT"])
+    if env.get("YUQING_WEB_BASE_URL", "").strip():
+        s.web.base_url = env["YUQING_WEB_BASE_URL"].strip()
     if "YUQING_DEMO_PORT" in env:
         s.demo_site.port = int(env["YUQING_DEMO_PORT"])
     Path(s.data_dir).mkdir(parents=True, exist_ok=True)
