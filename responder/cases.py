@@ -335,6 +335,9 @@ def ticket_view(s: Session, t: Ticket, now: datetime) -> dict[str, Any]:
         "responders": t.responders or [],
         "rule": t.rule,
         "rule_label": RULE_LABEL.get(t.rule, t.rule),
+        # The clock rule by its name in config/clocks.yaml, and why it was chosen.
+        "clock_rule": t.rule,
+        "clock_reason": t.rule_reason or "",
         "deadlines": [_deadline_view(d, now) for d in deadlines],
         "created_at": iso_shanghai(t.created_at),
         "acknowledged_by": t.acknowledged_by,

@@ -180,6 +180,9 @@ class Ticket(Base):
     department: Mapped[str | None] = mapped_column(String(100), default=None)
     responders: Mapped[list[Any]] = mapped_column(default=list)
     rule: Mapped[str] = mapped_column(String(40))
+    # Why that clock rule (responder.clocks.Clocks.choose, or the duty officer's
+    # reason when changed by hand: responder.clock_rules.change_rule).
+    rule_reason: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     acknowledged_at: Mapped[datetime | None] = mapped_column(default=None)
     acknowledged_by: Mapped[str | None] = mapped_column(String(100), default=None)
@@ -614,6 +617,7 @@ _ADDED_COLUMNS: tuple[tuple[str, str, str | dict[str, str]], ...] = (
     ("tickets", "outcome", "VARCHAR(20)"),
     ("tickets", "outcome_note", "TEXT"),
     ("tickets", "closed_by", "VARCHAR(100)"),
+    ("tickets", "rule_reason", "TEXT NOT NULL DEFAULT ''"),
     ("deadlines", "cancelled_at", {"sqlite": "DATETIME", "postgresql": "TIMESTAMP WITH TIME ZONE"}),
     ("deadlines", "cancelled_by", "VARCHAR(100)"),
     ("deadlines", "cancel_outcome", "VARCHAR(20)"),
