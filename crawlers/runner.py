@@ -441,10 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if a.verbose else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from yuqing.settings import load_settings
+    from yuqing.settings import config_dir, load_settings
 
     if a.cmd == "once":
-        settings = (_load_settings_json(a.settings_json, a.config_dir or "config") if a.settings_json
+        settings = (_load_settings_json(a.settings_json, a.config_dir or str(config_dir())) if a.settings_json
                     else load_settings(a.config_dir))
         report = _crawl_here(settings, a.source_id)
         _log_report(report)

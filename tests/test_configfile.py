@@ -58,8 +58,9 @@ def test_yaml_syntax_error_has_line(config_dir: Path) -> None:
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="file not found"):
+    with pytest.raises(ConfigError, match="找不到配置目录") as ei:
         load_settings(tmp_path)
+    assert str(ei.value).startswith(f"{tmp_path / 'settings.yaml'}:") and "YUQING_CONFIG_DIR" in str(ei.value)
 
 
 def test_every_config_file_validates(settings) -> None:

@@ -174,7 +174,7 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="yuqing", description="舆情监测与回应系统")
-    p.add_argument("--config", type=Path, default=None, help="配置目录（默认 $YUQING_CONFIG_DIR 或 ./config）")
+    p.add_argument("--config", type=Path, default=None, help="配置目录（默认 $YUQING_CONFIG_DIR，否则为项目自带的 config/）")
     p.add_argument("-v", "--verbose", action="store_true")
     sub = p.add_subparsers(dest="cmd", required=True)
 

@@ -1,7 +1,12 @@
 """System settings: ``config/settings.yaml``, overridable from the environment.
 
-The config directory is ``$YUQING_CONFIG_DIR`` or ``./config``. Paths in
-settings are relative to ``data_dir`` (``$YUQING_DATA_DIR`` or ``./var``).
+The config directory is ``yuqing --config DIR``, else ``$YUQING_CONFIG_DIR``,
+else the project's own ``config/`` (next to this package, whatever the
+current directory); a missing one is a :class:`ConfigError` that says how to
+name it. Paths in settings are relative to ``data_dir``: ``$YUQING_DATA_DIR``
+(a relative one from the current directory), else ``data_dir`` of
+``settings.yaml``, a relative one counted from the directory that holds the
+config directory (``var`` of the shipped config is the project's ``var/``).
 Environment overrides exist for what differs between a laptop, a test and
 production (transport, store URL, Kafka address); everything else is YAML.
 """
@@ -14,7 +19,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from yuqing.configfile import load_model
+from yuqing.configfile import ConfigError, load_model
+
+# The project's own config/: the default wherever `yuqing` is started from.
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+PROJECT_CONFIG_DIR = PROJECT_DIR / "config"
 
 
 class _Section(BaseModel):
@@ -181,7 +190,7 @@ class Settings(_Section):
     auth: AuthSettings = Field(default_factory=AuthSettings)
 
     # Not from YAML: where the config files live.
-    config_dir: Path = Field(default=Path("config"), exclude=True)
+    config_dir: Path = Field(default=PROJECT_CONFIG_DIR, exclude=True)
 
     def data_path(self, name: str) -> Path:
         p = Path(name)
@@ -200,17 +209,38 @@ class Settings(_Section):
 
 
 def config_dir() -> Path:
-    return Path(os.environ.get("YUQING_CONFIG_DIR", "config"))
+    """``$YUQING_CONFIG_DIR`` (a relative one from the current directory), else the project's ``config/``."""
+    env = os.environ.get("YUQING_CONFIG_DIR", "").strip()
+    return Path(env).expanduser() if env else PROJECT_CONFIG_DIR
+
+
+def _missing_config(d: Path, given: bool) -> ConfigError:
+    if given:
+        where = "（由 --config 指定）"
+    elif os.environ.get("YUQING_CONFIG_DIR", "").strip():
+        where = "（由环境变量 YUQING_CONFIG_DIR 指定）"
+    else:
+        where = "（项目自带的 config/）"
+    return ConfigError(d / "settings.yaml", [(None, "", (
+        f"找不到配置目录 {d.absolute()}{where}或其中没有 settings.yaml。"
+        "请设置环境变量 YUQING_CONFIG_DIR=/path/to/config（含 settings.yaml 等配置文件的目录），"
+        "或运行 yuqing --config /path/to/config …"
+    ))])
 
 
 def load_settings(cfg_dir: Path | str | None = None) -> Settings:
-    """Load ``settings.yaml`` and apply environment overrides."""
-    d = Path(cfg_dir) if cfg_dir is not None else config_dir()
+    """Load ``settings.yaml`` and apply environment overrides; ``data_dir`` comes out absolute."""
+    d = Path(cfg_dir).expanduser() if cfg_dir is not None else config_dir()
+    if not (d / "settings.yaml").is_file():
+        raise _missing_config(d, cfg_dir is not None)
     s = load_model(d / "settings.yaml", Settings)
     s.config_dir = d
     env = os.environ
-    if "YUQING_DATA_DIR" in env:
-        s.data_dir = env["YUQING_DATA_DIR"]
+    if env.get("YUQING_DATA_DIR", "").strip():
+        s.data_dir = os.path.abspath(Path(env["YUQING_DATA_DIR"].strip()).expanduser())
+    else:
+        # settings.yaml's own data_dir: relative to where the config directory lives.
+        s.data_dir = os.path.abspath(d.absolute().parent / Path(s.data_dir).expanduser())
     if "YUQING_TRANSPORT" in env:
         s.transport.kind = env["YUQING_TRANSPORT"]  # type: ignore[assignment]
         if s.transport.kind not in ("embedded", "kafka"):
