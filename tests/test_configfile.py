@@ -104,3 +104,44 @@ def test_impossible_date_names_its_line(config_dir: Path) -> None:
     with pytest.raises(ConfigError) as ei:
         load_settings(config_dir)
     assert str(ei.value).startswith(f"{f}:{_line_of(f, '2027-02-30')}: ")
+
+
+@pytest.mark.parametrize(
+    ("filename", "old", "new", "field"),
+    [
+        ("notify.yaml", 'role: duty, jurisdiction: "3401"', 'role: duty, jurisdiction: "3499"', "recipients.{i}.jurisdiction"),
+        ("notify.yaml", 'role: duty, jurisdiction: "3401"', 'role: duty, jurisdiction: "349901"', "recipients.{i}.jurisdiction"),
+        ("sources.yaml", 'region: "340100"', 'region: "340199"', "sources.{i}.region"),
+        ("settings.yaml", 'demo_jurisdiction: "34"', 'demo_jurisdiction: "39"', "auth.demo_jurisdiction"),
+        ("regions.yaml", '{name: 合肥高新区, code: "340176"}', '{name: 合肥高新区, code: "340198"}', "aliases.0.code"),
+    ],
+)
+def test_a_region_code_that_does_not_exist_fails_check_config(
+    config_dir: Path, data_dir: Path, filename: str, old: str, new: str, field: str
+) -> None:
+    """Any division code the config names must be in the gazetteer: `check-config`
+    fails naming file, line and field (like every other config error)."""
+    f = config_dir / filename
+    line = _line_of(f, old)
+    _edit(f, old, new)
+    if "{i}" in field:
+        import yaml
+
+        section, _, key = field.split(".")
+        items = yaml.safe_load(f.read_text(encoding="utf-8"))[section]
+        value = new.rsplit(": ", 1)[1].strip('"')
+        field = field.format(i=next(i for i, x in enumerate(items) if str(x.get(key)) == value))
+    r = subprocess.run(
+        [sys.executable, "-m", "yuqing.cli", "--config", str(config_dir), "check-config"],
+        capture_output=True, text=True, timeout=120,
+        env={"YUQING_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+    )
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert f"{f}:{line}: {field}:" in r.stderr, r.stderr
+    assert "配置检查通过" not in r.stdout
+
+
+def test_shipped_region_codes_all_exist(settings) -> None:
+    from yuqing.checks import check_region_codes
+
+    check_region_codes(settings)  # raises ConfigError on the first unknown code

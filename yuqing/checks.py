@@ -29,7 +29,62 @@ def validate_config(settings: Settings) -> list[str]:
         loader = getattr(importlib.import_module(module), func)
         loader(settings)
         checked.append(f"{settings.config_path(filename)}: 通过")
+    check_region_codes(settings)
     return checked
+
+
+def _unknown_code(value: str) -> str:
+    return (f"行政区划代码 {value} 不存在：区划库（classifiers/data/gazetteer.tsv）和 regions.yaml 的 "
+            "extra_regions 里都没有（省 34 或 340000、市 3401 或 340100、县 340104）")
+
+
+def check_region_codes(settings: Settings) -> None:
+    """Every division code the config names must exist in the gazetteer (with
+    regions.yaml's extra_regions): sources.yaml ``region``, notify.yaml
+    recipients' ``jurisdiction`` and settings.yaml ``auth.*_jurisdiction``
+    (regions.yaml checks its own codes; responders.yaml names none). Raise
+    ConfigError naming file, line and field, for the first file with one."""
+    from classifiers.places import load_regions
+    from yuqing.configfile import ConfigError, read_yaml
+
+    codes = set(load_regions(settings).by_code)
+    prefixes = {c[:n] for c in codes for n in (2, 4, 6)}
+
+    def known_prefix(value: object) -> bool:
+        v = str(value).strip()
+        while len(v) > 2 and v.endswith("00"):
+            v = v[:-2]
+        return v == "" or v in prefixes
+
+    def each(filename: str, section: str, key: str, exact: bool) -> None:
+        path = settings.config_path(filename)
+        if not path.exists():
+            return
+        data, lines = read_yaml(path)
+        items = data.get(section) if isinstance(data, dict) else None
+        problems: list[tuple[int | None, str, str]] = []
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if not isinstance(item, dict) or item.get(key) in (None, ""):
+                continue
+            raw = str(item[key]).strip()
+            if (raw not in codes) if exact else not known_prefix(raw):
+                problems.append((lines.get((section, i, key), lines.get((section, i))), f"{section}.{i}.{key}",
+                                 _unknown_code(raw)))
+        if problems:
+            raise ConfigError(path, problems)
+
+    each("sources.yaml", "sources", "region", exact=True)
+    each("notify.yaml", "recipients", "jurisdiction", exact=False)
+    path = settings.config_path("settings.yaml")
+    data, lines = read_yaml(path)
+    auth = data.get("auth") if isinstance(data, dict) else None
+    problems = [
+        (lines.get(("auth", key)), f"auth.{key}", _unknown_code(str(auth[key]).strip()))
+        for key in ("root_jurisdiction", "demo_jurisdiction")
+        if isinstance(auth, dict) and auth.get(key) not in (None, "") and not known_prefix(auth[key])
+    ]
+    if problems:
+        raise ConfigError(path, problems)
 
 
 def notify_coverage_warnings(settings: Settings) -> list[str]:
