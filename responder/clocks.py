@@ -1,8 +1,17 @@
 """Statutory response clocks (SPEC §5) as data: ``config/clocks.yaml``.
 
-* :func:`rule_for` picks the clock rule of an assessed item (first rule in
-  the file whose ``when`` matches: emergencies of severity 特别重大/重大 get
-  ``major_emergency``, every other relevant item ``response_48h``).
+* :meth:`Clocks.choose` picks the clock rule of an assessed item, with the
+  reason: the first rule in the file whose ``when`` matches. Conditions name
+  relevance, emergency, severity, the handling type (SPEC §3, 研判处置) and
+  the source kind of the stream contract (news, forum, weibo, comments,
+  gov_board, official). As shipped: 特别重大/重大 emergencies →
+  ``major_emergency``; a 建设性意见建议 sent to a government message board or
+  问政 platform (gov_board) → ``suggestion`` (7 working days, extendable to
+  15); any other gov_board message (咨询, 投诉, 求助, 举报) → ``complaint``
+  (15 working days); every other relevant item → ``response_48h``.
+  :func:`rule_for` is the rule alone. The file is checked at start: unknown
+  values, an empty ``when``, ``relevant: false``, or a rule that an earlier
+  rule's ``when`` always catches first are errors naming file, line and field.
 * :func:`deadlines_for` turns a rule and the event's T0 into
   ``[(milestone, due_at)]``, Asia/Shanghai aware.
 
@@ -20,13 +29,14 @@ import functools
 import logging
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from stream.contracts import Assessment, Severity
-from yuqing.configfile import load_model, read_yaml, validate
+from classifiers.taxonomy import HANDLING_TYPES
+from stream.contracts import Assessment, Severity, SourceKind
+from yuqing.configfile import ConfigError, load_model, read_yaml, validate
 
 if TYPE_CHECKING:
     from yuqing.settings import Settings
@@ -65,12 +75,52 @@ class MilestoneSpec(_Model):
         return self
 
 
+HandlingTypeName = Literal[HANDLING_TYPES]  # type: ignore[valid-type]
+
+# How a reason names a source kind (the stream contract's values).
+SOURCE_KIND_LABEL: dict[str, str] = {
+    "news": "新闻网站",
+    "forum": "论坛",
+    "weibo": "微博",
+    "comments": "新闻跟帖",
+    "gov_board": "政府留言板/问政平台",
+    "official": "政府网站/政务新媒体",
+}
+
+
 class When(_Model):
+    """Which assessed items a rule applies to: every condition given must hold."""
+
     relevant: bool | None = None
     emergency: bool | None = None
-    severity_in: list[Severity] | None = None
-    handling_type_in: list[str] | None = None
-    source_kind_in: list[str] | None = None
+    severity_in: list[Severity] | None = Field(None, min_length=1)
+    handling_type_in: list[HandlingTypeName] | None = Field(None, min_length=1)  # type: ignore[valid-type]
+    source_kind_in: list[SourceKind] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> When:
+        if all(getattr(self, f) is None for f in type(self).model_fields):
+            raise ValueError("when has no condition: it would catch every item; "
+                             "leave out when for a rule applied only by hand")
+        if self.relevant is False:
+            raise ValueError("relevant: false never applies: an item that is not 政务舆情 gets no clock")
+        return self
+
+    def conditions(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in type(self).model_fields if getattr(self, f) is not None}
+
+    def covers(self, other: When) -> bool:
+        """Whether every item ``other`` matches is matched by this one too."""
+        mine, theirs = self.conditions(), other.conditions()
+        for f, v in mine.items():
+            if f not in theirs:
+                return False
+            if isinstance(v, list):
+                if not set(theirs[f]) <= set(v):
+                    return False
+            elif theirs[f] != v:
+                return False
+        return True
 
 
 class RuleSpec(_Model):
@@ -258,15 +308,86 @@ class Clocks:
 
     def rule_for(self, assessment: Assessment, source_kind: str | None = None) -> str | None:
         """The clock rule of an assessed item; None for an irrelevant one."""
+        choice = self.choose(assessment, source_kind)
+        return choice.rule if choice else None
+
+    def choose(self, assessment: Assessment, source_kind: str | None = None) -> Choice | None:
+        """The clock rule of an assessed item and why (Chinese); None for an irrelevant one."""
         if not assessment.relevant:
             return None
-        return self.match(
-            relevant=True,
-            emergency=assessment.is_emergency,
-            severity=assessment.severity,
-            handling_type=assessment.handling_type,
-            source_kind=source_kind,
-        )
+        facts = {
+            "relevant": True,
+            "emergency": assessment.is_emergency,
+            "severity": assessment.severity,
+            "handling_type": assessment.handling_type,
+            "source_kind": source_kind,
+        }
+        rule = self.match(**facts)
+        if rule is None:
+            return None
+        return Choice(rule, self.reason(rule, **facts))
+
+    def reason(self, rule_name: str, *, relevant: bool = True, emergency: bool, severity: str,
+               handling_type: str | None, source_kind: str | None) -> str:
+        """Why ``rule_name`` applies to an item with these facts (Chinese): the
+        conditions it met, why each rule above it did not apply, then what the
+        rule demands and its source."""
+        facts = {"emergency": emergency, "severity": severity, "handling_type": handling_type,
+                 "source_kind": source_kind}
+        spec = self.rule(rule_name)
+        said = _describe(spec.when, facts, met=True) if spec.when is not None else []
+        for name, rule in self.config.rules.items():
+            if name == rule_name:
+                break
+            if rule.when is None:
+                continue
+            for why in _describe(rule.when, facts, met=False)[:1]:
+                if why not in said:
+                    said.append(why)
+        what = "、".join(_milestone_text(m) for m in spec.milestones)
+        head = "；".join(said or ["政务舆情"])
+        return f"{head}：适用「{spec.label or rule_name}」，{what}" + (f"；依据：{spec.source}" if spec.source else "")
+
+
+class Choice(NamedTuple):
+    """A clock rule chosen for an item, and the reason (Chinese)."""
+
+    rule: str
+    reason: str
+
+
+def kind_label(source_kind: str | None) -> str:
+    if not source_kind:
+        return "未知来源"
+    return SOURCE_KIND_LABEL.get(source_kind, source_kind)
+
+
+def _describe(w: When, facts: dict[str, Any], *, met: bool) -> list[str]:
+    """The conditions of ``w`` that ``facts`` meet (``met``) or fail (not ``met``), in words."""
+    out: list[str] = []
+    em, sev, ht, sk = facts["emergency"], facts["severity"], facts["handling_type"], facts["source_kind"]
+    if w.emergency is not None and (w.emergency == em) == met:
+        out.append("突发事件" if em else "非突发事件")
+    if w.severity_in is not None and (sev in w.severity_in) == met:
+        out.append(f"等级{sev}" if met else f"等级{sev}，非{'/'.join(w.severity_in)}")
+    if w.source_kind_in is not None and (sk in w.source_kind_in) == met:
+        want = "/".join(dict.fromkeys(kind_label(k) for k in w.source_kind_in))
+        got = f"来源为{kind_label(sk)}" if sk else "来源未注明"
+        out.append(got if met else f"{got}，非{want}")
+    if w.handling_type_in is not None and (ht in w.handling_type_in) == met:
+        out.append(f"处置类型为{ht}" if met else f"处置类型为{ht or '未定'}，非{'/'.join(w.handling_type_in)}")
+    return out
+
+
+def _milestone_text(m: MilestoneSpec) -> str:
+    if m.hours is not None:
+        h = int(m.hours) if float(m.hours).is_integer() else m.hours
+        due = f"{h}小时内"
+    else:
+        due = f"{m.working_days}个工作日内"
+        if m.extendable_to_working_days:
+            due += f"（可延长至{m.extendable_to_working_days}个工作日）"
+    return f"{due}{m.name}"
 
 
 def _aware(dt: datetime) -> datetime:
@@ -282,7 +403,32 @@ def _load(path: Path, model: type[M]) -> M:
         if isinstance(data, dict) and isinstance(data.get("years"), dict):
             data["years"] = {str(k): v for k, v in data["years"].items()}
         return validate(path, data, lines, model)
+    if model is ClocksConfig:
+        data, lines = read_yaml(path)
+        cfg = validate(path, data, lines, ClocksConfig)
+        _check_order(path, cfg, lines)
+        return cfg  # type: ignore[return-value]
     return load_model(path, model)
+
+
+def _check_order(path: Path, cfg: ClocksConfig, lines: dict[tuple[Any, ...], int]) -> None:
+    """First match wins: a rule whose ``when`` an earlier rule's always catches is never
+    chosen, which is a mistake in the order (e.g. ``suggestion`` below ``response_48h``)."""
+    problems = []
+    seen: list[tuple[str, When]] = []
+    for name, rule in cfg.rules.items():
+        if rule.when is None:
+            continue
+        for earlier, w in seen:
+            if w.covers(rule.when):
+                line = lines.get(("rules", name, "when")) or lines.get(("rules", name))
+                problems.append((line, f"rules.{name}.when",
+                                 f"never chosen: every item it matches is caught first by rules.{earlier} "
+                                 f"(rules are tried in order; move {name} above {earlier} or narrow {earlier}.when)"))
+                break
+        seen.append((name, rule.when))
+    if problems:
+        raise ConfigError(path, problems)
 
 
 def load_clocks(config_dir: Path | str) -> Clocks:
@@ -333,6 +479,7 @@ def iso_shanghai(dt: datetime | None) -> str | None:
 
 
 __all__ = [
+    "Choice",
     "Clocks",
     "ClocksConfig",
     "WorkCalendar",

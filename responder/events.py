@@ -678,6 +678,7 @@ class EventGrouper:
     def _new_ticket(self, ev: Event, ap: AssessedPost, now: datetime) -> Ticket:
         a = ap.assessment
         archive = _archived(ap)
+        choice = None if archive else self.clocks.choose(a, source_kind=ap.post.source_kind)
         return Ticket(
             event_id=ev.id,
             status="closed" if archive else "new",
@@ -688,7 +689,9 @@ class EventGrouper:
             place_code=ev.place_code,
             department=a.department,
             responders=[r.model_dump() for r in a.responders],
-            rule="none" if archive else (self.clocks.rule_for(a, source_kind=ap.post.source_kind) or "none"),
+            rule=choice.rule if choice else "none",
+            rule_reason=(choice.reason if choice else
+                         (a.handling_reason or "政务动态，无需回应，不计时限") if archive else "未匹配任何时限规则"),
             created_at=now,
         )
 
@@ -703,6 +706,7 @@ class EventGrouper:
             "place_code": ev.place_code,
             "department": ticket.department,
             "rule": ticket.rule,
+            "rule_reason": ticket.rule_reason,
             "t0": iso_shanghai(ev.t0),
             "t0_precision": ev.t0_precision,
             "post_id": d.post.post_id,
@@ -977,4 +981,6 @@ def upgrade_rule(s: Session, clocks: Clocks, ev: Event, ticket: Ticket) -> list:
     if order.index(new_rule) >= cur:
         return []
     ticket.rule = new_rule
+    ticket.rule_reason = "事件升级：" + clocks.reason(
+        new_rule, emergency=ev.is_emergency, severity=ev.severity, handling_type=None, source_kind=None)
     return plan_deadlines(s, clocks, ticket, new_rule, ev.t0)

@@ -157,7 +157,9 @@ def split_event(
         a = base.assessment.model_copy(
             update={"severity": new_ev.severity, "is_emergency": new_ev.is_emergency}
         )
-        rule = clocks.rule_for(a, source_kind=top.source_kind) or "none"
+        choice = clocks.choose(a, source_kind=top.source_kind)
+        rule = choice.rule if choice else "none"
+        rule_reason = f"拆分出的新事件：{choice.reason}" if choice else "未匹配任何时限规则"
         responders = [r.model_dump() for r in base.assessment.responders]
     else:
         rule = (
@@ -169,6 +171,9 @@ def split_event(
             )
             or "none"
         )
+        rule_reason = "拆分出的新事件：" + (clocks.reason(
+            rule, emergency=new_ev.is_emergency, severity=new_ev.severity, handling_type=None,
+            source_kind=top.source_kind) if rule != "none" else "未匹配任何时限规则")
         responders = []
     new_t = Ticket(
         event_id=new_ev.id,
@@ -180,6 +185,7 @@ def split_event(
         department=top.department or first.department,
         responders=responders,
         rule=rule,
+        rule_reason=rule_reason,
         created_at=now,
     )
     s.add(new_t)

@@ -60,7 +60,9 @@ POSTS = [
             title="小区停水三天无人回应",
             text="翡翠湖小区连续停水三天，物业电话打不通。",
             published_at=sh(2026, 11, 18, 9, 0),
-            source_kind="gov_board",
+            # News comments, on the 48-hour clock (on a message board it would be a
+            # 咨询投诉 with 15 working days: SPEC §5, config/clocks.yaml).
+            source_kind="comments",
         ),
     ),
     # D1 --------------------------------------------------------------------------------
@@ -282,7 +284,7 @@ def test_week_brief_matches_hand_computed_example(filled) -> None:
         ("news", 4),
         ("forum", 2),
         ("weibo", 2),
-        ("gov_board", 1),
+        ("comments", 1),
     ]
     assert (o.relevant_posts, o.emergency_posts) == (7, 3)
     assert (o.new_events, o.emergency_events) == (5, 1)

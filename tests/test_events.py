@@ -195,10 +195,14 @@ def test_work_report_is_archived_without_clock_but_a_complaint_is_not(store, set
         assert s.scalars(select(Deadline).where(Deadline.ticket_id == archived.id)).all() == []
         audit = s.scalars(select(Audit).where(Audit.ticket_id == archived.id)).one()
         assert audit.action == "archived_no_response" and audit.detail["outcome"] == ARCHIVED_OUTCOME
-        for pid in ("board", "complaint"):  # a message board always gets a reply; a complaint is its own event
+        # A message board always gets a reply (a 咨询投诉 there: 15 working days, SPEC §5);
+        # a forum complaint is its own event, on the 48-hour clock.
+        for pid, rule, milestone in (("board", "complaint", "答复"), ("complaint", "response_48h", "回应")):
             t = tickets[pid]
-            assert t.status == "new" and t.rule == "response_48h"
-            assert [d.milestone for d in s.scalars(select(Deadline).where(Deadline.ticket_id == t.id))] == ["回应"]
+            assert t.status == "new" and t.rule == rule
+            assert [d.milestone for d in s.scalars(select(Deadline).where(Deadline.ticket_id == t.id))] == [milestone]
+        assert tickets["board"].rule_reason.startswith("来源为政府留言板/问政平台")
+        assert archived.rule_reason.startswith("政务动态")
     assert store.count(Outbox) == 0
     facts = [o.value for o in out if isinstance(o.value, TicketEvent)]
     assert sorted(f.kind for f in facts) == ["closed", "opened", "opened"]
@@ -750,7 +754,8 @@ def test_official_reply_on_a_message_board_is_a_milestone_candidate(store, setti
         d = s.scalars(select(Deadline)).one()
         assert s.scalar(select(Post.event_id).where(Post.post_id == "reply")) == d.ticket_id
     assert cand.detail["evidence_url"] == "http://127.0.0.1:8100/board/reply"
+    # A complaint to a message board: 答复 within 15 working days (Mon 2 Nov → Mon 23 Nov).
     assert cand.detail["milestones"] == [
-        {"milestone": "回应", "due_at": "2026-11-04T09:00:00+08:00", "on_time_if_confirmed": True}
+        {"milestone": "答复", "due_at": "2026-11-23T23:59:59+08:00", "on_time_if_confirmed": True}
     ]
     assert d.met_at is None  # a candidate never stops the clock by itself
