@@ -34,6 +34,7 @@ from typing import IO, Any
 MAX_CHARS = 20000
 MAX_LINE_BYTES = 2_000_000
 _CODE = re.compile(r"^\d{6}$")
+SOURCE_KINDS = ("news", "forum", "weibo", "comments", "gov_board", "official")  # stream.contracts.SourceKind
 
 
 @dataclass
@@ -45,6 +46,9 @@ class Item:
     region: str | None
     notes: list[str]
     engagement: Any = None
+    # The stream contract's source kind (news, forum, weibo, comments, gov_board,
+    # official); it chooses the clock rule (config/clocks.yaml). None: not given.
+    source_kind: str | None = None
 
 
 class InputError(ValueError):
@@ -132,6 +136,14 @@ def _item(obj: dict[str, Any], rid: str, line_no: int, notes: list[str], gazette
                 region_code = found[0].code
             else:
                 notes.append(f"region“{r}”{'有多个同名区划' if found else '未找到'}，不作来源地")
+    source_kind = obj.get("source_kind")
+    if source_kind is not None and not (isinstance(source_kind, str) and source_kind.strip() == ""):
+        if not isinstance(source_kind, str) or source_kind.strip() not in SOURCE_KINDS:
+            shown = source_kind[:40] if isinstance(source_kind, str) else type(source_kind).__name__
+            raise InputError(f"source_kind「{shown}」无效，应为 {'、'.join(SOURCE_KINDS)} 之一")
+        source_kind = source_kind.strip()
+    else:
+        source_kind = None
     engagement = None
     if isinstance(obj.get("engagement"), dict):
         from stream.contracts import Engagement
@@ -140,11 +152,22 @@ def _item(obj: dict[str, Any], rid: str, line_no: int, notes: list[str], gazette
             engagement = Engagement(**obj["engagement"])
         except Exception as e:  # noqa: BLE001 - pydantic's message is the reason
             notes.append(f"engagement 无效，已忽略：{str(e).splitlines()[0]}")
-    return Item(line_no, rid, title, text, region_code, notes, engagement)
+    return Item(line_no, rid, title, text, region_code, notes, engagement, source_kind)
 
 
-def result_record(item: Item, a: Any) -> dict[str, Any]:
+def attach_clocks(assessor: Any) -> Any:
+    """Load the clock rules of the assessor's config once (a bad clocks.yaml stops the run
+    with file, line and field, like any other config file)."""
+    if getattr(assessor, "clocks", None) is None:
+        from responder.clocks import load_clocks
+
+        assessor.clocks = load_clocks(assessor.settings.config_dir)
+    return assessor.clocks
+
+
+def result_record(item: Item, a: Any, clocks: Any = None) -> dict[str, Any]:
     place = a.place
+    rule, why = clocks.decide(a, item.source_kind) if clocks is not None else (None, "")
     return {
         "id": item.id,
         "line": item.line,
@@ -165,6 +188,9 @@ def result_record(item: Item, a: Any) -> dict[str, Any]:
         "handling_type": a.handling_type,
         "handling_reason": a.handling_reason,
         "needs_response": a.needs_response,
+        "source_kind": item.source_kind,
+        "clock_rule": rule,
+        "clock_reason": why,
         "scores": a.scores,
         "model_version": a.model_version,
         **({"notes": item.notes} if item.notes else {}),
@@ -211,6 +237,7 @@ class ChunkResult:
 def assess_lines(assessor: Any, lines: Sequence[tuple[int, bytes]], batch_size: int = 32) -> ChunkResult:
     """Parse and assess ``(line number, raw line)`` pairs; a bad line gets an error record, never stops the rest."""
     res = ChunkResult(model_version=assessor.model_version)
+    clocks = attach_clocks(assessor)
     pending: list[Item] = []
 
     def write(rec: dict[str, Any]) -> None:
@@ -243,7 +270,7 @@ def assess_lines(assessor: Any, lines: Sequence[tuple[int, bytes]], batch_size: 
             res.relevant += int(a.relevant)
             res.emergency += int(a.is_emergency)
             res.topics[a.topic or "（无）"] += 1
-            write(result_record(item, a))
+            write(result_record(item, a, clocks))
         pending.clear()
 
     for n, raw in lines:
@@ -333,6 +360,7 @@ def _init_worker(settings: Any, use_model: bool, threads: int) -> None:
         from classifiers.assess import Assessor
 
         _worker_assessor = Assessor(settings, use_model=use_model)
+        attach_clocks(_worker_assessor)
         if "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(threads)
     except Exception as e:  # noqa: BLE001 - reported to the parent, which stops
@@ -497,6 +525,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
         from classifiers.assess import Assessor
 
         assessor = Assessor(settings, use_model=not args.rules_only)
+        attach_clocks(assessor)
     out_ctx = open(args.output, "w", encoding="utf-8") if args.output != "-" else None
     try:
         with open(in_path, "rb") as fin:
@@ -536,7 +565,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this package's subcommands to ``sub``."""
     cl = sub.add_parser("classify", help="批量研判 JSONL 文件中的帖子")
-    cl.add_argument("--input", "-i", required=True, help="输入 JSONL（每行 id、title、text、url、source、published_at、region）")
+    cl.add_argument("--input", "-i", required=True, help="输入 JSONL（每行 id、title、text、url、source、published_at、region，"
+                         "可选 source_kind：news、forum、weibo、comments、gov_board、official，决定时限规则）")
     cl.add_argument("--output", "-o", required=True, help="输出 JSONL（- 为标准输出）")
     cl.add_argument("--batch-size", type=int, default=0, help="模型批大小（默认取 classifier.batch_size）")
     cl.add_argument("--rules-only", action="store_true", help="只用规则，不加载主题模型")

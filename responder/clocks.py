@@ -306,6 +306,17 @@ class Clocks:
             return name
         return None
 
+    def decide(self, assessment: Assessment, source_kind: str | None = None) -> tuple[str | None, str]:
+        """The clock rule of an item as its ticket would get it, and why (Chinese): None for
+        an item that is not 政务舆情, and for a 政务动态 archived with no clock
+        (:func:`archived_as_report`)."""
+        if not assessment.relevant:
+            return None, "非政务舆情，归档不立单，不计时限"
+        if archived_as_report(assessment, source_kind):
+            return None, assessment.handling_reason or "政务动态，无需回应，归档备查（不计回应时限）"
+        choice = self.choose(assessment, source_kind)
+        return (choice.rule, choice.reason) if choice else (None, "未匹配任何时限规则，不计时限")
+
     def rule_for(self, assessment: Assessment, source_kind: str | None = None) -> str | None:
         """The clock rule of an assessed item; None for an irrelevant one."""
         choice = self.choose(assessment, source_kind)
@@ -347,6 +358,12 @@ class Clocks:
         what = "、".join(_milestone_text(m) for m in spec.milestones)
         head = "；".join(said or ["政务舆情"])
         return f"{head}：适用「{spec.label or rule_name}」，{what}" + (f"；依据：{spec.source}" if spec.source else "")
+
+
+def archived_as_report(assessment: Assessment, source_kind: str | None) -> bool:
+    """政务动态 that asks for nothing (``needs_response`` false) is archived at once with
+    no clock. A message-board post always gets a reply, an emergency always a response."""
+    return not assessment.needs_response and not assessment.is_emergency and source_kind != "gov_board"
 
 
 class Choice(NamedTuple):
@@ -481,6 +498,7 @@ def iso_shanghai(dt: datetime | None) -> str | None:
 __all__ = [
     "Choice",
     "Clocks",
+    "archived_as_report",
     "ClocksConfig",
     "WorkCalendar",
     "load_clocks",

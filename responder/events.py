@@ -96,7 +96,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from responder.clocks import Clocks, iso_shanghai
+from responder.clocks import Clocks, archived_as_report, iso_shanghai
 from responder.open_events import Member, OpenEvent, OpenEvents
 from responder.scheduler import plan_deadlines, plan_new_deadlines, recompute_deadlines
 from responder.similarity import BatchSimilarity, TextVector, post_vector, similarity
@@ -958,8 +958,7 @@ def lead_rank(severity: str | None, emergency: bool) -> tuple[int, bool]:
 def _archived(ap: AssessedPost) -> bool:
     """政务动态 that asks for nothing is archived at once. A message-board post
     always gets a reply, an emergency always a response."""
-    a = ap.assessment
-    return not a.needs_response and not a.is_emergency and ap.post.source_kind != "gov_board"
+    return archived_as_report(ap.assessment, ap.post.source_kind)
 
 
 def _title_of(title: str, text: str) -> str:
