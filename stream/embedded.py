@@ -265,6 +265,18 @@ class EmbeddedTransport:
         self._start_heartbeat()
         return cons
 
+    def read_all(self, topic: str, *, timeout_s: float = 10.0) -> list[Record]:
+        """Every message the log holds on ``topic`` now, by partition and offset,
+        without a consumer group (``yuqing dead-letters``): one query."""
+        self._check_open()
+        with self._read() as c:
+            rows = c.execute(
+                'SELECT partition, "offset", key, value, headers, ts_ms FROM messages'
+                ' WHERE topic=? ORDER BY partition, "offset"',
+                (topic,),
+            ).fetchall()
+        return [Record(topic, p, off, key, value, _decode_headers(h), ts) for p, off, key, value, h, ts in rows]
+
     def close(self) -> None:
         if self._closed:
             return

@@ -165,6 +165,51 @@ class KafkaTransport:
             self._consumers.add(c)
         return c
 
+    def read_all(self, topic: str, *, timeout_s: float = 10.0, idle_s: float = 2.0) -> list[Record]:
+        """Every message on ``topic`` now, without a consumer group (no join, no
+        rebalance wait): assign every partition, read from the beginning until
+        each position reaches the high watermark that fetch responses carry
+        (not ``end_offsets``); a missing topic has none. Should a broker not
+        report the watermark, ``idle_s`` without a record ends it; ``timeout_s``
+        in any case."""
+        deadline = time.monotonic() + timeout_s
+        c = KafkaConsumer(
+            **self._common(),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            allow_auto_create_topics=False,
+            fetch_max_wait_ms=100,
+        )
+        out: list[Record] = []
+        try:
+            parts = c.partitions_for_topic(topic)  # a metadata request for this topic
+            if not parts:
+                return []
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            last_news = time.monotonic()
+            while time.monotonic() < deadline:
+                batch = c.poll(timeout_ms=200, max_records=500)
+                for recs in batch.values():
+                    for r in recs:
+                        headers = tuple((k, v if v is not None else b"") for k, v in (r.headers or ()))
+                        out.append(Record(r.topic, r.partition, r.offset, r.key,
+                                          r.value if r.value is not None else b"", headers, r.timestamp))
+                if batch:
+                    last_news = time.monotonic()
+                marks = [c.highwater(tp) for tp in tps]
+                if all(m is not None for m in marks) and all(
+                    c.position(tp) >= m for tp, m in zip(tps, marks, strict=True)
+                ):
+                    break
+                if time.monotonic() - last_news >= idle_s:
+                    break
+        finally:
+            _close_quietly(c.close, autocommit=False)
+        return sorted(out, key=lambda r: (r.partition, r.offset))
+
     def close(self) -> None:
         with self._lock:
             producers, consumers = list(self._producers), list(self._consumers)

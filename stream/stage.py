@@ -484,12 +484,18 @@ def dead_letters(
     timeout_s: float = 10.0,
     idle_s: float = 1.0,
 ) -> list[Record]:
-    """Read a dead-letter topic from the start, with a throwaway group.
+    """Read a dead-letter topic from the start.
 
-    Without ``end_offsets`` (not every broker answers it) the end is guessed:
-    ``expect`` records seen, or ``idle_s`` without news after the first
-    record, or ``timeout_s``.
+    Without ``expect``: what the topic holds now, from the transport's
+    ``read_all`` (the embedded log: one query; Kafka: no group, read up to the
+    high watermarks of the fetch responses), so an empty topic answers at once.
+    With ``expect`` (tests waiting for dead letters to arrive), or a transport
+    without ``read_all``: a throwaway group, until ``expect`` records are seen,
+    or ``idle_s`` without news after the first record, or ``timeout_s``.
     """
+    read_all = getattr(transport, "read_all", None)
+    if expect is None and read_all is not None:
+        return list(read_all(topic, timeout_s=timeout_s))
     consumer = transport.consumer(f"dlq-reader-{uuid.uuid4().hex}", [topic])
     out: list[Record] = []
     try:

@@ -230,3 +230,51 @@ def test_transient_errors_retry_and_uncommitted_batches_come_back(transport: Tra
     time.sleep(0.3)
     st.finish()
     assert sorted(seen4) == new_ids
+
+
+def test_dead_letters_answers_at_once_when_there_are_none(transport: Transport) -> None:
+    """An empty dead-letter topic (or none at all) answers in well under a second
+    or two, not after the timeout; one with letters gives every one, in order."""
+    dlq = topic_name(transport, T.DEAD_LETTER)
+    transport.ensure_topics([dlq])
+    t0 = time.monotonic()
+    assert dead_letters(transport, dlq, timeout_s=15) == []
+    assert time.monotonic() - t0 < 3.0
+    t0 = time.monotonic()
+    assert dead_letters(transport, topic_name(transport, "never.created"), timeout_s=15) == []
+    assert time.monotonic() - t0 < 3.0
+
+    p = transport.producer()
+    for i in range(7):
+        p.send(dlq, f"bad {i}".encode(), headers=[(T.DLQ_REASON, f"reason {i}".encode())])
+    p.flush()
+    p.close()
+    t0 = time.monotonic()
+    dead = dead_letters(transport, dlq, timeout_s=15)
+    assert time.monotonic() - t0 < 3.0
+    assert [r.value for r in dead] == [f"bad {i}".encode() for i in range(7)]
+    assert [r.offset for r in dead] == list(range(7))
+    assert dead[3].header(T.DLQ_REASON) == b"reason 3"
+
+
+def test_cli_dead_letters_says_none_at_once_on_both_transports(tmp_path, config_dir, tansu) -> None:
+    """`yuqing dead-letters` prints 无 when there are none, without waiting for a timeout."""
+    import os
+    import subprocess
+    import sys
+    import uuid
+
+    settings = config_dir / "settings.yaml"
+    text = settings.read_text(encoding="utf-8")
+    settings.write_text(text.replace('topic_prefix: "yuqing."', f'topic_prefix: "d{uuid.uuid4().hex[:8]}."'),
+                        encoding="utf-8")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("YUQING_")}
+    base.update(YUQING_CONFIG_DIR=str(config_dir), YUQING_DATA_DIR=str(tmp_path / "var"))
+    for extra in ({}, {"YUQING_TRANSPORT": "kafka", "YUQING_KAFKA_BOOTSTRAP": tansu.bootstrap}):
+        t0 = time.monotonic()
+        r = subprocess.run([sys.executable, "-m", "yuqing.cli", "dead-letters"], env={**base, **extra},
+                           capture_output=True, text=True, timeout=60)
+        took = time.monotonic() - t0
+        assert r.returncode == 0, r.stderr
+        assert r.stdout == "无\n"
+        assert took < 8.0, f"{extra or 'embedded'}: {took:.1f} s"  # the old wait alone was 10 s

@@ -158,7 +158,10 @@ def cmd_dead_letters(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     transport = open_transport(settings)
     try:
-        for rec in dead_letters(transport, topic(settings, DEAD_LETTER)):
+        records = dead_letters(transport, topic(settings, DEAD_LETTER))
+        if not records:
+            print("无")
+        for rec in records:
             row = {
                 "offset": rec.offset,
                 "stage": (rec.header(DLQ_STAGE) or b"").decode(),
