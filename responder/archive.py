@@ -23,11 +23,18 @@ scope covers that jurisdiction see it, each counting matches in their own
 scope.
 
 Parameters, all optional: ``q`` (keywords, every word must occur), ``place``
-(division code or prefix: ``34`` 安徽省 and everything in it), ``kind``,
-``topic``, ``severity`` (each may repeat: any of them), ``from`` / ``to``
-(dates ``YYYY-MM-DD``, both inclusive, or ISO times; without an offset they
-are Asia/Shanghai), ``sort`` (``relevance``, ``time``, ``time_asc``),
-``page`` and ``size``. A bad value gets 400 with a message that names it.
+(division code or prefix: ``34`` 安徽省 and everything in it; or a place name
+from the gazetteer, full, short, former or alias: 合肥 → ``3401``, 蜀山区 →
+``340104``, 安徽省合肥市 → ``3401``), ``kind``, ``topic``, ``severity`` (each
+may repeat: any of them), ``from`` / ``to`` (dates ``YYYY-MM-DD``, both
+inclusive, or ISO times; without an offset they are Asia/Shanghai), ``sort``
+(``relevance``, ``time``, ``time_asc``), ``page`` and ``size``. A bad value
+gets 400 with a message that names it (:class:`SearchParamError`): a place
+name or code the gazetteer does not know, a name several places bear (鼓楼区:
+the error carries ``suggestions``, each place with its code; a name with
+exactly one of them inside the user's jurisdiction means that one), a
+source kind, severity or topic (``config/taxonomy.yaml``) that does not
+exist, and ``from`` after ``to``. Never a silent 0 hits.
 The backend is whichever ``search`` in ``settings.yaml`` names (SQLite FTS5
 or Elasticsearch), the one the responder indexes into.
 """
@@ -38,9 +45,11 @@ import csv
 import html
 import io
 import re
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, get_args
 from urllib.parse import urlencode
 
 from sqlalchemy import or_, select
@@ -49,8 +58,12 @@ from responder import accounts
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.permissions import Actor, scope_prefix
 from responder.safety import spreadsheet_row
-from responder.search.base import Scope, SearchBackend, SearchHit, SearchQuery, SearchResult
+from responder.search.base import Scope, SearchBackend, SearchHit, SearchQuery, SearchResult, place_prefix
 from responder.store import SavedSearch, Store, utcnow
+from stream.contracts import Severity
+
+if TYPE_CHECKING:
+    from classifiers.places import Division, Gazetteer
 
 EXPORT_MAX = 10_000
 MAX_PAGE_SIZE = 100
@@ -70,12 +83,102 @@ _EM = re.compile(r"</?em>")
 _DEFAULTS = {("page", 1), ("size", 20), ("sort", "relevance")}  # left out of links
 
 
-class SearchParamError(ValueError):
-    """A search parameter with a bad value; ``message`` names it (Chinese). The web answers 400."""
+SEVERITIES: tuple[str, ...] = get_args(Severity)
+MAX_SUGGESTIONS = 12
 
-    def __init__(self, message: str):
+
+class SearchParamError(ValueError):
+    """A search parameter with a bad value; ``message`` names it (Chinese). The web answers 400.
+
+    ``suggestions``: for a place name that is ambiguous or unknown, the places
+    it may mean, each ``{"label": "江苏省南京市鼓楼区", "code": "320106"}``."""
+
+    def __init__(self, message: str, suggestions: list[dict[str, str]] | None = None):
         super().__init__(message)
         self.message = message
+        self.suggestions = suggestions or []
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a parameter may name: the gazetteer's places (with regions.yaml)
+    and the taxonomy's topics, from one config directory."""
+
+    gazetteer: Gazetteer
+    topics: tuple[str, ...]
+
+    @classmethod
+    def load(cls, config_dir: Path | str) -> Vocabulary:
+        from classifiers.places import Gazetteer
+        from classifiers.taxonomy import Taxonomy
+
+        d = Path(config_dir)
+        return cls(Gazetteer.load(d / "regions.yaml"), tuple(Taxonomy.load(d / "taxonomy.yaml").topic_names))
+
+    def place(self, value: str, scope: Scope | None = None) -> tuple[str, str]:
+        """``value`` (a code, prefix or name) as the prefix to search and its label;
+        :class:`SearchParamError` with suggestions when it is unknown or ambiguous."""
+        v = value.strip()
+        gaz = self.gazetteer
+        if v.isdigit():
+            try:
+                prefix = place_prefix(v)
+            except ValueError:
+                prefix = ""
+            if not prefix or not any(c.startswith(prefix) for c in gaz.by_code):
+                raise SearchParamError(f"检索条件有误：属地代码 {v} 不存在（如 34 安徽省、3401 合肥市、340104 蜀山区，也可填地名）")
+            d = gaz.get(prefix) or gaz.by_code.get(v)
+            return prefix, gaz.describe(d) if d is not None else v
+        found = gaz.lookup(v) or self._whole_name(v)
+        if len(found) > 1 and scope is not None and scope.prefix:
+            mine = [d for d in found if d.code.startswith(scope.prefix)]
+            found = mine if len(mine) == 1 else found
+        if len(found) == 1:
+            return place_prefix(found[0].code), gaz.describe(found[0])
+        if found:
+            raise SearchParamError(
+                f"检索条件有误：“{v}”有 {len(found)} 处同名，请选择其一（或填行政区划代码）",
+                self._suggest(found),
+            )
+        near = self._near(v)
+        hint = "，是否要找：" + "、".join(x["label"] for x in near) if near else "（可填省、市、县名称或行政区划代码，如 合肥、3401）"
+        raise SearchParamError(f"检索条件有误：没有名为“{v}”的属地{hint}", near)
+
+    def _whole_name(self, v: str) -> list[Division]:
+        # 安徽省合肥市蜀山区: a chain of names, each inside the one before, and nothing else.
+        res = self.gazetteer.resolve(v)
+        if res.ambiguous or res.division is None or len(res.places) != 1:
+            return []
+        if "".join(m.surface for m in res.mentions) != v:
+            return []
+        return [res.division]
+
+    def _suggest(self, ds: list[Division]) -> list[dict[str, str]]:
+        ds = sorted(ds, key=lambda d: d.code)[:MAX_SUGGESTIONS]
+        return [{"label": self.gazetteer.describe(d), "code": d.code} for d in ds]
+
+    def _near(self, v: str) -> list[dict[str, str]]:
+        if len(v) < 2:
+            return []
+        ds = [d for d in self.gazetteer.by_code.values() if v in d.name or any(v in s for s in d.short)]
+        ds.sort(key=lambda d: (not d.name.startswith(v), len(d.name), d.code))
+        return self._suggest(ds[:MAX_SUGGESTIONS])
+
+
+_vocabularies: dict[str, Vocabulary] = {}
+_vocab_lock = threading.Lock()
+
+
+def vocabulary(config_dir: Path | str | None = None) -> Vocabulary:
+    """The :class:`Vocabulary` of ``config_dir`` (default: ``$YUQING_CONFIG_DIR`` or the
+    project's ``config/``), loaded once per directory."""
+    from yuqing.settings import config_dir as default_dir
+
+    d = str(Path(config_dir if config_dir is not None else default_dir()).resolve())
+    with _vocab_lock:
+        if d not in _vocabularies:
+            _vocabularies[d] = Vocabulary.load(d)
+        return _vocabularies[d]
 
 
 @dataclass
@@ -92,19 +195,59 @@ class SearchParams:
     sort: str
     page: int
     size: int
+    # Places and topics to check against (None: the default config's, see vocabulary()).
+    vocab: Vocabulary | None = field(default=None, repr=False, compare=False)
 
-    def query(self, actor: Actor, *, limit: int | None = None, offset: int | None = None) -> SearchQuery:
-        """The backend query, within ``actor``'s jurisdiction."""
+    def _vocab(self) -> Vocabulary:
+        return self.vocab if self.vocab is not None else vocabulary()
+
+    def place_of(self, actor: Actor) -> tuple[str | None, str]:
+        """The place as the prefix to search and its label (``None, ""``: none given)."""
+        if not self.place.strip():
+            return None, ""
+        return self._vocab().place(self.place, Scope.of(actor))
+
+    def check(self, actor: Actor, backend: SearchBackend | None = None) -> None:
+        """Source kinds, severities and topics that exist; raise :class:`SearchParamError`.
+        A topic is one of the taxonomy's, or (with ``backend``) one that posts within
+        ``actor``'s jurisdiction still carry (filed before the taxonomy changed)."""
+        for name, label, values, known in (
+            ("kind", "来源类型", self.kind, tuple(KIND_LABEL)),
+            ("severity", "级别", self.severity, SEVERITIES),
+            ("topic", "主题", self.topic, self._vocab().topics if self.topic else ()),
+        ):
+            bad = [v for v in values if v not in known]
+            if bad and name == "topic" and backend is not None:
+                bad = [v for v in bad
+                       if not backend.search(SearchQuery(scope=Scope.of(actor), topic=[v], limit=0)).total]
+            if bad:
+                shown = "、".join(f"{KIND_LABEL[k]} {k}" for k in known) if name == "kind" else "、".join(known)
+                raise SearchParamError(f"检索条件有误：{label} {name}=“{'、'.join(bad)}”不存在（可选：{shown}）")
+
+    def query(self, actor: Actor, *, limit: int | None = None, offset: int | None = None,
+              backend: SearchBackend | None = None) -> SearchQuery:
+        """The backend query, within ``actor``'s jurisdiction (``backend``: see :meth:`check`)."""
+        self.check(actor, backend)
+        place, _ = self.place_of(actor)
+        try:
+            since = parse_when(self.date_from, "from")
+            until = parse_when(self.date_to, "to", end=True)
+        except ValueError as e:
+            raise SearchParamError(f"检索条件有误：{e}") from None
+        if since is not None and until is not None and since >= until:
+            raise SearchParamError(
+                f"检索条件有误：起始 from（{self.date_from.strip()}）晚于截止 to（{self.date_to.strip()}），没有这样的时间段"
+            )
         try:
             return SearchQuery(
                 text=self.q.strip(),
-                place_code=self.place.strip() or None,
+                place_code=place,
                 scope=Scope.of(actor),
                 source_kind=self.kind or None,
                 topic=self.topic or None,
                 severity=self.severity or None,
-                published_from=parse_when(self.date_from, "from"),
-                published_to=parse_when(self.date_to, "to", end=True),
+                published_from=since,
+                published_to=until,
                 sort=self.sort,  # type: ignore[arg-type]
                 limit=self.size if limit is None else limit,
                 offset=(self.page - 1) * self.size if offset is None else offset,
@@ -140,7 +283,7 @@ class SearchParams:
 PARAM_KEYS = ("q", "place", "kind", "topic", "severity", "from", "to", "sort")
 
 
-def params_from(d: dict[str, Any]) -> SearchParams:
+def params_from(d: dict[str, Any], vocab: Vocabulary | None = None) -> SearchParams:
     """Saved parameters (as :meth:`SearchParams.saved` writes them) → the first page."""
     unknown = set(d) - set(PARAM_KEYS)
     if unknown:
@@ -152,7 +295,7 @@ def params_from(d: dict[str, Any]) -> SearchParams:
 
     return SearchParams(str(d.get("q") or ""), str(d.get("place") or ""), many("kind"), many("topic"),
                         many("severity"), str(d.get("from") or ""), str(d.get("to") or ""),
-                        str(d.get("sort") or "relevance"), 1, 20)
+                        str(d.get("sort") or "relevance"), 1, 20, vocab)
 
 
 def parse_when(value: str, name: str, *, end: bool = False) -> datetime | None:
@@ -194,7 +337,7 @@ def hit_json(h: SearchHit) -> dict[str, Any]:
 
 def search(backend: SearchBackend, actor: Actor, p: SearchParams) -> SearchResult:
     """One page of hits, the total and the facets, within ``actor``'s jurisdiction."""
-    return backend.search(p.query(actor))
+    return backend.search(p.query(actor, backend=backend))
 
 
 def export_rows(backend: SearchBackend, actor: Actor, p: SearchParams) -> tuple[list[SearchHit], int]:
@@ -203,7 +346,7 @@ def export_rows(backend: SearchBackend, actor: Actor, p: SearchParams) -> tuple[
     total = 0
     page = 1000
     while len(hits) < EXPORT_MAX:
-        q = p.query(actor, limit=min(page, EXPORT_MAX - len(hits)), offset=len(hits))
+        q = p.query(actor, limit=min(page, EXPORT_MAX - len(hits)), offset=len(hits), backend=backend)
         q.sort = "time" if p.sort == "relevance" else q.sort
         res = backend.search(q)
         total = res.total
@@ -267,23 +410,31 @@ def saved_search_clause(actor: Actor) -> Any | None:
 
 
 def scheme_views(
-    store: Store, backend: SearchBackend | None, actor: Actor, now: datetime
+    store: Store, backend: SearchBackend | None, actor: Actor, now: datetime, vocab: Vocabulary | None = None
 ) -> list[dict[str, Any]]:
     """The saved searches ``actor`` may read, each with its link and its total and
-    matches published in the last 24 hours within ``actor``'s jurisdiction."""
+    matches published in the last 24 hours within ``actor``'s jurisdiction (no
+    counts, and ``error``, for one whose parameters no longer hold: a topic
+    taken out of the taxonomy)."""
     with store.reader() as s:
         query = select(SavedSearch).order_by(SavedSearch.name)
         seen = saved_search_clause(actor)
         rows = s.scalars(query if seen is None else query.where(seen)).all()
         out = []
         for r in rows:
-            p = params_from(r.params)
+            p = params_from(r.params, vocab)
             item: dict[str, Any] = {"id": r.id, "name": r.name, "params": r.params, "link": "/search" + p.link(),
                                     "created_by": r.created_by, "created_at": iso_shanghai(r.created_at),
                                     "jurisdiction": r.jurisdiction, "total": None, "last_24h": None}
             if backend is not None:
-                item["total"] = backend.search(p.query(actor, limit=0, offset=0)).total
-                recent = p.query(actor, limit=0, offset=0)
+                try:
+                    whole = p.query(actor, limit=0, offset=0, backend=backend)
+                except SearchParamError as e:
+                    item["error"] = e.message
+                    out.append(item)
+                    continue
+                item["total"] = backend.search(whole).total
+                recent = p.query(actor, limit=0, offset=0, backend=backend)
                 since = now - timedelta(hours=24)
                 recent.published_from = max(since, recent.published_from) if recent.published_from else since
                 item["last_24h"] = backend.search(recent).total

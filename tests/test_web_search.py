@@ -80,8 +80,8 @@ def test_api_filters_facets_and_pages(client) -> None:
 def test_bad_parameters_get_400_naming_them(client) -> None:
     r = client.get("/api/search", params={"from": "11/02/2026"})
     assert r.status_code == 400 and "from" in r.json()["detail"] and "11/02/2026" in r.json()["detail"]
-    r = client.get("/api/search", params={"place": "安徽"})
-    assert r.status_code == 400 and "place_code" in r.json()["detail"]
+    r = client.get("/api/search", params={"place": "火星"})
+    assert r.status_code == 400 and "火星" in r.json()["detail"]
     r = client.get("/api/search", params={"sort": "best"})
     assert r.status_code == 400 and "sort" in r.json()["detail"]
     assert client.get("/api/search", params={"size": 1000}).status_code == 422
@@ -180,3 +180,73 @@ def test_saved_searches_count_recent_matches_and_are_audited(tmp_path, settings)
         ("saved_search_created", "failed")] * 3 + [("saved_search_deleted", "denied")]
     backend.close()
     store.close()
+
+
+def test_place_by_name_with_suggestions_for_ambiguous_ones(tmp_path, settings, client) -> None:
+    def ids(**params) -> set[str]:
+        r = client.get("/api/search", params={"q": "物业", **params})
+        assert r.status_code == 200, r.text
+        return {h["post_id"] for h in r.json()["hits"]}
+
+    hefei = ids(place="3401")
+    assert hefei == {"p1", "p2", "x1"}
+    assert ids(place="合肥") == ids(place="合肥市") == ids(place="安徽省合肥市") == hefei
+    assert ids(place="蜀山区") == ids(place="340104") == {"p1", "x1"}
+    assert ids(place="安徽") == {"p1", "p2", "p3", "x1"}
+    assert ids(place="霍山") == {"p3"}
+    page = client.get("/search", params={"q": "物业", "place": "合肥"})
+    assert page.status_code == 200 and "属地：安徽省合肥市" in page.text and "共 3 条" in page.text
+
+    # 鼓楼区 is in 南京, 徐州, 福州 and 开封: 400 with each of them to choose from.
+    r = client.get("/api/search", params={"q": "物业", "place": "鼓楼区"})
+    assert r.status_code == 400 and "4 处同名" in r.json()["detail"]
+    assert {x["code"]: x["label"] for x in r.json()["suggestions"]} == {
+        "320106": "江苏省南京市鼓楼区", "320302": "江苏省徐州市鼓楼区",
+        "350102": "福建省福州市鼓楼区", "410204": "河南省开封市鼓楼区"}
+    page = client.get("/search", params={"q": "物业", "place": "鼓楼区"})
+    assert page.status_code == 400 and "4 处同名" in page.text and "<form" in page.text
+    assert 'href="/search?q=%E7%89%A9%E4%B8%9A&amp;place=320106"' in page.text and "江苏省南京市鼓楼区（320106）" in page.text
+    chosen = client.get("/search?q=%E7%89%A9%E4%B8%9A&place=320106")
+    assert chosen.status_code == 200 and "南京市<em>物业</em>投诉" in chosen.text
+
+    # A user of 南京 means the 鼓楼区 in the own jurisdiction; scoping still holds.
+    with client_as(client.app, "南京分析", "analyst", "3201") as nj:
+        r = nj.get("/api/search", params={"q": "物业", "place": "鼓楼区"})
+        assert r.status_code == 200 and [h["post_id"] for h in r.json()["hits"]] == ["p4"]
+        assert nj.get("/api/search", params={"q": "物业", "place": "合肥"}).json()["total"] == 0
+
+    # Unknown names and codes: 400, never 0 hits; near names are offered.
+    r = client.get("/api/search", params={"place": "蜀山"})
+    assert r.status_code == 200  # a short name of 蜀山区
+    r = client.get("/api/search", params={"place": "火星市"})
+    assert r.status_code == 400 and "没有名为“火星市”的属地" in r.json()["detail"]
+    r = client.get("/api/search", params={"place": "包河"})
+    assert r.status_code == 200 and {h["post_id"] for h in r.json()["hits"]} == {"p2"}
+    r = client.get("/api/search", params={"place": "鼓楼"})
+    assert r.status_code == 400 and "320106" in {x["code"] for x in r.json()["suggestions"]}
+    for code in ("3499", "349901", "99"):
+        r = client.get("/api/search", params={"place": code})
+        assert r.status_code == 400 and f"属地代码 {code} 不存在" in r.json()["detail"], code
+
+
+@pytest.mark.parametrize(
+    ("params", "needle"),
+    [
+        ({"kind": "telegram"}, "来源类型 kind=“telegram”不存在"),
+        ({"kind": ["news", "微信"]}, "“微信”不存在"),
+        ({"severity": "超级重大"}, "级别 severity=“超级重大”不存在"),
+        ({"topic": "宇宙开发"}, "主题 topic=“宇宙开发”不存在"),
+        ({"from": "2026-11-04", "to": "2026-11-03"}, "晚于"),
+        ({"from": "2026-11-03T10:00", "to": "2026-11-03T09:00"}, "晚于"),
+    ],
+)
+def test_unknown_kind_severity_topic_or_from_after_to_get_400(client, params, needle) -> None:
+    for path in ("/api/search", "/api/search/export"):
+        r = client.get(path, params=params)
+        assert r.status_code == 400 and needle in r.json()["detail"], (path, r.text)
+    page = client.get("/search", params=params)
+    assert page.status_code == 400 and needle in page.text.replace("&#34;", '"') and "<form" in page.text
+    assert "没有符合条件的信息" not in page.text
+    # The values that exist still work.
+    ok = {"kind": "forum", "severity": "重大", "topic": "公共安全", "from": "2026-11-03", "to": "2026-11-03"}
+    assert client.get("/api/search", params=ok).status_code == 200

@@ -108,7 +108,10 @@ def create_app(
 
     @app.exception_handler(SearchParamError)
     async def _search_param(request: Request, exc: SearchParamError) -> JSONResponse:
-        return JSONResponse({"detail": exc.message}, status_code=400)
+        body: dict[str, Any] = {"detail": exc.message}
+        if exc.suggestions:
+            body["suggestions"] = exc.suggestions
+        return JSONResponse(body, status_code=400)
 
     @app.exception_handler(BriefParamError)
     async def _brief_param(request: Request, exc: BriefParamError) -> JSONResponse:

@@ -17,7 +17,11 @@ rules are :mod:`responder.archive` and :mod:`responder.cases`.
 Every export is audited (who, which query, how many rows) by
 :func:`responder.archive.export`.
 
-A bad parameter gets 400 naming it; no backend, 503.
+A bad parameter gets 400 naming it (the page shows the message with the form;
+the API answers ``{"detail", "suggestions"}``, suggestions being the places an
+ambiguous or unknown place name may mean); no backend, 503. ``place`` takes a
+division code or a place name (合肥 → 3401); the rules are
+:class:`responder.archive.Vocabulary`.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from responder.archive import (
     export_csv,
     hit_json,
     scheme_views,
+    vocabulary,
 )
 from responder.archive import search as archive_search
 from responder.clocks import SHANGHAI, iso_shanghai
@@ -69,10 +74,11 @@ def search_params(
     sort: str = "relevance",
     page: int = Query(1, ge=1, le=10_000),
     size: int = Query(20, ge=1, le=MAX_PAGE_SIZE),
+    ctx: WebContext = Depends(get_ctx),
 ) -> SearchParams:
-    """The query-string parameters of every route below."""
-    clean = [[x for x in v if x.strip()] for v in (kind, topic, severity)]
-    return SearchParams(q, place, *clean, date_from, date_to, sort, page, size)
+    """The query-string parameters of every route below (checked against this config's places and topics)."""
+    clean = [[x.strip() for x in v if x.strip()] for v in (kind, topic, severity)]
+    return SearchParams(q, place, *clean, date_from, date_to, sort, page, size, vocabulary(ctx.settings.config_dir))
 
 
 class SaveSearch(BaseModel):
@@ -137,13 +143,16 @@ def _page_context(p: SearchParams, res: SearchResult | None) -> dict[str, Any]:
 
 
 def search_page(request: Request, p: SearchParams, res: SearchResult | None, error: str,
-                schemes: list[dict[str, Any]], status_code: int = 200) -> HTMLResponse:
+                schemes: list[dict[str, Any]], status_code: int = 200, *,
+                suggestions: list[dict[str, str]] | None = None, place_label: str = "") -> HTMLResponse:
     return render(
         "search.html",
         status_code=status_code,
         request=request,
         p=p,
         error=error,
+        suggestions=[{**x, "href": p.link(place=x["code"], page=1)} for x in suggestions or []],
+        place_label=place_label,
         schemes=schemes,
         kinds={"": "全部来源", **KIND_LABEL},
         severities={"": "全部级别", **{s: s for s in SEVERITY_COLOUR}},
@@ -162,14 +171,14 @@ def page(
     ctx: WebContext = Depends(get_ctx),
     actor: Actor = Depends(require(Permission.SEARCH)),
 ) -> HTMLResponse:
-    schemes = scheme_views(ctx.store, ctx.search_backend(), actor, ctx.now())
+    schemes = scheme_views(ctx.store, ctx.search_backend(), actor, ctx.now(), p.vocab)
     try:
         res = archive_search(ctx.require_search(), actor, p)
     except HTTPException as e:
         return search_page(request, p, None, str(e.detail), schemes, e.status_code)
     except SearchParamError as e:
-        return search_page(request, p, None, e.message, schemes, 400)
-    return search_page(request, p, res, "", schemes)
+        return search_page(request, p, None, e.message, schemes, 400, suggestions=e.suggestions)
+    return search_page(request, p, res, "", schemes, place_label=p.place_of(actor)[1])
 
 
 # --------------------------------------------------------------------------- API
@@ -207,7 +216,8 @@ def api_export(
 def list_searches(ctx: WebContext = Depends(get_ctx),
                   actor: Actor = Depends(require(Permission.SEARCH))) -> dict[str, Any]:
     return {"now": iso_shanghai(ctx.now()),
-            "searches": scheme_views(ctx.store, ctx.search_backend(), actor, ctx.now())}
+            "searches": scheme_views(ctx.store, ctx.search_backend(), actor, ctx.now(),
+                                     vocabulary(ctx.settings.config_dir))}
 
 
 @router.post("/api/searches", status_code=201)
@@ -215,7 +225,8 @@ def save_search(body: SaveSearch, ctx: WebContext = Depends(get_ctx),
                 actor: Actor = Depends(require(Permission.SAVED_SEARCH_WRITE))) -> JSONResponse:
     at = ctx.now()
     rid = cases.save_search(ctx.store, actor, body.name, body.params, now=at)
-    item = next(v for v in scheme_views(ctx.store, ctx.search_backend(), actor, at) if v["id"] == rid)
+    vocab = vocabulary(ctx.settings.config_dir)
+    item = next(v for v in scheme_views(ctx.store, ctx.search_backend(), actor, at, vocab) if v["id"] == rid)
     return JSONResponse(item, status_code=201)
 
 
