@@ -171,7 +171,13 @@ class NoResponseCfg(_Cfg):
     """政务动态: a work report that needs no response (see taxonomy.yaml)."""
 
     report_words: list[Keyword] = Field(min_length=1)
+    # A citizen's voice (a demand, complaint, doubt, question): anywhere in title or text.
     demand_words: list[Keyword] = Field(default_factory=list)
+    # A problem named (停水, 欠薪, 事故 …): in the title or the text's first sentence (the lede).
+    problem_words: list[Keyword] = Field(default_factory=list)
+    # The government's own phrases that hold a problem or demand word (根治欠薪, 投诉举报电话):
+    # such a word there is no complaint.
+    official_phrases: list[Keyword] = Field(default_factory=list)
 
 
 class HandlingCfg(_Cfg):
@@ -598,10 +604,30 @@ class Taxonomy:
         if not report:
             return None
         both = f"{title}\n{text}"
-        if any(w in both for w in cfg.demand_words) or "?" in both or "？" in both:
+        if "?" in both or "？" in both:
+            return None
+        plain = both
+        for phrase in sorted(cfg.official_phrases, key=len, reverse=True):
+            plain = plain.replace(phrase, "\x00")
+        if any(w in plain for w in cfg.demand_words):
+            return None
+        lede = _lede(plain.split("\n", 1)[1] if "\n" in plain else "")
+        head = f"{plain.split(chr(10), 1)[0]}\n{lede}"
+        if any(w in head for w in cfg.problem_words):
             return None
         return (f"政务动态：标题称“{'、'.join(report[:3])}”，正文未见投诉、诉求或疑问，"
                 "无需回应，归档备查（不计回应时限）")
+
+
+_SENTENCE_END = re.compile(r"[。！!；;\n]")
+
+
+def _lede(text: str) -> str:
+    """The first sentence of ``text`` that says something."""
+    for part in _SENTENCE_END.split(text):
+        if part.strip():
+            return part
+    return ""
 
 
 def load_taxonomy(settings: Settings) -> Taxonomy:

@@ -586,6 +586,9 @@ ROUTES: dict[tuple[str, str], Spec] = {
     # The fresh ticket of an allowed reopen is closed first (make_fresh); the archive's are open.
     ("POST", "/api/tickets/{tid}/reopen"): Spec(P.TICKET_REOPEN, obj="ticket", action=True,
                                                 body=_json(lambda m, who, t: {"reason": f"{who} 重新打开"})),
+    ("POST", "/api/tickets/{tid}/clock-rule"): Spec(
+        P.TICKET_ASSIGN, obj="ticket", action=True,
+        body=_json(lambda m, who, t: {"rule": "complaint", "reason": f"{who} 更正时限规则"})),
     ("POST", "/api/tickets/{tid}/milestones"): Spec(
         P.TICKET_MILESTONE, obj="ticket", action=True,
         body=_json(lambda m, who, t: {"milestone": "回应", "evidence_url": "https://gov.test/notice"})),

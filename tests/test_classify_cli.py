@@ -236,3 +236,63 @@ def test_workers_must_be_positive(tmp_path: Path):
     src.write_bytes(b"".join(_many_lines()))
     proc = _classify(src, tmp_path / "out.jsonl", "--workers", "0")
     assert proc.returncode == 2 and "--workers" in proc.stderr
+
+
+# ---------------------------------------------------------------- clock rules (issue 15 part 3)
+
+CLOCK_LINES = [
+    {"id": "c1", "source_kind": "gov_board", "title": "建议在蜀山区翡翠湖片区增设公交站点",
+     "text": "尊敬的领导：翡翠湖片区离最近的公交站要走二十分钟，建议在翡翠路口增设一个公交站点。"},
+    {"id": "c2", "source_kind": "gov_board", "title": "蜀山区某小区物业私自上调停车费",
+     "text": "物业未经业主大会同意把停车费从每月150元涨到300元，投诉到街道也没有回音，请有关部门查处。"},
+    {"id": "c3", "source_kind": "forum", "title": "建议合肥地铁4号线早高峰加密班次",
+     "text": "早高峰换乘站根本挤不上去，建议加开区间车。"},
+    {"id": "c4", "source_kind": "news", "title": "蜀山区一化工厂发生爆炸 已造成12人死亡",
+     "text": "合肥市蜀山区一化工厂发生爆炸，已造成12人死亡、8人受伤。"},
+    {"id": "c5", "source_kind": "news", "title": "合肥新增5条公交线路 下月起运行",
+     "text": "为方便市民出行，合肥市将于下月1日起新开通5条公交线路。"},
+    {"id": "c6", "title": "合肥蜀山区一小区停水三天", "text": "蜀山区翡翠湖小区连续停水三天，居民只能买桶装水。"},
+    {"id": "c7", "text": "今天天气真好，去吃了火锅。"},
+    {"id": "c8", "source_kind": "blog", "text": "合肥蜀山区一小区停水三天"},
+    {"id": "c9", "source_kind": 3, "text": "合肥蜀山区一小区停水三天"},
+]
+
+
+def test_classify_takes_source_kind_and_writes_the_clock_rule(tmp_path: Path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in CLOCK_LINES), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    proc = _classify(src, out, "--workers", "1")
+    assert proc.returncode == 0, proc.stderr
+    rows = by_id([json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()])
+    got = {k: (r.get("source_kind"), r.get("clock_rule")) for k, r in rows.items() if "error" not in r}
+    assert got == {
+        "c1": ("gov_board", "suggestion"),
+        "c2": ("gov_board", "complaint"),
+        "c3": ("forum", "response_48h"),
+        "c4": ("news", "major_emergency"),
+        "c5": ("news", None),  # 政务动态: archived, no clock
+        "c6": (None, "response_48h"),  # no source kind given: not a message board
+        "c7": (None, None),  # not 政务舆情
+    }
+    assert rows["c1"]["clock_reason"].startswith("来源为政府留言板/问政平台；处置类型为建设性意见建议")
+    assert "7个工作日内（可延长至15个工作日）反馈处理意见" in rows["c1"]["clock_reason"]
+    assert "来源为论坛，非政府留言板/问政平台" in rows["c3"]["clock_reason"]
+    assert rows["c5"]["clock_reason"].startswith("政务动态") and rows["c5"]["needs_response"] is False
+    assert rows["c6"]["clock_reason"].startswith("非突发事件；来源未注明")
+    assert rows["c7"]["clock_reason"].startswith("非政务舆情")
+    for bad in ("c8", "c9"):
+        assert "source_kind" in rows[bad]["error"] and "gov_board" in rows[bad]["error"], rows[bad]
+
+
+def test_classify_stops_on_a_bad_clocks_yaml(tmp_path: Path):
+    cfg = tmp_path / "config"
+    shutil.copytree(ROOT / "config", cfg)
+    f = cfg / "clocks.yaml"
+    f.write_text(f.read_text(encoding="utf-8").replace("source_kind_in: [gov_board]", "source_kind_in: [bbs]", 1),
+                 encoding="utf-8")
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps(CLOCK_LINES[0], ensure_ascii=False) + "\n", encoding="utf-8")
+    proc = _classify(src, tmp_path / "out.jsonl", "--workers", "1", config=cfg)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "clocks.yaml" in proc.stderr and "source_kind_in" in proc.stderr

@@ -7,7 +7,9 @@ Routes (the README's Web API section lists them with their bodies):
 * board — ``GET /``, ``GET /fragment/tickets`` (:mod:`web.routes.board`);
 * tickets and events — pages ``/tickets/{id}``, ``/events/{id}``, the ticket
   API and the duty officer's actions (:mod:`web.routes.tickets`, rules in
-  :mod:`responder.cases`);
+  :mod:`responder.cases`); a ticket's clock rule, ``POST
+  /api/tickets/{id}/clock-rule`` (:mod:`web.routes.clock_rules`, rules in
+  :mod:`responder.clock_rules`);
 * search — ``/search``, ``/api/search``, ``/api/search/export``, saved searches
   (:mod:`web.routes.search`, :mod:`responder.archive`);
 * briefs — ``/briefs``, ``/api/briefs`` (:mod:`web.routes.briefs`);
@@ -50,14 +52,14 @@ from responder.search.base import SearchBackend
 from responder.store import Store, utcnow
 from web import auth
 from web.context import WebContext
-from web.routes import admin, board, briefs, reports, search, sources, tickets
+from web.routes import admin, board, briefs, clock_rules, reports, search, sources, tickets
 from web.routes import auth as auth_routes
 from web.security import SecurityHeadersMiddleware
 from web.templating import STATIC, render
 from yuqing.settings import Settings
 
 # One router per area, in the order their routes are matched.
-ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, search, briefs, reports, sources,
+ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, clock_rules, search, briefs, reports, sources,
                                     admin))
 # The status each domain error answers with.
 CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}
