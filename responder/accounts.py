@@ -308,7 +308,8 @@ ACTION_LABEL: dict[str, str] = {
     "token_revoked": "吊销 API 令牌", "permission_denied": "越权请求",
     # duty officers and analysts (responder.cases, responder.archive)
     "acknowledged": "确认接收", "assigned": "指派责任部门", "milestone": "登记回应节点", "closed": "办结",
-    "reopened": "重新打开工单", "clock_rule_changed": "更改时限规则",
+    "reopened": "重新打开工单", "clock_rule_changed": "更改时限规则", "deadline_extended": "延长时限",
+    "escalated": "人工督办",
     "event_merged": "合并事件", "event_split": "拆分事件", "saved_search_created": "保存监测方案",
     "saved_search_deleted": "删除监测方案", "search_exported": "导出检索结果",
     # the responder and the scheduler

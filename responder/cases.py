@@ -80,7 +80,8 @@ from sqlalchemy.orm import Session
 
 from responder import accounts
 from responder.clocks import SHANGHAI, Clocks, iso_shanghai
-from responder.permissions import Actor, Role, scope_clause
+from responder.notify.departments import DepartmentNames
+from responder.permissions import Actor, Role, place_prefix, scope_clause
 from responder.safety import safe_url, valid_id
 from responder.store import (
     SEVERITY_RANK,
@@ -133,6 +134,8 @@ TRANSITIONS: dict[str, dict[str, str]] = {
     "merge_away": {"new": "closed", "acknowledged": "closed"},  # the merged event's ticket
     "merge_into": {"new": "new", "acknowledged": "acknowledged"},  # the ticket merged into
     "split": {"new": "new", "acknowledged": "acknowledged"},
+    "extend": {"new": "new", "acknowledged": "acknowledged"},  # a working-day clock 7 → 15
+    "escalate": {"new": "new", "acknowledged": "acknowledged"},  # 督办 by hand
 }
 _REOPEN_FIRST = "（如需继续处理，请先重新打开工单）"
 REFUSALS: dict[tuple[str, str], str] = {
@@ -144,6 +147,8 @@ REFUSALS: dict[tuple[str, str], str] = {
     ("merge_away", "closed"): "只能合并两个未关闭的事件",
     ("merge_into", "closed"): "只能合并两个未关闭的事件",
     ("split", "closed"): "工单 {id} 已办结或已并入其他工单，不能拆分其事件",
+    ("extend", "closed"): "工单 {id} 已办结，不能再延长时限" + _REOPEN_FIRST,
+    ("escalate", "closed"): "工单 {id} 已办结，不能再督办" + _REOPEN_FIRST,
 }
 
 
@@ -489,25 +494,57 @@ def acknowledge(store: Store, actor: Actor, ticket_id: int, *, now: datetime | N
         return Outcome(False, ticket_view(s, t, n))
 
 
+def department_choices(t: Ticket, names: DepartmentNames | None = None) -> list[str]:
+    """The departments ticket ``t`` may be assigned to: every department of
+    ``config/responders.yaml`` as it is named at the ticket's place (蜀山区 →
+    蜀山区住房和城乡建设局, …, 蜀山区人民政府办公室); the responders the
+    classifier named (co-responders at other places included) come first. A
+    ticket whose place is 待定 gets the generic names."""
+    names = names or _department_names()
+    prefix = place_prefix(t.place_code) or ""
+    out = [str(r["name"]) for r in t.responders or []
+           if isinstance(r, dict) and r.get("role") in ("primary", "co") and r.get("name")]
+    out += [names.name_at(prefix, g) for g in names.generic]
+    return list(dict.fromkeys(x.strip() for x in out if x and x.strip()))
+
+
+def _department_names() -> DepartmentNames:
+    from yuqing.settings import config_dir
+
+    return DepartmentNames.load(config_dir())
+
+
 def assign(
-    store: Store, actor: Actor, ticket_id: int, department: str, *, now: datetime | None = None
+    store: Store, actor: Actor, ticket_id: int, department: str, *, departments: DepartmentNames | None = None,
+    now: datetime | None = None,
 ) -> Outcome:
-    """Assign the responsible department (new/acknowledged tickets; audited)."""
+    """Assign the responsible department (new/acknowledged tickets; audited).
+
+    The department is one of :func:`department_choices` (configured in
+    ``responders.yaml`` for the ticket's place), or a department kind by its
+    generic name (城市管理局); anything else — free text such as 火星市宇宙局 —
+    is :class:`Invalid`. ``departments``: the name rules of the deployment's
+    config (default: ``$YUQING_CONFIG_DIR`` or the project's)."""
     n = now or utcnow()
     dept = department.strip()
-    with _audited(store, actor, "assigned", {"ticket_id": ticket_id, "department": dept}, n) as sub:
+    with _audited(store, actor, "assigned", {"ticket_id": ticket_id, "department": dept[:100]}, n) as sub:
         if not dept:
             raise Invalid("责任部门不能为空")
-        return _assign(store, actor, sub, ticket_id, dept, n)
+        return _assign(store, actor, sub, ticket_id, dept, departments or _department_names(), n)
 
 
-def _assign(store: Store, actor: Actor, sub: _Subject, ticket_id: int, dept: str, n: datetime) -> Outcome:
+def _assign(store: Store, actor: Actor, sub: _Subject, ticket_id: int, dept: str, names: DepartmentNames,
+            n: datetime) -> Outcome:
     who, addr = actor.username, actor.remote_addr
     with store.transaction() as s:
         t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         t.status = transition("assign", t)
         if t.department == dept:
             return Outcome(True, ticket_view(s, t, n))
+        choices = department_choices(t, names)
+        if dept not in choices and dept not in names.generic:
+            raise Invalid(f"责任部门「{dept[:50]}」不在{t.place_label or '本属地'}已配置的部门之列"
+                          f"（config/responders.yaml），请从列表中选择，如：{'、'.join(choices[:4])}")
         count = s.scalar(
             select(func.count())
             .select_from(Audit)
@@ -538,19 +575,31 @@ def record_milestone(
     *,
     clocks: Clocks,
     evidence_url: str | None = None,
+    met_at: datetime | None = None,
+    source_post_id: str | None = None,
     now: datetime | None = None,
 ) -> Outcome:
-    """The milestone is met now: its clock stops (and a 持续发布 follow-up may be planned).
+    """The milestone is met — now, or at ``met_at`` (the publication time of the
+    release or reply that met it): its clock stops (and a 持续发布 follow-up may
+    be planned).
 
     ``evidence_url`` (the release, the reply, the press-conference notice) is
     required, an absolute http(s) URL; without it nothing is recorded
-    (:class:`Invalid`), so no milestone counts as met without proof. Met
-    after its due time, it is late (a breach in the reports)."""
+    (:class:`Invalid`), so no milestone counts as met without proof.
+    ``met_at`` may not lie in the future nor before the event's T0
+    (:class:`Invalid`); on time or late is judged by it: met after its due
+    time, the milestone is late (a breach in the reports). The audit keeps
+    ``met_at`` and, when it differs, ``recorded_at``; ``source_post_id`` names
+    the post confirmed as the evidence (a milestone candidate)."""
     from responder.scheduler import plan_followup
 
     n = now or utcnow()
     who, addr = actor.username, actor.remote_addr
-    request = {"ticket_id": ticket_id, "milestone": milestone, "evidence_url": evidence_url}
+    request: dict[str, Any] = {"ticket_id": ticket_id, "milestone": milestone, "evidence_url": evidence_url}
+    if met_at is not None:
+        request["met_at"] = iso_shanghai(met_at) if met_at.tzinfo is not None else str(met_at)
+    if source_post_id is not None:
+        request["post_id"] = source_post_id
     with _audited(store, actor, "milestone", request, n) as sub, store.transaction() as s:
         t = sub.ticket(get_ticket(s, actor, ticket_id, lock=True))
         t.status = transition("milestone", t)
@@ -568,7 +617,8 @@ def record_milestone(
                 else "佐证链接无效：只接受以 http:// 或 https:// 开头的完整网址"
             )
         evidence_url = url
-        d.met_at = n
+        met = _met_at(s, t, met_at, n)
+        d.met_at = met
         d.met_by = who
         d.evidence_url = evidence_url
         # Its warning points are moot now: close them so the scheduler never looks again.
@@ -578,7 +628,7 @@ def record_milestone(
             .values(fired_at=n, outcome="moot")
             .execution_options(synchronize_session=False)
         )
-        on_time = n <= d.due_at
+        on_time = met <= d.due_at
         nxt = plan_followup(s, clocks, t, d)
         emit_fact(
             s,
@@ -590,19 +640,35 @@ def record_milestone(
             detail={
                 "milestone": d.milestone,
                 "due_at": iso_shanghai(d.due_at),
-                "met_at": iso_shanghai(n),
+                "met_at": iso_shanghai(met),
                 "starts_at": iso_shanghai(d.starts_at),
                 "on_time": on_time,
-                "overdue_seconds": None if on_time else int((n - d.due_at).total_seconds()),
+                "overdue_seconds": None if on_time else int((met - d.due_at).total_seconds()),
                 "evidence_url": evidence_url,
                 "officer": who,
                 "next_followup": deadline_record(nxt) if nxt else None,
+                **({"recorded_at": iso_shanghai(n)} if met != n else {}),
+                **({"post_id": source_post_id} if source_post_id else {}),
             },
             outbox=True,
             remote_addr=addr,
             audit_columns=_who(actor),
         )
         return Outcome(False, ticket_view(s, t, n))
+
+
+def _met_at(s: Session, t: Ticket, met_at: datetime | None, n: datetime) -> datetime:
+    """When a milestone was met: ``met_at`` if given (not in the future, not before T0), else now."""
+    if met_at is None:
+        return n
+    if met_at.tzinfo is None:
+        raise Invalid("完成时间须带时区（如 2026-11-02T10:00:00+08:00）")
+    if met_at > n:
+        raise Invalid(f"完成时间 {_fmt(met_at)} 晚于当前时间 {_fmt(n)}，不能登记将来的时间")
+    ev = s.get(Event, t.event_id)
+    if ev is not None and met_at < ev.t0:
+        raise Invalid(f"完成时间 {_fmt(met_at)} 早于事件首发时间（T0）{_fmt(ev.t0)}")
+    return met_at
 
 
 def close(
@@ -766,8 +832,20 @@ def _reopen(store: Store, actor: Actor, sub: _Subject, ticket_id: int, why: str,
 # --------------------------------------------------------------------------- events
 
 
+def cross_places(a: str | None, b: str | None) -> bool:
+    """Whether two events' places lie in different jurisdictions: neither is
+    within the other (阜阳市 and 合肥市, 蜀山区 and 包河区; not 蜀山区 and
+    合肥市). An event whose place is 待定 belongs to no jurisdiction yet (only
+    the root sees it): merging it crosses nothing."""
+    pa, pb = place_prefix(a), place_prefix(b)
+    if pa is None or pb is None:
+        return False
+    return not (pa.startswith(pb) or pb.startswith(pa))
+
+
 def merge(
-    store: Store, actor: Actor, event_id: int, into: int, *, clocks: Clocks, now: datetime | None = None
+    store: Store, actor: Actor, event_id: int, into: int, *, clocks: Clocks, confirm_places: bool = False,
+    now: datetime | None = None,
 ) -> MergeOutcome:
     """Merge event ``event_id`` into event ``into`` (audited).
 
@@ -776,19 +854,51 @@ def merge(
     ticket is closed as 已合并 (fact ``closed`` with ``merged_into``) and its
     unmet deadlines are cancelled — the target's clocks cover the incident —
     and listed in the audit. Both tickets must be open (:data:`TRANSITIONS`).
+
+    Both events must lie in the actor's jurisdiction (one outside it is
+    :class:`NotFound`, like an unknown id): a 合肥 officer cannot merge a 阜阳
+    event. Two events of different jurisdictions (:func:`cross_places`) merge
+    only with ``confirm_places`` — the officer has confirmed a message naming
+    both places; without it the merge is :class:`Invalid` with that message.
     """
     n = now or utcnow()
-    with _audited(store, actor, "event_merged", {"event_id": event_id, "into": into}, n) as sub:
+    request = {"event_id": event_id, "into": into, **({"confirm_places": True} if confirm_places else {})}
+    with _audited(store, actor, "event_merged", request, n) as sub:
         if into == event_id:
             raise Invalid("不能将事件合并到自身")
         for eid in (event_id, into):
             if not valid_id(eid):
                 raise NotFound(f"事件 {eid} 不存在")
-        return _merge(store, actor, sub, event_id, into, clocks, n)
+        return _merge(store, actor, sub, event_id, into, clocks, confirm_places, n)
+
+
+def merge_tickets(
+    store: Store, actor: Actor, ticket_id: int, into_ticket: int, *, clocks: Clocks, confirm_places: bool = False,
+    now: datetime | None = None,
+) -> MergeOutcome:
+    """:func:`merge` by ticket numbers (the ticket page): the event of ticket ``ticket_id``
+    into the event of ticket ``into_ticket``. Either out of sight is :class:`NotFound` as an
+    unknown ticket number."""
+    n = now or utcnow()
+    request = {"ticket_id": ticket_id, "into_ticket": into_ticket,
+               **({"confirm_places": True} if confirm_places else {})}
+    with _audited(store, actor, "event_merged", request, n) as sub:
+        if into_ticket == ticket_id:
+            raise Invalid("不能将事件合并到自身")
+        with store.reader() as s:
+            src = sub.ticket(get_ticket(s, actor, ticket_id)).event_id
+            dst = get_ticket(s, actor, into_ticket).event_id
+        return _merge(store, actor, sub, src, dst, clocks, confirm_places, n)
+
+
+def cross_place_message(src: Event, dst: Event) -> str:
+    """What an officer confirms before merging events of two jurisdictions."""
+    return (f"跨属地合并：事件 #{src.id}（{src.place_label or '待定'}）将并入事件 #{dst.id}"
+            f"（{dst.place_label or '待定'}），两地属地不同，须确认后才能合并")
 
 
 def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, clocks: Clocks,
-           n: datetime) -> MergeOutcome:
+           confirm_places: bool, n: datetime) -> MergeOutcome:
     from responder.events import upgrade_rule
     from responder.scheduler import cancel_open_deadlines, drop_open_followups, recompute_deadlines
 
@@ -805,6 +915,9 @@ def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, 
         sub.event(dst)
         if src.status != "open" or dst.status != "open":
             raise Conflict("只能合并两个未关闭的事件")
+        cross = cross_places(src.place_code, dst.place_code)
+        if cross and not confirm_places:
+            raise Invalid(cross_place_message(src, dst))
         st_ticket = s.scalar(select(Ticket).where(Ticket.event_id == src.id))
         dt_ticket = s.scalar(select(Ticket).where(Ticket.event_id == dst.id))
         assert st_ticket is not None and dt_ticket is not None
@@ -862,6 +975,8 @@ def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, 
             "deadlines_moved": moved,
             "deadlines_added": added,
             "rule": dt_ticket.rule,
+            "places": {"from": src.place_label, "into": dst.place_label, "cross": cross,
+                       "confirmed": bool(cross and confirm_places)},
         }
         accounts.audit(s, actor, "event_merged", "ok", detail, dt_ticket.id, dst.id,
                        place_code=dt_ticket.place_code, at=n)
@@ -1021,6 +1136,9 @@ def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: date
 __all__ = [
     "CANCELLING_OUTCOMES",
     "CLOSE_OUTCOMES",
+    "cross_place_message",
+    "cross_places",
+    "department_choices",
     "REFUSALS",
     "RULE_LABEL",
     "STATUS_LABEL",
@@ -1041,6 +1159,7 @@ __all__ = [
     "event_ticket",
     "get_ticket",
     "merge",
+    "merge_tickets",
     "open_tickets",
     "parse_outcome",
     "record_milestone",

@@ -230,7 +230,10 @@ def recompute_deadlines(
             # The rule left the config since: keep the interval it had.
             new_due = new_t0 + (d.due_at - d.starts_at)
         else:
-            new_due = clocks.due(spec, new_t0)
+            # A clock extended once (7 → 15 working days) stays extended from the new T0.
+            extended = bool(spec.extendable_to_working_days) and d.due_at >= clocks.due(
+                spec, d.starts_at, extended=True)
+            new_due = clocks.due(spec, new_t0, extended=extended)
         if new_due == d.due_at and new_t0 == d.starts_at:
             continue
         changes.append(

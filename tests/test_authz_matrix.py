@@ -58,7 +58,7 @@ from httpx import Response
 from sqlalchemy import select
 from starlette.routing import BaseRoute, Mount
 
-from responder import accounts, cases
+from responder import accounts, cases, clock_rules
 from responder.indexer import SearchIndexer
 from responder.permissions import CLI_ACTOR, ROLE_PERMISSIONS, Actor, Permission, Role
 from responder.search.embedded import EmbeddedSearch
@@ -548,6 +548,22 @@ def _split_body(m: Matrix, who: Who, t: Target) -> dict[str, Any]:
     return {"json": {"post_ids": t.post_ids or ["x"], "reason": "不是同一件事"}}
 
 
+# A department configured everywhere (responders.yaml; its generic name is accepted at any place).
+ASSIGNED = "市场监督管理局"
+# The ticket page's forms (web/routes/tickets.py): 303 back to the ticket when they go through.
+MERGE_PAIRS = (("county", "city"), ("city", "sibling"), ("sibling", "city"), ("county", "none"))
+
+
+def _ticket_of(m: Matrix, event_id: int) -> int:
+    """The ticket number of an event (the ticket page's merge form names the target by it)."""
+    with m.store.reader() as s:
+        return int(s.scalar(select(Ticket.id).where(Ticket.event_id == event_id)) or UNKNOWN_ID)
+
+
+def _form(f: Callable[[Matrix, Who, Target], dict[str, str]]) -> Body:
+    return lambda m, who, t: {"data": f(m, who, t)}
+
+
 BRIEF_PARAMS = ({"period": "week", "date": DAY.isoformat()}, {"period": "day", "date": DAY.isoformat()})
 REPORT_PARAMS = tuple({"from": DAY.isoformat(), "to": DAY.isoformat(), "by": by, "as_of": AS_OF.isoformat()}
                       for by in ("department", "region"))
@@ -579,7 +595,7 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("GET", "/api/tickets/{tid}"): Spec(P.TICKET_READ, obj="ticket", check=check_api_ticket),
     ("POST", "/api/tickets/{tid}/ack"): Spec(P.TICKET_ACK, obj="ticket", action=True),
     ("POST", "/api/tickets/{tid}/assign"): Spec(P.TICKET_ASSIGN, obj="ticket", action=True,
-                                                body=_json(lambda m, who, t: {"department": f"指派给{who}"})),
+                                                body=_json(lambda m, who, t: {"department": ASSIGNED})),
     ("POST", "/api/tickets/{tid}/close"): Spec(
         P.TICKET_CLOSE, obj="ticket", action=True,
         body=_json(lambda m, who, t: {"outcome": "responded", "note": f"{who} 办结"})),
@@ -592,11 +608,44 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("POST", "/api/tickets/{tid}/milestones"): Spec(
         P.TICKET_MILESTONE, obj="ticket", action=True,
         body=_json(lambda m, who, t: {"milestone": "回应", "evidence_url": "https://gov.test/notice"})),
+    ("POST", "/api/tickets/{tid}/extend"): Spec(
+        P.TICKET_ASSIGN, obj="ticket", action=True,
+        body=_json(lambda m, who, t: {"milestone": "反馈处理意见", "reason": f"{who} 延期"})),
+    ("POST", "/api/tickets/{tid}/escalate"): Spec(P.TICKET_ESCALATE, obj="ticket", action=True,
+                                                  body=_json(lambda m, who, t: {"reason": f"{who} 督办"})),
+    # Across jurisdictions the merge carries the user's confirmation (refused without it:
+    # tests/test_ticket_screen.py); an event in sight merged into one out of it (and back) is just as unknown.
     ("POST", "/api/events/{eid}/merge"): Spec(
-        P.EVENT_MERGE, obj="event", action=True, body=_json(lambda m, who, t: {"into": t.ids["into"]}),
-        # An event in sight merged into one out of it (and back) is just as unknown.
-        merge_into=(("county", "city"), ("city", "sibling"), ("sibling", "city"), ("county", "none"))),
+        P.EVENT_MERGE, obj="event", action=True,
+        body=_json(lambda m, who, t: {"into": t.ids["into"], "confirm_places": True}), merge_into=MERGE_PAIRS),
     ("POST", "/api/events/{eid}/split"): Spec(P.EVENT_SPLIT, obj="event", action=True, body=_split_body),
+    ("GET", "/api/events/{eid}/merge-targets"): Spec(P.EVENT_MERGE, obj="event", params=({"q": "标记"},)),
+    # the ticket page's forms
+    ("POST", "/tickets/{tid}/ack"): Spec(P.TICKET_ACK, obj="ticket", action=True, ok=303),
+    ("POST", "/tickets/{tid}/assign"): Spec(P.TICKET_ASSIGN, obj="ticket", action=True, ok=303,
+                                            body=_form(lambda m, who, t: {"department": ASSIGNED})),
+    ("POST", "/tickets/{tid}/milestone"): Spec(
+        P.TICKET_MILESTONE, obj="ticket", action=True, ok=303,
+        body=_form(lambda m, who, t: {"milestone": "回应", "evidence_url": "https://gov.test/notice"})),
+    ("POST", "/tickets/{tid}/candidate"): Spec(
+        P.TICKET_MILESTONE, obj="ticket", action=True, ok=303,
+        body=_form(lambda m, who, t: {"post_id": (t.post_ids or ["x"])[0], "milestone": "回应"})),
+    ("POST", "/tickets/{tid}/extend"): Spec(
+        P.TICKET_ASSIGN, obj="ticket", action=True, ok=303,
+        body=_form(lambda m, who, t: {"milestone": "反馈处理意见", "reason": f"{who} 延期"})),
+    ("POST", "/tickets/{tid}/escalate"): Spec(P.TICKET_ESCALATE, obj="ticket", action=True, ok=303,
+                                              body=_form(lambda m, who, t: {"reason": f"{who} 督办"})),
+    ("POST", "/tickets/{tid}/close"): Spec(
+        P.TICKET_CLOSE, obj="ticket", action=True, ok=303,
+        body=_form(lambda m, who, t: {"outcome": "responded", "note": f"{who} 办结"})),
+    ("POST", "/tickets/{tid}/reopen"): Spec(P.TICKET_REOPEN, obj="ticket", action=True, ok=303,
+                                            body=_form(lambda m, who, t: {"reason": f"{who} 重新打开"})),
+    ("POST", "/tickets/{tid}/merge"): Spec(
+        P.EVENT_MERGE, obj="ticket", action=True, ok=303, merge_into=MERGE_PAIRS,
+        body=_form(lambda m, who, t: {"into": str(_ticket_of(m, t.ids["into"])), "confirm_places": "1"})),
+    ("POST", "/tickets/{tid}/split"): Spec(
+        P.EVENT_SPLIT, obj="ticket", action=True, ok=303,
+        body=_form(lambda m, who, t: {"post_ids": (t.post_ids or ["x"])[0], "reason": "不是同一件事"})),
     # search
     ("GET", "/search"): Spec(P.SEARCH, page=True, params=({"size": 100},), check=check_search_page),
     ("GET", "/api/search"): Spec(P.SEARCH, params=({"size": 100},), check=check_api_search),
@@ -918,6 +967,9 @@ def make_fresh(m: Matrix, cells: list[Cell]) -> None:
         c.target.post_ids = pids[1:] if len(pids) > 1 else pids
         if c.key[1].endswith("/reopen"):  # something to reopen
             cases.close(m.store, CLI_ACTOR, ticket_of[eid], "false_alarm", now=AS_OF - timedelta(hours=1))
+        if c.key[1].endswith("/extend"):  # a clock that may be extended: a suggestion's 7 working days
+            clock_rules.change_rule(m.store, CLI_ACTOR, ticket_of[eid], "suggestion", "网民建议",
+                                    clocks=clocks_for(m.settings), now=AS_OF - timedelta(hours=1))
 
 
 def snapshot(m: Matrix) -> dict[str, Any]:
@@ -948,11 +1000,21 @@ def verify_action(m: Matrix, cell: Cell) -> list[str]:
         tid = ids.get("ticket")
         t = s.get(Ticket, tid) if tid else None
         acted = (s.scalars(select(Audit.actor).where(Audit.ticket_id == tid)).all() if tid else [])
+        if path.startswith("/tickets/") and t is not None:  # a form of the ticket page acts on its event
+            ids.setdefault("event", t.event_id)
+        if path.endswith(("/extend", "/escalate")):
+            action = "deadline_extended" if path.endswith("/extend") else "escalated"
+            done = s.scalars(select(Audit.actor).where(Audit.ticket_id == tid, Audit.action == action,
+                                                       Audit.outcome == "ok")).all()
+            return _eq(action, done, [who.name])
+        if path.endswith(("/milestone", "/candidate")):
+            met = s.scalar(select(Deadline.met_by).where(Deadline.ticket_id == tid, Deadline.milestone == "回应"))
+            return _eq("met by", met, who.name)
         if path.endswith("/ack"):
             return _eq("acknowledged by", t.acknowledged_by if t else None, who.name) + _eq(
                 "audited", who.name in acted, True)
         if path.endswith("/assign"):
-            return _eq("department", t.department if t else None, f"指派给{who}") + _eq("audited", who.name in acted, True)
+            return _eq("department", t.department if t else None, ASSIGNED) + _eq("audited", who.name in acted, True)
         if path.endswith("/close"):
             return _eq("status", t.status if t else None, "closed") + _eq("audited", who.name in acted, True)
         if path.endswith("/reopen"):

@@ -515,7 +515,7 @@ def test_other_writers_close_merge_and_split_are_seen_by_a_running_responder(sto
         other = assessed("o0", title="包河区学校门口交通拥堵", text=STORIES[3][1], published_at=T0, place="包河区")
         handle_batch(responder, settings, [other])
         third = _partition(responder)["o0"]
-        r = client.post(f"/api/events/{second}/merge", json={"into": third})
+        r = client.post(f"/api/events/{second}/merge", json={"into": third, "confirm_places": True})
         assert r.status_code == 200, r.text
         handle_batch(responder, settings, [_similar(2, place="待定")])  # like s1, whose event is now `third`
         assert _partition(responder)["s2"] == third

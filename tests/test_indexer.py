@@ -104,7 +104,7 @@ def test_merge_and_split_move_posts_to_their_new_event_in_the_index(store_url, s
     assert ev["w0"] == ev["w1"] != ev["n0"]
     client = client_as(create_app(settings, store=store, search=backend), "王五")
     try:
-        r = client.post(f"/api/events/{ev['n0']}/merge", json={"into": ev["w0"]})
+        r = client.post(f"/api/events/{ev['n0']}/merge", json={"into": ev["w0"], "confirm_places": True})
         assert r.status_code == 200, r.text
         assert ix.step().reindexed == 3
         assert backend.get("n0").event_id == ev["w0"]

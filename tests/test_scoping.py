@@ -290,7 +290,8 @@ def test_actions_outside_scope_are_not_found(archive: Archive, settings: Any) ->
         assert all(e.status == "open" for e in s.scalars(select(Event)))
     # Inside it the same actions work.
     assert not cases.acknowledge(a.store, county, a.tickets["county"], now=at).already
-    assert cases.assign(a.store, county, a.tickets["county"], "蜀山区住建局", now=at).ticket["department"] == "蜀山区住建局"
+    assert cases.assign(a.store, county, a.tickets["county"], "蜀山区住房和城乡建设局", now=at).ticket["department"] == (
+        "蜀山区住房和城乡建设局")
     # The sibling city cannot merge into Hefei; Hefei's city office can merge its county's event into its own.
     with pytest.raises(cases.NotFound):
         cases.merge(a.store, sibling, a.events["sibling"], a.events["city"], clocks=clocks, now=at)

@@ -211,7 +211,7 @@ def test_reopen_rules(case) -> None:
     # A ticket merged away cannot be reopened: it names where its posts went.
     other_t, other_e = ids["other"]
     fire_t, fire_e = ids["fire"]
-    cases.merge(store, _duty("王五"), other_e, fire_e, clocks=clocks, now=later)
+    cases.merge(store, _duty("王五"), other_e, fire_e, clocks=clocks, confirm_places=True, now=later)
     assert _ticket(store, other_t).outcome == "merged"
     with pytest.raises(cases.Conflict, match=f"已并入工单 #{fire_t}"):
         cases.reopen(store, _duty("王五"), other_t, "合并错了", now=later)

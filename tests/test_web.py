@@ -336,7 +336,7 @@ def test_duty_officer_merges_two_events(board) -> None:
         src, dst = ev["翡翠湖畔小区物业费上涨"], ev["某地自来水发黄"]
         src_t = s.scalar(select(Ticket.id).where(Ticket.event_id == src.id))
         dst_t = s.scalar(select(Ticket.id).where(Ticket.event_id == dst.id))
-    r = who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id})
+    r = who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id, "confirm_places": True})
     assert r.status_code == 200, r.text
     view = r.json()["ticket"]
     assert view["id"] == dst_t and view["event"]["t0"] == "2026-11-02T09:00:00+08:00"
@@ -355,14 +355,14 @@ def test_duty_officer_merges_two_events(board) -> None:
          "overdue": False}
     ]
     assert (
-        who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id}).status_code
+        who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id, "confirm_places": True}).status_code
         == 409
     )
     assert (
-        who["王五"].post(f"/api/events/{dst.id}/merge", json={"into": dst.id}).status_code
+        who["王五"].post(f"/api/events/{dst.id}/merge", json={"into": dst.id, "confirm_places": True}).status_code
         == 422
     )
-    assert who["王五"].post("/api/events/999/merge", json={"into": dst.id}).status_code == 404
+    assert who["王五"].post("/api/events/999/merge", json={"into": dst.id, "confirm_places": True}).status_code == 404
 
 
 def test_merging_an_emergency_in_applies_the_stricter_clock_from_the_merged_t0(board) -> None:
@@ -375,7 +375,7 @@ def test_merging_an_emergency_in_applies_the_stricter_clock_from_the_merged_t0(b
     with store.reader() as s:
         ev = {e.title: e for e in s.scalars(select(Event))}
         src, dst = ev["居民楼火灾致12人死亡"], ev["翡翠湖畔小区物业费上涨"]
-    r = who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id})
+    r = who["王五"].post(f"/api/events/{src.id}/merge", json={"into": dst.id, "confirm_places": True})
     assert r.status_code == 200, r.text
     view = r.json()["ticket"]
     assert view["severity"] == "重大" and view["rule"] == "major_emergency"

@@ -129,6 +129,9 @@ class Escalation(_Model):
     deadline_breached: list[Step] = Field(default_factory=list)
     acknowledged: list[Step] = Field(default_factory=list)
     milestone: list[Step] = Field(default_factory=list)
+    # 督办 by hand from the ticket page (responder.casework.escalate); empty: the steps of
+    # deadline_breached (a hand escalation reaches whoever a breach would).
+    escalated: list[Step] = Field(default_factory=list)
     # Crawl health (responder.sources): a source dark/blocked, and back to normal.
     source_alert: list[Step] = Field(default_factory=list)
     source_recovered: list[Step] = Field(default_factory=list)

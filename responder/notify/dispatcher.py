@@ -76,6 +76,7 @@ KIND_LABEL = {
     "unacknowledged": "催办：工单尚未确认接收",
     "deadline_warning": "期限预警",
     "deadline_breached": "超时督办",
+    "escalated": "人工督办",
     "acknowledged": "工单已确认",
     "milestone": "节点已完成",
     "source_alert": "信息源告警",
@@ -357,7 +358,9 @@ class Dispatcher:
         if notice.kind == "unacknowledged":
             created = detail.get("created_at")
             lines.append(f"- 工单创建于 {_fmt(created)}，至今未确认接收（第{detail.get('reminder')}次提醒）")
-        if notice.kind == "deadline_breached" and detail.get("escalate_to"):
+        if notice.kind == "escalated":
+            lines.append(f"- 督办人：{detail.get('officer') or ''}（{_fmt(detail.get('at'))}），理由：{detail.get('reason') or ''}")
+        if notice.kind in ("deadline_breached", "escalated") and detail.get("escalate_to"):
             lines.append(f"- 督办：{'、'.join(detail['escalate_to'])}")
         if notice.kind == "milestone":
             lines.append(f"- 完成时间：{_fmt(detail.get('met_at'))}，登记人：{detail.get('officer') or ''}")

@@ -86,7 +86,10 @@ def names_for(cfg: NotifyConfig) -> DepartmentNames | None:
 
 
 def steps_for(cfg: NotifyConfig, kind: str) -> list[Step]:
-    return list(getattr(cfg.escalation, kind, None) or [])
+    steps = list(getattr(cfg.escalation, kind, None) or [])
+    if not steps and kind == "escalated":  # 督办 by hand goes where a breach would
+        steps = list(cfg.escalation.deadline_breached)
+    return steps
 
 
 def department_match(
