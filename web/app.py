@@ -39,10 +39,10 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from responder.archive import SearchParamError
 from responder.brief import BriefParamError
@@ -52,6 +52,7 @@ from responder.search.base import SearchBackend
 from responder.store import Store, utcnow
 from web import auth
 from web.context import WebContext
+from web.errors import http_message, validation_errors, validation_message
 from web.routes import admin, board, briefs, clock_rules, reports, search, sources, tickets
 from web.routes import auth as auth_routes
 from web.security import SecurityHeadersMiddleware
@@ -98,7 +99,25 @@ def create_app(
             if auth.wants_page(request):
                 return render("error.html", status_code=404, request=request, title="未找到", message=msg)
             return JSONResponse({"detail": msg}, status_code=404)
-        return await request_validation_exception_handler(request, exc)
+        # Anything else: Chinese, naming each field and what is wrong, never the value sent
+        # (a 100 KB field is not sent back; web.errors).
+        errors = list(exc.errors())
+        msg = validation_message(errors)
+        if auth.wants_page(request):
+            return render("error.html", status_code=422, request=request, title="请求有误", message=msg)
+        return JSONResponse({"detail": msg, "errors": validation_errors(errors)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # Starlette's own English details (Not Found, Method Not Allowed…) in Chinese.
+        msg = http_message(exc.status_code, exc.detail)
+        headers = dict(exc.headers or {})
+        if auth.wants_page(request) and exc.status_code not in (304, 401):
+            page = render("error.html", status_code=exc.status_code, request=request,
+                          title="未找到" if exc.status_code == 404 else "请求未能完成", message=msg)
+            page.headers.update(headers)
+            return page
+        return JSONResponse({"detail": msg}, status_code=exc.status_code, headers=headers)
 
     @app.exception_handler(CaseError)
     async def _case_error(request: Request, exc: CaseError) -> Response:
