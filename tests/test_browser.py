@@ -36,7 +36,7 @@ import pytest
 import uvicorn
 from sqlalchemy import select
 
-from responder.permissions import Role
+from responder.permissions import CLI_ACTOR, Role
 from responder.service import handle_batch
 from responder.store import Audit, Event, Store, Ticket
 from tests.fixtures.auth import PASSWORD, add_user
@@ -240,9 +240,9 @@ def test_duty_officer_acknowledges_analyst_cannot(browser: Any, served: tuple[st
     _shot(d, "5-duty-other-city-ticket")
 
     d.get(f"{base}/tickets/{fire}")
-    wait.until(ec.presence_of_element_located((By.ID, "tickets-root")))
+    wait.until(ec.presence_of_element_located((By.ID, "ticket")))
     assert STORIES[1][1] in d.find_element(By.TAG_NAME, "body").text
-    assert "已确认" in d.find_element(By.CSS_SELECTOR, f'tr[data-ticket="{fire}"]').text
+    assert "已确认" in d.find_element(By.CSS_SELECTOR, "#ticket .ack-state").text
     _shot(d, "6-duty-ticket")
 
     # Sign out (the header's form), then the analyst: reads, but no button to act.
@@ -262,9 +262,11 @@ def test_duty_officer_acknowledges_analyst_cannot(browser: Any, served: tuple[st
     _shot(d, "7-analyst-board")
     for tid in (fire, ids[STORIES[0][1]]):
         d.get(f"{base}/tickets/{tid}")
-        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'tr[data-ticket="{tid}"]')))
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'#ticket[data-ticket="{tid}"]')))
         assert ack_buttons() == []
         assert d.find_elements(By.CSS_SELECTOR, "button[data-milestone]") == []
+        # The analyst reads the whole case but finds no form to act with.
+        assert d.find_elements(By.CSS_SELECTOR, "#ticket form[method=post]") == []
     _shot(d, "8-analyst-ticket")
 
     # The console: no CSP violation and no script error on any page seen.
@@ -274,3 +276,85 @@ def test_duty_officer_acknowledges_analyst_cannot(browser: Any, served: tuple[st
     d.execute_script("var s = document.createElement('script'); s.textContent = '1'; document.body.appendChild(s);")
     WebDriverWait(d, 5).until(lambda _: console.csp_violations())
     assert any("inline script" in m for m in console.csp_violations())
+
+
+def test_duty_officer_works_a_major_case_to_the_end(browser: Any, served: tuple[str, Store, dict[str, int]]) -> None:
+    """Issue 15: sign in as a duty officer, open a 重大 ticket, acknowledge, record 权威信息发布
+    with its evidence, close as 已回应办结 — all on the ticket's own page, which stays that
+    ticket after each action; the timeliness report then shows the release on time."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from responder.report import timeliness
+
+    base, store, ids = served
+    d = browser
+    wait = WebDriverWait(d, 10)
+    console = Console(d)
+    fire = ids[STORIES[1][1]]
+    evidence = "https://www.hefei.gov.cn/xxgk/fire-notice.html"
+
+    d.get(f"{base}/tickets/{fire}")
+    wait.until(ec.presence_of_element_located((By.ID, "username")))
+    d.find_element(By.ID, "username").send_keys(DUTY)
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+    # Back on the ticket it asked for: the whole case on one page.
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, f'#ticket[data-ticket="{fire}"]')))
+    body = d.find_element(By.TAG_NAME, "body").text
+    for text in (STORIES[1][1], "重大", "安徽省合肥市包河区", "回应主体", "权威信息发布", "新闻发布会", "处理记录"):
+        assert text in body, text
+    # The countdown runs in the page (ticket.js), from the due instant.
+    cd = d.find_element(By.CSS_SELECTOR, 'tr[data-deadline="权威信息发布"] .countdown')
+    wait.until(lambda _: cd.text.startswith("剩余 ") and "小时" in cd.text)
+    _shot(d, "11-case-opened")
+
+    def on_ticket(done: str) -> None:
+        wait.until(lambda drv: f"/tickets/{fire}?done={done}" in drv.current_url)
+        assert d.find_element(By.CSS_SELECTOR, "#ticket").get_attribute("data-ticket") == str(fire)
+        assert d.find_elements(By.ID, "tickets-root") == []  # the ticket, not the board
+
+    d.find_element(By.CSS_SELECTOR, "button.ack-button").click()
+    on_ticket("ack")
+    assert "已确认接收" in d.find_element(By.CSS_SELECTOR, ".notice").text
+    assert DUTY in d.find_element(By.CSS_SELECTOR, "#ticket .ack-state").text
+    _shot(d, "12-case-acknowledged")
+
+    row = 'tr[data-deadline="权威信息发布"]'
+    d.find_element(By.CSS_SELECTOR, f"{row} input[name=evidence_url]").send_keys(evidence)
+    d.find_element(By.CSS_SELECTOR, f"{row} button[type=submit]").click()
+    on_ticket("milestone")
+    cell = d.find_element(By.CSS_SELECTOR, row)
+    assert "按时完成" in cell.text
+    assert cell.find_element(By.CSS_SELECTOR, f'a[href="{evidence}"]').text == evidence
+    _shot(d, "13-case-milestone")
+
+    Select(d.find_element(By.CSS_SELECTOR, "form[action$='/close'] select[name=outcome]")).select_by_visible_text(
+        "已回应办结")
+    d.find_element(By.CSS_SELECTOR, "form[action$='/close'] input[name=note]").send_keys("已发布权威信息")
+    d.find_element(By.CSS_SELECTOR, "form[action$='/close'] button[type=submit]").click()
+    on_ticket("close")
+    assert "已办结（已回应办结：已发布权威信息）" in d.find_element(By.CSS_SELECTOR, "#ticket .status").text
+    assert d.find_elements(By.CSS_SELECTOR, "form[action$='/milestone']") == []
+    trail = d.find_element(By.CSS_SELECTOR, "section.trail").text
+    for action in ("确认接收", "登记回应节点", "办结"):
+        assert action in trail, action
+    _shot(d, "14-case-closed")
+
+    with store.reader() as s:
+        t = s.get(Ticket, fire)
+        assert (t.status, t.outcome, t.acknowledged_by, t.closed_by) == ("closed", "responded", DUTY, DUTY)
+    rep = timeliness(store, T0.date(), T0.date(), as_of=T0 + timedelta(hours=3), actor=CLI_ACTOR)
+    rows = [r for r in rep.rows if r.milestone == "权威信息发布"]
+    assert rows and {(r.met, r.on_time, r.breaches) for r in rows} == {(1, 1, 0)}
+    assert "100.0%" in rep.to_text()
+    # The whole page, and on a 390 px phone screen (screenshots to look at).
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1400, min(int(height) + 150, 4000))
+    _shot(d, "15-case-closed-full")
+    d.set_window_size(390, 2400)
+    _shot(d, "16-case-phone")
+    assert d.execute_script("return document.documentElement.scrollWidth") <= 400  # no sideways page
+    d.set_window_size(1400, 1000)
+    assert console.csp_violations() == [] and console.js_errors() == []

@@ -142,17 +142,26 @@ AUDIT_KEYS = (
 )
 
 
+# Where a key means something else in one action's detail (an acknowledgement's "from" is
+# the address it came from, not a previous value).
+AUDIT_KEY_BY_ACTION = {"acknowledged": {"from": "来自地址"}}
+
+
 def audit_row(a: dict[str, Any]) -> dict[str, Any]:
     """An audit row for the trail: the action by its name and the known parts of its detail
     (plain values; an evidence link goes through the link macro in the template)."""
     detail = a.get("detail") or {}
+    labels = {**dict(AUDIT_KEYS), **AUDIT_KEY_BY_ACTION.get(a["action"], {})}
     parts = []
-    for key, label in AUDIT_KEYS:
+    for key, _ in AUDIT_KEYS:
         v = detail.get(key)
         if v is None or v == "" or v == []:
             continue
+        label = labels[key]
         if key == "on_time":
             v = "按时" if v else "超时"
+        elif key == "rule":
+            v = cases.RULE_LABEL.get(str(v), v)
         elif isinstance(v, list):
             v = "、".join(str(x) for x in v)
         elif isinstance(v, dict):
