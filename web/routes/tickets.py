@@ -1,17 +1,28 @@
 """Tickets and events: the pages, the JSON API and the duty officer's actions.
 
-* ``GET /tickets/{id}`` — one ticket on the board's layout (notification links);
-  ``GET /events/{id}`` — the ticket of an event (the link from a search hit).
+* ``GET /tickets/{id}`` — the ticket screen, the whole case (``ticket.html``:
+  posts, responders, clocks and evidence, milestone candidates, the audit
+  trail, and the actions the user may take as forms; the link in
+  notifications); ``GET /events/{id}`` — the ticket of an event (the link
+  from a search hit); ``?merge_q=`` lists the open events to merge into.
+* The page's forms, ``POST /tickets/{id}/ack|assign|milestone|candidate|
+  extend|escalate|close|reopen|merge|split`` (``csrf_token`` field): 303 back
+  to the ticket with ``?done=…``, or the ticket again with the refusal (409 /
+  422); a ticket out of sight is the 404 page.
+* ``GET /api/events/{id}/merge-targets?q=`` — open events in the user's
+  jurisdiction whose title holds the words (the merge picker).
 * ``GET /api/tickets`` — open tickets; ``GET /api/tickets/{id}`` — one ticket
   with its posts and audit trail.
 * ``POST /api/tickets/{id}/ack`` (no body), ``…/milestones``
-  ``{"milestone", "evidence_url"}`` (an http(s) URL, required),
-  ``…/assign`` ``{"department"}``, ``…/close`` ``{"outcome", "note"}``
-  (outcome: responded / no_response_needed / false_alarm / other, or its
-  label; a note is required for other), ``…/reopen`` ``{"reason"}``,
-  ``POST /api/events/{id}/merge`` ``{"into"}``,
-  ``POST /api/events/{id}/split`` ``{"post_ids", "reason"}`` — the rules are
-  :mod:`responder.cases` (its state machine); its NotFound / Conflict /
+  ``{"milestone", "evidence_url", "met_at"}`` (an http(s) URL, required),
+  ``…/assign`` ``{"department"}`` (configured for the place), ``…/close``
+  ``{"outcome", "note"}`` (outcome: responded / no_response_needed /
+  false_alarm / other, or its label; a note is required for other),
+  ``…/reopen`` ``{"reason"}``, ``…/extend`` ``{"milestone", "reason"}``,
+  ``…/escalate`` ``{"reason"}``, ``POST /api/events/{id}/merge``
+  ``{"into", "confirm_places"}``, ``POST /api/events/{id}/split``
+  ``{"post_ids", "reason"}`` — the rules are :mod:`responder.cases` (its
+  state machine) and :mod:`responder.casework`; their NotFound / Conflict /
   Invalid answer 404 / 409 / 422 (``web.app``).
 
 Whoever acts is the signed-in user (:func:`web.auth.require`): the name in
