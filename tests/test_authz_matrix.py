@@ -635,6 +635,9 @@ ROUTES: dict[tuple[str, str], Spec] = {
         body=_form(lambda m, who, t: {"milestone": "反馈处理意见", "reason": f"{who} 延期"})),
     ("POST", "/tickets/{tid}/escalate"): Spec(P.TICKET_ESCALATE, obj="ticket", action=True, ok=303,
                                               body=_form(lambda m, who, t: {"reason": f"{who} 督办"})),
+    ("POST", "/tickets/{tid}/clock-rule"): Spec(
+        P.TICKET_ASSIGN, obj="ticket", action=True, ok=303,
+        body=_form(lambda m, who, t: {"rule": "complaint", "reason": f"{who} 更正时限规则"})),
     ("POST", "/tickets/{tid}/close"): Spec(
         P.TICKET_CLOSE, obj="ticket", action=True, ok=303,
         body=_form(lambda m, who, t: {"outcome": "responded", "note": f"{who} 办结"})),
@@ -1007,6 +1010,8 @@ def verify_action(m: Matrix, cell: Cell) -> list[str]:
             done = s.scalars(select(Audit.actor).where(Audit.ticket_id == tid, Audit.action == action,
                                                        Audit.outcome == "ok")).all()
             return _eq(action, done, [who.name])
+        if path.endswith("/clock-rule"):
+            return _eq("rule", t.rule if t else None, "complaint") + _eq("audited", who.name in acted, True)
         if path.endswith(("/milestone", "/candidate")):
             met = s.scalar(select(Deadline.met_by).where(Deadline.ticket_id == tid, Deadline.milestone == "回应"))
             return _eq("met by", met, who.name)

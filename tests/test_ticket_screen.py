@@ -328,3 +328,33 @@ def test_met_at_is_neither_in_the_future_nor_before_t0(case) -> None:
     assert r.status_code == 200
     d = next(x for x in r.json()["ticket"]["deadlines"] if x["milestone"] == "新闻发布会")
     assert d["met_at"] == "2026-11-02T10:00:00+08:00" and d["on_time"] is True
+
+
+def test_the_clock_rule_changes_on_the_page_with_a_reason(case) -> None:
+    store, app, ids = case
+    tid = ids["fee"]
+    c = _session(app)
+    page = c.get(f"/tickets/{tid}").text
+    assert '<option value="response_48h" selected>' in page and '<option value="complaint">' in page
+    r = _form(c, tid, "clock-rule", {"rule": "complaint", "reason": ""}, page=page)
+    assert r.status_code == 422 and "更改时限规则须填写理由" in r.text
+    _back(_form(c, tid, "clock-rule", {"rule": "complaint", "reason": "网民经留言板投诉"}), tid, "rule")
+    page = c.get(f"/tickets/{tid}?done=rule").text
+    assert "已更改时限规则" in page and "答复" in page and "网民经留言板投诉" in page
+    with store.reader() as s:
+        assert s.get(Ticket, tid).rule == "complaint"
+
+
+def test_a_hand_escalation_goes_where_a_breach_would(settings) -> None:
+    from responder.notify.config import load_notify
+    from responder.notify.router import plan_route
+
+    cfg = load_notify(settings.config_dir)
+    assert cfg is not None
+    assert cfg.escalation.deadline_breached and not cfg.escalation.escalated
+    for code, sev in (("340104", "重大"), ("3401", "特别重大"), (None, "一般")):
+        hand = plan_route(cfg, "escalated", place_code=code, department="蜀山区住房和城乡建设局", severity=sev)
+        breach = plan_route(cfg, "deadline_breached", place_code=code, department="蜀山区住房和城乡建设局",
+                            severity=sev)
+        assert [t.recipient.name for t in hand.targets] == [t.recipient.name for t in breach.targets]
+        assert hand.targets and not hand.missing

@@ -6,7 +6,7 @@
   notifications); ``GET /events/{id}`` — the ticket of an event (the link
   from a search hit); ``?merge_q=`` lists the open events to merge into.
 * The page's forms, ``POST /tickets/{id}/ack|assign|milestone|candidate|
-  extend|escalate|close|reopen|merge|split`` (``csrf_token`` field): 303 back
+  extend|escalate|clock-rule|close|reopen|merge|split`` (``csrf_token`` field): 303 back
   to the ticket with ``?done=…``, or the ticket again with the refusal (409 /
   422); a ticket out of sight is the 404 page.
 * ``GET /api/events/{id}/merge-targets?q=`` — open events in the user's
@@ -42,7 +42,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from responder import accounts, cases, casework
+from responder import accounts, cases, casework, clock_rules
 from responder.cases import CaseError, NotFound
 from responder.clocks import iso_shanghai
 from responder.notify.departments import DepartmentNames
@@ -114,6 +114,7 @@ DONE = {
     "milestone": "已登记节点完成",
     "candidate": "已按官方发布确认节点完成（以其发布时间为完成时间、其链接为佐证）",
     "extend": "已延长时限",
+    "rule": "已更改时限规则：未完成的节点已按新规则自首发时间（T0）重算",
     "escalate": "已发出督办通知",
     "close": "工单已办结",
     "reopen": "工单已重新打开",
@@ -139,7 +140,7 @@ def _screen(request: Request, ctx: WebContext, actor: Actor, tid: int, *, note: 
     return render("ticket.html", status_code=status_code, request=request, t=t, now_iso=iso_shanghai(n),
                   allowed=allowed, note=note, error=error, merge_q=merge_q, merge_targets=targets,
                   confirm=confirm, new_ticket=new_ticket, audit_rows=[audit_row(a) for a in t["audit"]],
-                  ROLE_NAMES=RESPONDER_ROLE)
+                  ROLE_NAMES=RESPONDER_ROLE, rules=clock_rules.rule_choices(ctx.clocks()))
 
 
 RESPONDER_ROLE = {"primary": "牵头回应", "co": "协同回应", "coordinator": "组织协调", "leader": "领导责任"}
@@ -332,6 +333,18 @@ async def escalate_form(tid: str, request: Request, ctx: WebContext = Depends(ge
     why = _one(await _fields(request), "reason", 2001)
     return await _act(request, ctx, actor, num, "escalate", lambda: casework.escalate(
         ctx.store, actor, num, why, now=ctx.now()))
+
+
+@router.post("/tickets/{tid}/clock-rule", response_class=HTMLResponse)
+@_form_page
+async def clock_rule_form(tid: str, request: Request, ctx: WebContext = Depends(get_ctx),
+                          actor: Actor = Depends(require(Permission.TICKET_ASSIGN))) -> Response:
+    """Change the clock rule with a reason (:func:`responder.clock_rules.change_rule`)."""
+    num = _ticket_id(tid)
+    f = await _fields(request)
+    rule, why = _one(f, "rule", 40), _one(f, "reason", 2001)
+    return await _act(request, ctx, actor, num, "rule", lambda: clock_rules.change_rule(
+        ctx.store, actor, num, rule, why, clocks=ctx.clocks(), now=ctx.now()))
 
 
 @router.post("/tickets/{tid}/close", response_class=HTMLResponse)
