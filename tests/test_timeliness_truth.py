@@ -10,7 +10,9 @@ on-time figures that can be recomputed from the audit alone.
 * Closing as 误报 / 无需回应（政务动态） cancels the open deadlines: no breach,
   the scheduler never fires them, the report and the brief count them apart
   (撤销时限) with who and why; a reopen restores them.
-* THE REPLAY: a seeded month of random actions through responder.cases on a
+* THE REPLAY: a seeded month of random actions through responder.cases (and
+  the clock-rule changes, extensions, milestones met at an earlier release's
+  time and hand escalations of responder.clock_rules / responder.casework) on a
   store (SQLite and PostgreSQL), then every on-time figure recomputed here
   from the audit rows alone (never calling responder.report), by department
   and by region, in a jurisdiction too, and compared with ``report
@@ -35,7 +37,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from responder import cases
+from responder import cases, casework, clock_rules
 from responder.brief import brief, brief_text
 from responder.clocks import SHANGHAI
 from responder.permissions import Actor, Role
@@ -468,6 +470,33 @@ def run_month(store: Store, settings: Any, seed: int) -> Replay:
                 act("split", cases.split, target.event_id, moved, "不是同一件事", clocks=clocks)
         elif pick < 0.90:
             act("unknown", cases.acknowledge, 10**6)
+        elif pick < 0.93:
+            # The clock rule changed by hand (a suggestion's clock may then be extended).
+            rule = rng.choice(("suggestion", "suggestion", "complaint", "response_48h"))
+            act("rule", clock_rules.change_rule, target.id, rule, "值班员更正时限规则", clocks=clocks)
+        elif pick < 0.96:
+            # Mostly a suggestion's clock (extendable once), now and then another (refused).
+            suggestions = [t for t in open_ if t.rule == "suggestion"]
+            if suggestions and rng.random() < 0.8:
+                target = rng.choice(suggestions)
+            with store.reader() as s:
+                ds = list(s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == target.id,
+                                                                     Deadline.met_at.is_(None))))
+            if ds:
+                act("extend", casework.extend_deadline, target.id, rng.choice(ds), "涉及多部门", clocks=clocks)
+        elif pick < 0.985:
+            # A milestone met by an earlier release (a candidate confirmed later): on time or late by met_at.
+            with store.reader() as s:
+                t0 = s.get(Event, target.event_id).t0
+                ds = list(s.scalars(select(Deadline.milestone).where(Deadline.ticket_id == target.id,
+                                                                     Deadline.met_at.is_(None))))
+            if ds:
+                back = now - timedelta(minutes=rng.randrange(0, 3 * 24 * 60))
+                act("milestone_at", cases.record_milestone, target.id, rng.choice(ds), clocks=clocks,
+                    evidence_url=f"https://gov.test/{target.id}/release.html", met_at=max(back, t0 - timedelta(
+                        minutes=rng.choice((0, 0, 0, 5)))))
+        else:
+            act("escalate", casework.escalate, target.id, "督促尽快回应")
         sched_at[0] = now
         sched.tick()
     out.end = now
@@ -545,7 +574,7 @@ def replay_audit(rows: list[Audit]) -> dict[int, TK]:
         elif a.action == "milestone":
             dl = t.deadlines[d["milestone"]]
             assert dl.met_at is None and dl.cancelled_at is None and _t(d["due_at"]) == dl.due_at
-            dl.met_at = a.at
+            dl.met_at = _t(d["met_at"])  # when it was met (a release's publication), not when recorded
             nxt = d.get("next_followup")
             if nxt:
                 t.deadlines[nxt["milestone"]] = DL(_t(nxt["starts_at"]), _t(nxt["due_at"]))  # type: ignore[arg-type]
@@ -563,6 +592,16 @@ def replay_audit(rows: list[Audit]) -> dict[int, TK]:
             moved(t, t.t0, d["deadlines_moved"])
             for x in d["deadlines_added"]:
                 t.deadlines[x["milestone"]] = DL(t.t0, _t(x["due_at"]))  # type: ignore[arg-type]
+        elif a.action == "clock_rule_changed":
+            for x in d["deadlines_removed"]:
+                dl = t.deadlines.pop(x["milestone"])
+                assert dl.met_at is None and (dl.starts_at, dl.due_at) == (_t(x["starts_at"]), _t(x["due_at"]))
+            for x in d["deadlines_added"]:
+                t.deadlines[x["milestone"]] = DL(_t(x["starts_at"]), _t(x["due_at"]))  # type: ignore[arg-type]
+        elif a.action == "deadline_extended":
+            dl = t.deadlines[d["milestone"]]
+            assert (dl.starts_at, dl.due_at) == (_t(d["starts_at"]), _t(d["from_due_at"])) and dl.met_at is None
+            dl.due_at = _t(d["due_at"])  # type: ignore[assignment]
         elif a.action == "event_split":  # the ticket split from
             t.t0 = _t(d["t0_change"]["to"])  # type: ignore[assignment]
             moved(t, t.t0, d["deadlines"])
@@ -670,7 +709,8 @@ def test_replay_a_month_and_recompute_every_figure_from_the_audit(store_url: str
         done = run_month(store, settings, seed=20261101)
         # The month did a bit of everything, refusals included.
         for name, least in (("acknowledge", 10), ("assign", 5), ("milestone", 25), ("close", 15), ("reopen", 4),
-                            ("merge", 3), ("split", 2)):
+                            ("merge", 3), ("split", 2), ("rule", 2), ("extend", 1), ("milestone_at", 2),
+                            ("escalate", 1)):
             assert done.done[name] >= least, (name, done.done, done.refused)
         assert done.refused["milestone"] and done.refused["unknown"] and done.refused["acknowledge"], done.refused
         rows = _audit(store)
