@@ -893,8 +893,11 @@ def merge_tickets(
 
 def cross_place_message(src: Event, dst: Event) -> str:
     """What an officer confirms before merging events of two jurisdictions."""
-    return (f"跨属地合并：事件 #{src.id}（{src.place_label or '待定'}）将并入事件 #{dst.id}"
-            f"（{dst.place_label or '待定'}），两地属地不同，须确认后才能合并")
+    def name(ev: Event) -> str:
+        title = ev.title if len(ev.title) <= 40 else ev.title[:40] + "…"
+        return f"事件「{title}」（{ev.place_label or '待定'}）"
+
+    return f"跨属地合并：{name(src)}将并入{name(dst)}，两地属地不同，须确认后才能合并"
 
 
 def _merge(store: Store, actor: Actor, sub: _Subject, event_id: int, into: int, clocks: Clocks,
