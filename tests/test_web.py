@@ -14,6 +14,7 @@ import uvicorn
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from responder import cases
 from responder.service import handle_batch
 from responder.store import Audit, DeadlineWarning, Store, Ticket
 from tests.fixtures.auth import bearer, client_as
@@ -289,8 +290,28 @@ def test_assign_and_close_are_audited_state_transitions(board) -> None:
     who = Officers(app)
     client = who["张三"]
     tid = ids["一般"]
+    def board_row() -> str:
+        html = client.get("/fragment/tickets").text
+        return html[html.index(f'data-ticket="{tid}"'):].split("</tr>")[0]
+
+    def page_department() -> str:
+        html = client.get(f"/tickets/{tid}").text
+        return html.split('class="department">')[1].split("<")[0]
+
+    assert "城市管理局" not in board_row() and page_department() != "城市管理局"
     r = who["张三"].post(f"/api/tickets/{tid}/assign", json={"department": "城市管理局"})
     assert r.status_code == 200 and r.json()["ticket"]["department"] == "城市管理局"
+    # The board and the ticket page show the department the officer assigned.
+    assert "城市管理局" in board_row() and page_department() == "城市管理局"
+    # Also where the board's 回应主体 is a responder the classifier named.
+    big = ids["重大"]
+    with store.reader() as s:
+        choice = next(d for d in cases.department_choices(s.get(Ticket, big)) if "城市管理" in d)
+    assert choice not in client.get("/fragment/tickets").text
+    assert who["张三"].post(f"/api/tickets/{big}/assign", json={"department": choice}).status_code == 200
+    html = client.get("/fragment/tickets").text
+    row = html[html.index(f'data-ticket="{big}"'):].split("</tr>")[0]
+    assert f"责任部门 {choice}" in row and "包河区应急管理局" in row
     assert client.post(
         f"/api/tickets/{tid}/assign", json={"department": "城市管理局"}
     ).json()["already"]
