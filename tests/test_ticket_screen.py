@@ -132,6 +132,9 @@ def test_the_page_holds_the_whole_case(case) -> None:
         assert f'action="/tickets/{tid}/{action}"' in html, action
     assert f'action="/tickets/{tid}/reopen"' not in html  # open: nothing to reopen
     assert "包河区应急管理局" in re.search(r'<select name="department".*?</select>', html, re.S).group(0)
+    # The close form says which clocks are still open and what closing does to them.
+    note = re.search(r'<p class="muted close-open-milestones">(.*?)</p>', html, re.S).group(1)
+    assert "尚未完成：权威信息发布、新闻发布会" in note and "撤销" in note and "照常计时" in note
     # The board's layout is gone from the ticket page.
     assert "tickets-root" not in html
     # js is served
