@@ -81,8 +81,10 @@ def test_emergency_post_to_acknowledged_ticket_survives_responder_kill9(system: 
 
     # The post's own publication time (minute precision on the page) is set so
     # that its 5 h deadline falls due a couple of minutes from now.
+    # The next whole minute at least 75 s away: enough for the ticket, the
+    # acknowledgement and the responder's kill -9 and restart before it falls due.
     now = datetime.now(SHANGHAI)
-    t0 = (now - timedelta(hours=5) + timedelta(seconds=150)).replace(second=0, microsecond=0)
+    t0 = (now - timedelta(hours=5) + timedelta(seconds=75 + 59)).replace(second=0, microsecond=0)
     _publish(
         sut,
         kind="news",
