@@ -9,7 +9,7 @@ session's CSRF token; what users typed is escaped."""
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +22,7 @@ from responder import accounts
 from responder.permissions import CLI_ACTOR, Actor, Role
 from responder.store import Audit, Store, UserRow
 from tests.fixtures.auth import CSRF_HEADER, PASSWORD, add_user, client_as
+from tests.fixtures.common import Clock
 from tests.fixtures.databases import sh
 from web.app import create_app
 
@@ -30,13 +31,6 @@ ADMIN = "admin-hf"  # 系统管理员 at 合肥市 3401
 HOSTILE = "<script>alert(1)</script>"
 MARKER_3402 = "芜湖专属标记"
 
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture

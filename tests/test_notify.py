@@ -27,6 +27,7 @@ from responder.scheduler import Scheduler
 from responder.service import handle_batch
 from responder.store import Delivery, Notice, Store, Ticket
 from tests.fixtures.auth import client_as
+from tests.fixtures.common import Clock
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 from yuqing.configfile import ConfigError
@@ -173,13 +174,6 @@ claim_lease_s: 60
     (config_dir / "notify.yaml").write_text(text, encoding="utf-8")
     return config_dir
 
-
-class Clock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 def _ticket(store: Store, settings, post_id: str, *, at: datetime, severity: str = "一般", **kw: Any) -> int:
@@ -468,6 +462,7 @@ from sqlalchemy import event
 from responder.store import Store
 from responder.notify import Dispatcher, load_notify
 from responder.notify.channels import idempotency_key
+from tests.fixtures.common import Clock
 
 url, cfg_dir, at, where = sys.argv[1], sys.argv[2], datetime.fromisoformat(sys.argv[3]), sys.argv[4]
 store = Store(url)

@@ -6,7 +6,7 @@ import re
 import socket
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import httpx
 import pytest
@@ -18,6 +18,7 @@ from responder import cases
 from responder.service import handle_batch
 from responder.store import Audit, DeadlineWarning, Store, Ticket
 from tests.fixtures.auth import bearer, client_as
+from tests.fixtures.common import Clock
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 
@@ -37,13 +38,6 @@ class Officers(dict):
         c = self[name] = client_as(self.app, name)
         return c
 
-
-class Clock:
-    def __init__(self, at: datetime):
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture

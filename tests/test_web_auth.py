@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ from responder.permissions import CLI_ACTOR, Actor, Permission, Role
 from responder.service import handle_batch
 from responder.store import Audit, SessionRow, Store, Ticket
 from tests.fixtures.auth import CSRF_HEADER, PASSWORD, add_user, client_as, token_for
+from tests.fixtures.common import Clock
 from tests.fixtures.databases import assessed, sh
 from web.app import create_app
 from web.auth import (
@@ -37,13 +38,6 @@ from web.security import csp
 T0 = sh(2026, 11, 2, 9, 0)
 ROOT = Path(__file__).resolve().parents[1]
 
-
-class Clock:
-    def __init__(self, at: datetime) -> None:
-        self.at = at
-
-    def __call__(self) -> datetime:
-        return self.at
 
 
 @pytest.fixture
