@@ -403,3 +403,109 @@ def test_missing_dockerfile_fails(tmp_path: Path) -> None:
         "line 2: FROM node:latest is not pinned",
         "line 3: COPY source nowhere/ does not exist",
     ]
+
+
+# -- the OpenSearch variant (docker-compose.opensearch.yml) ----------------------
+
+OPENSEARCH_OVERRIDE = ROOT / "docker-compose.opensearch.yml"
+
+
+class _Reset:
+    """``!reset``: the key is removed from the merged file."""
+
+
+class _Override:
+    """``!override``: the value replaces the base's instead of merging with it."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+
+class _ComposeLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_override(loader: yaml.SafeLoader, node: yaml.Node) -> _Override:
+    if isinstance(node, yaml.MappingNode):
+        return _Override(loader.construct_mapping(node, deep=True))
+    if isinstance(node, yaml.SequenceNode):
+        return _Override(loader.construct_sequence(node, deep=True))
+    return _Override(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_ComposeLoader.add_constructor("!reset", lambda loader, node: _Reset())
+_ComposeLoader.add_constructor("!override", _construct_override)
+
+
+def merge_compose(base: Any, override: Any) -> Any:
+    """Docker Compose's merge of ``-f base -f override``: mappings merge key by
+    key, ``!reset`` removes, ``!override`` replaces, anything else replaces."""
+    if isinstance(override, _Override):
+        return copy.deepcopy(override.value)
+    if isinstance(base, dict) and isinstance(override, dict):
+        out = copy.deepcopy(base)
+        for key, value in override.items():
+            if isinstance(value, _Reset):
+                out.pop(key, None)
+            elif key in out:
+                out[key] = merge_compose(out[key], value)
+            else:
+                out[key] = merge_compose({}, value) if isinstance(value, dict) else copy.deepcopy(value)
+        return out
+    return copy.deepcopy(override)
+
+
+def active_services(compose: dict[str, Any]) -> dict[str, Any]:
+    """The file as ``docker compose up`` runs it: services in a profile are left out."""
+    return {**compose, "services": {k: v for k, v in services(compose).items() if not v.get("profiles")}}
+
+
+def test_merge_follows_compose_rules() -> None:
+    base = {"services": {"a": {"environment": {"X": "1", "Y": "2"}, "depends_on": {"b": {}, "c": {}}}}}
+    over = yaml.load(
+        "services:\n  a:\n    environment:\n      X: !reset null\n      Z: '3'\n"
+        "    depends_on: !override\n      d: {}\n",
+        Loader=_ComposeLoader,
+    )
+    merged = merge_compose(base, over)
+    assert merged["services"]["a"] == {"environment": {"Y": "2", "Z": "3"}, "depends_on": {"d": {}}}
+    # Without !override the dependencies would merge, keeping b and c.
+    plain = merge_compose(base, {"services": {"a": {"depends_on": {"d": {}}}}})
+    assert set(plain["services"]["a"]["depends_on"]) == {"b", "c", "d"}
+
+
+@pytest.fixture(scope="module")
+def opensearch_compose(compose: dict[str, Any]) -> dict[str, Any]:
+    over = yaml.load(OPENSEARCH_OVERRIDE.read_text(encoding="utf-8"), Loader=_ComposeLoader)
+    return active_services(merge_compose(compose, over))
+
+
+def test_opensearch_variant_has_no_problems(opensearch_compose: dict[str, Any]) -> None:
+    raw = OPENSEARCH_OVERRIDE.read_text(encoding="utf-8")
+    required = tuple("opensearch" if s == "elasticsearch" else s for s in INFRA_WITH_HEALTHCHECK)
+    problems = (
+        check_images(opensearch_compose)
+        + check_volumes(opensearch_compose)
+        + check_depends_on(opensearch_compose)
+        + check_healthchecks(opensearch_compose, required)
+        + check_yuqing_env(opensearch_compose, settings_env_vars())
+        + check_interpolation(raw)
+        + check_stage_commands(opensearch_compose)
+    )
+    assert problems == []
+
+
+def test_opensearch_variant_runs_every_stage_on_opensearch(opensearch_compose: dict[str, Any]) -> None:
+    svcs = services(opensearch_compose)
+    assert "elasticsearch" not in svcs, "the variant does not start Elasticsearch"
+    assert svcs["opensearch"]["image"].startswith("opensearchproject/opensearch:3.")
+    for stage in STAGES:
+        env = _environment(svcs[stage])
+        assert "YUQING_ES_URL" not in env  # settings.py refuses both at once
+        assert env["YUQING_OPENSEARCH_URL"] == "http://opensearch:9200"
+        assert env["YUQING_TRANSPORT"] == "kafka" and env["YUQING_STORE_URL"]
+    for stage in ("indexer", "web"):
+        assert _depends(svcs[stage]).get("opensearch") == "service_healthy"
+        assert _depends(svcs[stage]).get("postgres") == "service_healthy"
+    assert _depends(svcs["web"]).get("kafka") == "service_healthy"
+    assert "YUQING_OPENSEARCH_URL" in settings_env_vars()

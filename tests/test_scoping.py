@@ -47,6 +47,8 @@ from responder.report import timeliness
 from responder.search.base import SearchBackend
 from responder.search.elastic import ElasticSearch
 from responder.search.embedded import EmbeddedSearch
+from responder.search.opensearch import OpenSearch
+from responder.search.rest import RestSearch
 from responder.service import clocks_for, handle_batch
 from responder.store import Event, Notice, Post, Store, Ticket, UnroutedNotice
 from stream.contracts import AssessedPost
@@ -379,11 +381,12 @@ def search_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[S
         b: Any = EmbeddedSearch(tmp_path / "search.db")
     else:
         url = request.getfixturevalue("opensearch_url" if request.param == "opensearch" else "es_url")
-        b = ElasticSearch(url, f"yuqing-scope-{uuid.uuid4().hex[:12]}")
+        server = OpenSearch if request.param == "opensearch" else ElasticSearch
+        b = server(url, f"yuqing-scope-{uuid.uuid4().hex[:12]}")
     try:
         yield b
     finally:
-        if isinstance(b, ElasticSearch):
+        if isinstance(b, RestSearch):
             b.drop_index()
         b.close()
 

@@ -22,6 +22,8 @@ from responder.search import PostDoc, SearchBackend, SearchQuery, open_search, p
 from responder.search import segment as seg
 from responder.search.elastic import ElasticSearch
 from responder.search.embedded import EmbeddedSearch
+from responder.search.opensearch import OpenSearch
+from responder.search.rest import RestSearch
 from yuqing.settings import Settings
 
 CST = timezone(timedelta(hours=8))
@@ -168,8 +170,11 @@ def _server_url(request: pytest.FixtureRequest, kind: str = "elasticsearch") -> 
     return str(request.getfixturevalue("opensearch_url" if kind == "opensearch" else "es_url"))
 
 
-def _make_elastic(url: str) -> tuple[SearchBackend, object]:
-    b = ElasticSearch(url, f"yuqing-test-{uuid.uuid4().hex[:12]}")
+_SERVER_BACKEND: dict[str, type[RestSearch]] = {"elasticsearch": ElasticSearch, "opensearch": OpenSearch}
+
+
+def _make_server(url: str, kind: str) -> tuple[RestSearch, object]:
+    b = _SERVER_BACKEND[kind](url, f"yuqing-test-{uuid.uuid4().hex[:12]}")
 
     def cleanup() -> None:
         b.drop_index()
@@ -183,7 +188,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SearchBa
     if request.param == "embedded":
         b, cleanup = _make_embedded(tmp_path)
     else:
-        b, cleanup = _make_elastic(_server_url(request, request.param))
+        b, cleanup = _make_server(_server_url(request, request.param), request.param)
     try:
         yield b
     finally:
@@ -472,14 +477,47 @@ def test_open_search_follows_settings(tmp_path: Path) -> None:
     finally:
         b.close()
     s = Settings(data_dir=str(tmp_path))
-    s.search.kind = "elasticsearch"
-    s.search.es_url = "http://127.0.0.1:9"  # not contacted until first use
-    s.search.es_index = "posts-x"
-    es = open_search(s)
+    for kind, cls in _SERVER_BACKEND.items():
+        s.search.kind = kind  # type: ignore[assignment]
+        s.search.url = "http://127.0.0.1:9"  # not contacted until first use
+        s.search.index = "posts-x"
+        server = open_search(s)
+        try:
+            assert type(server) is cls and server.index_name == "posts-x" and server.url == s.search.url
+        finally:
+            server.close()
+
+
+def test_search_settings_read_the_old_names_and_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from yuqing.settings import load_settings
+
+    cfg = tmp_path / "config"
+    cfg.mkdir()
+    (cfg / "settings.yaml").write_text(
+        f"data_dir: {tmp_path / 'data'}\nsearch:\n  kind: elasticsearch\n  es_url: http://es.example:9200\n  es_index: old-name\n",
+        encoding="utf-8",
+    )
+    for name in ("YUQING_ES_URL", "YUQING_OPENSEARCH_URL", "YUQING_DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    s = load_settings(cfg)
+    assert (s.search.kind, s.search.url, s.search.index) == ("elasticsearch", "http://es.example:9200", "old-name")
+    monkeypatch.setenv("YUQING_OPENSEARCH_URL", "http://os.example:9200")
+    s = load_settings(cfg)
+    assert (s.search.kind, s.search.url) == ("opensearch", "http://os.example:9200")
+    monkeypatch.setenv("YUQING_ES_URL", "http://es.example:9200")
+    with pytest.raises(ValueError, match="只能设置其一"):
+        load_settings(cfg)
+
+
+@pytest.mark.parametrize(("kind", "other"), [("elasticsearch", "opensearch"), ("opensearch", "elasticsearch")])
+def test_a_server_of_the_other_kind_is_refused_by_name(kind: str, other: str, request: pytest.FixtureRequest) -> None:
+    # The Elasticsearch client pointed at OpenSearch (and the reverse) says which kind to set.
+    b = _SERVER_BACKEND[kind](_server_url(request, other), f"yuqing-test-{uuid.uuid4().hex[:12]}")
     try:
-        assert isinstance(es, ElasticSearch) and es.index_name == "posts-x"
+        with pytest.raises(RuntimeError, match=f"search.kind: {other}"):
+            b.count()
     finally:
-        es.close()
+        b.close()
 
 
 def test_embedded_survives_reopen_and_concurrent_writers(tmp_path: Path) -> None:
@@ -577,14 +615,13 @@ def test_elastic_index_records_its_segmenter_and_flags_another(
     kind: str, request: pytest.FixtureRequest, caplog: pytest.LogCaptureFixture
 ) -> None:
     url = _server_url(request, kind)
-    b, cleanup = _make_elastic(url)
-    assert isinstance(b, ElasticSearch)
+    b, cleanup = _make_server(url, kind)
     try:
         b.index(DOCS[:2])
         assert b.segmenter() == seg.SEGMENTER
-        b._es().indices.put_mapping(index=b.index_name, meta={"segmenter": "jieba 0.42.1"})
-        with caplog.at_level("WARNING", logger="responder.search.elastic"):
-            again = ElasticSearch(url, b.index_name)
+        b._put_meta({"segmenter": "jieba 0.42.1"})
+        with caplog.at_level("WARNING", logger="responder.search.rest"):
+            again = _SERVER_BACKEND[kind](url, b.index_name)
             assert again.count() == 2
         assert any("jieba 0.42.1" in r.getMessage() and "reindex" in r.getMessage() for r in caplog.records)
         again.record_segmenter()

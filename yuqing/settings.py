@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from yuqing.configfile import ConfigError, load_model
 
@@ -52,10 +52,13 @@ class StoreSettings(_Section):
 
 
 class SearchSettings(_Section):
-    kind: Literal["embedded", "elasticsearch"] = "embedded"
+    # embedded: in data_dir; elasticsearch: 8.x/9.x; opensearch: 2.x/3.x (opensearch-py).
+    kind: Literal["embedded", "elasticsearch", "opensearch"] = "embedded"
     embedded_path: str = "search.db"
-    es_url: str = "http://localhost:9200"
-    es_index: str = "yuqing-posts"
+    # The search server (elasticsearch / opensearch); credentials go in the URL.
+    # es_url / es_index are the names these had before OpenSearch: still read.
+    url: str = Field("http://localhost:9200", validation_alias=AliasChoices("url", "es_url"))
+    index: str = Field("yuqing-posts", validation_alias=AliasChoices("index", "es_index"))
 
 
 class WebSettings(_Section):
@@ -249,9 +252,14 @@ def load_settings(cfg_dir: Path | str | None = None) -> Settings:
         s.transport.kafka.bootstrap_servers = env["YUQING_KAFKA_BOOTSTRAP"]
     if "YUQING_STORE_URL" in env:
         s.store.url = env["YUQING_STORE_URL"]
+    if "YUQING_ES_URL" in env and "YUQING_OPENSEARCH_URL" in env:
+        raise ValueError("YUQING_ES_URL 与 YUQING_OPENSEARCH_URL 只能设置其一（Elasticsearch 或 OpenSearch）")
     if "YUQING_ES_URL" in env:
         s.search.kind = "elasticsearch"
-        s.search.es_url = env["YUQING_ES_URL"]
+        s.search.url = env["YUQING_ES_URL"]
+    if "YUQING_OPENSEARCH_URL" in env:
+        s.search.kind = "opensearch"
+        s.search.url = env["YUQING_OPENSEARCH_URL"]
     if "YUQING_WEB_HOST" in env:
         s.web.host = env["YUQING_WEB_HOST"]
     if "YUQING_WEB_PORT" in env:

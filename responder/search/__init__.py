@@ -2,11 +2,14 @@
 
 * ``embedded``: SQLite FTS5 + jieba in ``data_dir`` (laptops, tests, demos);
 * ``elasticsearch``: an Elasticsearch 8.x/9.x index, no Chinese analyzer plugin
-  needed (production).
+  needed (production);
+* ``opensearch``: the same index on OpenSearch 2.x/3.x through ``opensearch-py``.
 
-Both index text pre-segmented by :mod:`responder.search.segment`, so they
-return the same hits. Pick one with ``search.kind`` in ``config/settings.yaml``
-or by setting ``YUQING_ES_URL``.
+The two servers share :mod:`responder.search.rest` (mapping, queries, answers);
+:mod:`.elastic` and :mod:`.opensearch` only adapt a client. All backends index
+text pre-segmented by :mod:`responder.search.segment`, so they return the same
+hits. Pick one with ``search.kind`` in ``config/settings.yaml`` or by setting
+``YUQING_ES_URL`` / ``YUQING_OPENSEARCH_URL``.
 """
 
 from __future__ import annotations
@@ -46,7 +49,11 @@ def open_search(settings: Settings) -> SearchBackend:
     if s.kind == "elasticsearch":
         from responder.search.elastic import ElasticSearch
 
-        return ElasticSearch(s.es_url, s.es_index)
+        return ElasticSearch(s.url, s.index)
+    if s.kind == "opensearch":
+        from responder.search.opensearch import OpenSearch
+
+        return OpenSearch(s.url, s.index)
     if s.kind == "embedded":
         from responder.search.embedded import EmbeddedSearch
 
