@@ -18,7 +18,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest -q -rs
+	$(BIN)/python -m pytest -q -rs -n 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
