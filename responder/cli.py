@@ -15,6 +15,9 @@
 Reports run with full access (the operator at the command line);
 ``--jurisdiction CODE`` narrows one to a jurisdiction and what is below it, as
 a user there sees it (items in 待定 only when CODE is the root jurisdiction).
+* ``yuqing db current`` — the schema revision of the store (exit status 0
+  when it is the newest this release knows); ``yuqing db upgrade`` — bring
+  it there (:mod:`responder.migrate`; every stage also does at start).
 * ``yuqing reindex [--from-start]`` — index what the search index lacks now
   (``--from-start``: every stored post again, e.g. into a new, empty index),
   the same work the indexer stage does continuously (:mod:`responder.indexer`).
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from responder.clocks import SHANGHAI
@@ -173,6 +177,69 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return 0
 
 
+def _store_for_schema(settings: Settings):  # -> Store | None
+    """The store opened as it is (no upgrade), or None (after saying so) when
+    its SQLite file does not exist."""
+    from responder.store import Store, normalise_url
+
+    url = normalise_url(settings.store_url)
+    db = url.database
+    if url.get_backend_name() == "sqlite" and db and db != ":memory:" and not db.startswith("file:"):
+        if not Path(db).exists():
+            print(f"数据库文件不存在：{db}", file=sys.stderr)
+            return None
+    return Store(url, upgrade=False)
+
+
+def cmd_db_current(args: argparse.Namespace) -> int:
+    from responder import migrate
+    from yuqing.cli import settings_from
+
+    store = _store_for_schema(settings_from(args))
+    if store is None:
+        return 1
+    try:
+        state, rev = migrate.describe(store.engine)
+    finally:
+        store.close()
+    head = migrate.head()
+    print(f"数据库：{store.url.render_as_string(hide_password=True)}")
+    print({
+        "current": f"结构版本：{rev}（已是最新）",
+        "behind": f"结构版本：{rev}；本程序的最新版本为 {head}：运行 yuqing db upgrade 升级（各阶段启动时也会自动升级）",
+        "newer": f"结构版本：{rev}，比本程序认识的最新版本 {head} 更新：请使用与数据库相符的新版程序",
+        "legacy": f"无版本记录（建于引入结构版本管理之前）；yuqing db upgrade 会补齐并标记为基线 {migrate.BASELINE}，"
+                  f"再升级到 {head}",
+        "empty": f"空数据库；yuqing db upgrade 会建立最新版本 {head} 的全部表",
+    }[state])
+    return 0 if state == "current" else 1
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from responder import migrate
+    from responder.store import Store
+    from yuqing.cli import settings_from, setup_logging
+
+    setup_logging("db", args.verbose)
+    store = Store(settings_from(args).store_url, upgrade=False)
+    try:
+        done = migrate.upgrade(store.engine)
+    except migrate.SchemaError as e:
+        print(f"无法升级：{e}", file=sys.stderr)
+        return 2
+    finally:
+        store.close()
+    if done.adopted:
+        print(f"旧版数据库（无版本记录）已补齐并标记为基线版本 {migrate.BASELINE}")
+        if done.after != migrate.BASELINE:
+            print(f"数据库结构已升级：{migrate.BASELINE} → {done.after}")
+    elif done.before != done.after:
+        print(f"数据库结构已升级：{done.before or '空库'} → {done.after}")
+    else:
+        print(f"数据库结构已是最新版本：{done.after}")
+    return 0
+
+
 _JURISDICTION_HELP = "只统计该辖区及其下级（行政区划代码或前缀，如 34、3401、340104）；默认全部"
 
 
@@ -210,6 +277,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument("--json", action="store_true", help="输出 JSON")
     b.add_argument("--jurisdiction", type=_parse_jurisdiction, help=_JURISDICTION_HELP)
     b.set_defaults(func=cmd_report_brief)
+
+    d = sub.add_parser("db", help="数据库结构版本（迁移）")
+    dsub = d.add_subparsers(dest="db", required=True)
+    dsub.add_parser("current", help="显示数据库的结构版本（退出码 0 表示已是最新）").set_defaults(func=cmd_db_current)
+    dsub.add_parser("upgrade", help="把数据库结构升级到最新版本（旧版数据库先补齐并标记为基线）").set_defaults(
+        func=cmd_db_upgrade
+    )
 
     x = sub.add_parser("reindex", help="把库中尚未进入全文索引的帖子补入索引（索引阶段持续在做的同一件事）")
     x.add_argument("--from-start", action="store_true", help="从第一条帖子起全部重新索引（如换了新的空索引）")

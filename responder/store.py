@@ -2,7 +2,9 @@
 
 One SQLAlchemy 2 schema that runs unchanged on SQLite (one machine, tests,
 the demo) and PostgreSQL (production). :class:`Store` opens the database,
-creates missing tables and hands out sessions:
+brings its schema to the newest Alembic revision (:mod:`responder.migrate`;
+a change of these models goes with a revision in responder/migrations/versions)
+and hands out sessions:
 
 * ``store.transaction()`` — a write transaction. On SQLite it starts with
   ``BEGIN IMMEDIATE`` so two writers (the stage handler and the scheduler
@@ -51,6 +53,8 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from responder.migrations import baseline
+
 log = logging.getLogger(__name__)
 
 # Integer primary keys: BIGINT on PostgreSQL, INTEGER on SQLite (only
@@ -59,8 +63,8 @@ PK = BigInteger().with_variant(Integer(), "sqlite")
 
 TICKET_STATUSES = ("new", "acknowledged", "closed")
 SEVERITY_RANK = {"一般": 1, "较大": 2, "重大": 3, "特别重大": 4}
-# PostgreSQL advisory lock ids (arbitrary constants, unique to yuqing).
-SCHEMA_LOCK = 7_130_001
+# PostgreSQL advisory lock ids (arbitrary constants, unique to yuqing); the
+# schema's is responder.migrate.SCHEMA_LOCK (7_130_001).
 EVENTS_LOCK = 7_130_002
 
 
@@ -514,9 +518,12 @@ def normalise_url(url: str | URL) -> URL:
 
 
 class Store:
-    """An open responder database. ``Store(url)`` creates missing tables."""
+    """An open responder database. ``Store(url)`` brings its schema to the newest
+    revision (:mod:`responder.migrate`); ``upgrade=False`` opens it as it is."""
 
-    def __init__(self, url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 30000):
+    def __init__(
+        self, url: str | URL, *, echo: bool = False, busy_timeout_ms: int = 30000, upgrade: bool = True
+    ):
         self.url = normalise_url(url)
         self.dialect = self.url.get_backend_name()
         kwargs: dict[str, Any] = {"echo": echo, "json_serializer": _json_dumps, "future": True}
@@ -530,20 +537,15 @@ class Store:
         self.engine: Engine = create_engine(self.url, **kwargs)
         if self.dialect == "sqlite":
             _sqlite_setup(self.engine, busy_timeout_ms)
-        self._create_schema()
+        if upgrade:
+            from responder.migrate import ensure
+
+            # One query when the schema is current; else the migrations, under a lock.
+            ensure(self.engine)
         self._write = sessionmaker(
             bind=self.engine.execution_options(yuqing_write=True), expire_on_commit=False
         )
         self._read = sessionmaker(bind=self.engine, expire_on_commit=False)
-
-    def _create_schema(self) -> None:
-        # Several processes (responder, web) may open a fresh database at the
-        # same moment: serialise the check-then-create of create_all.
-        with self.engine.execution_options(yuqing_write=True).begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": SCHEMA_LOCK})
-            Base.metadata.create_all(conn)
-            _migrate_indexes(conn)
 
     def lock_events(self, session: Session) -> None:
         """Serialise event grouping between responder processes (PostgreSQL),
@@ -603,85 +605,31 @@ def next_rev(session: Session) -> int:
     return int(session.scalar(select(func.coalesce(func.max(Event.rev), 0))) or 0) + 1
 
 
-# Indexes replaced since a database may have been created: dropped if present.
-_OLD_INDEXES = ("ix_deadline_pending", "ix_warning_pending")
-# Columns added since a database may have been created: (table, column, DDL type and
-# default, or one per dialect).
-_ADDED_COLUMNS: tuple[tuple[str, str, str | dict[str, str]], ...] = (
-    ("events", "rev", "BIGINT NOT NULL DEFAULT 0"),
-    ("saved_searches", "jurisdiction", "VARCHAR(12) NOT NULL DEFAULT ''"),
-    ("audit", "outcome", "VARCHAR(20) NOT NULL DEFAULT 'ok'"),
-    ("audit", "actor_role", "VARCHAR(20)"),
-    ("audit", "actor_jurisdiction", "VARCHAR(12)"),
-    ("audit", "place_code", "VARCHAR(12)"),
-    ("tickets", "outcome", "VARCHAR(20)"),
-    ("tickets", "outcome_note", "TEXT"),
-    ("tickets", "closed_by", "VARCHAR(100)"),
-    ("tickets", "rule_reason", "TEXT NOT NULL DEFAULT ''"),
-    ("deadlines", "cancelled_at", {"sqlite": "DATETIME", "postgresql": "TIMESTAMP WITH TIME ZONE"}),
-    ("deadlines", "cancelled_by", "VARCHAR(100)"),
-    ("deadlines", "cancel_outcome", "VARCHAR(20)"),
-    ("deadlines", "cancel_reason", "TEXT"),
-)
-
-# The audit is append-only (issue 14; 网络安全法 第二十一条): the database itself
-# refuses to change or delete a row, whatever code asks.
-AUDIT_APPEND_ONLY = "audit rows are append-only"
-_AUDIT_TRIGGERS = {
-    "sqlite": [
-        f"CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit "
-        f"BEGIN SELECT RAISE(ABORT, '{AUDIT_APPEND_ONLY}'); END",
-        f"CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit "
-        f"BEGIN SELECT RAISE(ABORT, '{AUDIT_APPEND_ONLY}'); END",
-    ],
-    # Created only when missing (see _audit_triggers): no lock on the audit
-    # table at every start, and no CREATE OR REPLACE TRIGGER (PostgreSQL >= 14).
-    # TRUNCATE fires no row trigger, hence the statement trigger.
-    "postgresql": [
-        "CREATE OR REPLACE FUNCTION yuqing_audit_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-        f"$$ BEGIN RAISE EXCEPTION '{AUDIT_APPEND_ONLY}'; END $$",
-        "CREATE TRIGGER audit_append_only BEFORE UPDATE OR DELETE ON audit "
-        "FOR EACH ROW EXECUTE FUNCTION yuqing_audit_append_only()",
-        "CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit "
-        "FOR EACH STATEMENT EXECUTE FUNCTION yuqing_audit_append_only()",
-    ],
-}
+# The audit is append-only (issue 14): the baseline migration's triggers refuse
+# UPDATE, DELETE (and TRUNCATE) with this message.
+AUDIT_APPEND_ONLY = baseline.AUDIT_APPEND_ONLY
 
 
-def _audit_triggers(conn: Any) -> None:
-    """Make the audit table append-only in the database itself."""
-    ddls = _AUDIT_TRIGGERS.get(conn.dialect.name, [])
-    if conn.dialect.name == "postgresql":
-        have = set(conn.execute(text(
-            "SELECT tgname FROM pg_trigger WHERE tgrelid = 'audit'::regclass AND NOT tgisinternal"
-        )).scalars())
-        want = {"audit_append_only", "audit_no_truncate"}
-        if want <= have:
+def _wal(cur: Any, busy_timeout_ms: int) -> None:
+    """Switch a fresh database to WAL. SQLite answers "database is locked" at once,
+    without waiting busy_timeout, when other connections opening the same new
+    file at the same moment hold a lock (stages starting together): retry."""
+    import sqlite3
+    import time
+
+    give_up = time.monotonic() + busy_timeout_ms / 1000
+    pause = 0.01
+    while True:
+        try:
+            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
+            if str(mode).lower() not in ("wal", "memory"):
+                cur.execute("PRAGMA journal_mode = WAL")
             return
-        ddls = [d for d in ddls if not any(f"TRIGGER {name} " in d for name in have)]
-    for ddl in ddls:
-        conn.execute(text(ddl))
-
-
-def _migrate_indexes(conn: Any) -> None:
-    """Bring the columns and indexes of an existing database up to date
-    (create_all only creates the tables, and their indexes, that are missing)."""
-    from sqlalchemy import inspect
-
-    insp = inspect(conn)
-    have: dict[str, set[str]] = {}
-    for table, column, ddl in _ADDED_COLUMNS:
-        if table not in have:
-            have[table] = {c["name"] for c in insp.get_columns(table)}
-        if column not in have[table]:
-            typ = ddl if isinstance(ddl, str) else ddl[conn.dialect.name]
-            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {typ}"))
-    for name in _OLD_INDEXES:
-        conn.execute(text(f"DROP INDEX IF EXISTS {name}"))
-    _audit_triggers(conn)
-    for table in (Deadline.__table__, DeadlineWarning.__table__, Event.__table__):
-        for idx in table.indexes:  # type: ignore[attr-defined]
-            idx.create(conn, checkfirst=True)
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > give_up:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
 
 
 def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
@@ -693,9 +641,7 @@ def _sqlite_setup(engine: Engine, busy_timeout_ms: int) -> None:
         try:
             cur.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys = ON")
-            mode = cur.execute("PRAGMA journal_mode").fetchone()[0]
-            if str(mode).lower() not in ("wal", "memory"):
-                cur.execute("PRAGMA journal_mode = WAL")
+            _wal(cur, busy_timeout_ms)
             cur.execute("PRAGMA synchronous = NORMAL")
         finally:
             cur.close()

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, StatementError
 
+from responder import migrate
 from responder.store import (
     Deadline,
     Event,
@@ -134,7 +135,7 @@ def test_reopen_keeps_data(store_url: str) -> None:
     with Store(store_url) as store:
         with store.transaction() as s:
             s.add(_post("keep", sh(2026, 1, 1, 0), raw={"标题": "保留"}))
-    with Store(store_url) as again:  # create_all on an existing schema is a no-op
+    with Store(store_url) as again:  # at the newest revision: only the version is read
         with again.reader() as s:
             p = s.scalars(select(Post)).one()
             assert p.raw == {"标题": "保留"} and p.place_label == "待定" and p.relevant is False
@@ -181,5 +182,8 @@ def test_many_processes_opening_a_fresh_database(store_url) -> None:
         t.join(30)
     assert not errors, errors
     assert len(opened) == 4 and opened[0].count(Post) == 0
+    # The schema was made once: one version row, the newest revision.
+    with opened[0].engine.connect() as c:
+        assert c.exec_driver_sql("SELECT version_num FROM alembic_version").scalars().all() == [migrate.head()]
     for st in opened:
         st.close()

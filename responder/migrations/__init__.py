@@ -1,0 +1,1 @@
+"""Alembic migrations of the responder's store (see :mod:`responder.migrate`)."""
