@@ -35,8 +35,8 @@ the error carries ``suggestions``, each place with its code; a name with
 exactly one of them inside the user's jurisdiction means that one), a
 source kind, severity or topic (``config/taxonomy.yaml``) that does not
 exist, and ``from`` after ``to``. Never a silent 0 hits.
-The backend is whichever ``search`` in ``settings.yaml`` names (SQLite FTS5
-or Elasticsearch), the one the responder indexes into.
+The backend is whichever ``search`` in ``settings.yaml`` names (embedded tantivy,
+Elasticsearch or OpenSearch), the one the responder indexes into.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One contract for every search backend.
 
-``embedded`` (SQLite FTS5 + jieba) always runs. ``elasticsearch`` runs on
+``embedded`` (tantivy + jieba, posts in SQLite) always runs. ``elasticsearch`` runs on
 ``YUQING_ES_URL`` (a real 8.x or 9.x) or else on noida-db's Elasticsearch
 service, ``opensearch`` on osmem-server (OpenSearch 3.x API), both started by
 ``tests/fixtures/search.py``; each test gets its own index, deleted afterwards.
@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 
@@ -557,17 +558,15 @@ def test_embedded_survives_reopen_and_concurrent_writers(tmp_path: Path) -> None
 
 @contextmanager
 def _cut_by_another_segmenter(path: Path) -> Iterator[sqlite3.Connection]:
-    """DOCS indexed, then every FTS row replaced by one stale token, as another segmenter's
-    index would differ; the caller edits ``meta`` in the same transaction."""
-    b = EmbeddedSearch(path)
-    b.index(DOCS)
-    b.close()
+    """DOCS indexed by a segmenter that cuts every text into one stale token, as
+    another segmenter's index would differ; the caller edits ``meta`` in the same transaction."""
+    with patch.object(seg, "segment", lambda text: "stale"):
+        b = EmbeddedSearch(path)
+        b.index(DOCS)
+        b.close()
     db = sqlite3.connect(path)
     try:
         with db:
-            for (rowid,) in db.execute("SELECT id FROM posts ORDER BY id").fetchall():
-                db.execute("DELETE FROM posts_fts WHERE rowid = ?", (rowid,))
-                db.execute("INSERT INTO posts_fts (rowid, title_seg, text_seg) VALUES (?, 'stale', 'stale')", (rowid,))
             yield db
     finally:
         db.close()
@@ -582,7 +581,7 @@ def test_embedded_index_cut_by_another_segmenter_is_recut_on_open(
     with _cut_by_another_segmenter(path) as db:
         db.execute("UPDATE meta SET value = 'jieba 0.42.1' WHERE key = 'segmenter'")
 
-    monkeypatch.setattr(embedded, "_RESEGMENT_CHUNK", 2)  # several transactions
+    monkeypatch.setattr(embedded, "_REBUILD_CHUNK", 2)  # several transactions
     b = EmbeddedSearch(path)
     try:
         assert b.search(SearchQuery(text="stale")).total == 0
@@ -593,7 +592,7 @@ def test_embedded_index_cut_by_another_segmenter_is_recut_on_open(
     db = sqlite3.connect(path)
     meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
     db.close()
-    assert meta["segmenter"] == seg.SEGMENTER and "resegmented_upto" not in meta
+    assert meta["segmenter"] == seg.SEGMENTER and "rebuilt_upto" not in meta
 
 
 def test_embedded_resegmenting_resumes_after_the_last_row_it_recut(tmp_path: Path) -> None:
@@ -602,7 +601,7 @@ def test_embedded_resegmenting_resumes_after_the_last_row_it_recut(tmp_path: Pat
         ids = [r[0] for r in db.execute("SELECT id FROM posts ORDER BY id")]
         db.execute("DELETE FROM meta WHERE key = 'segmenter'")  # as before the key existed
         # A crash after the first two rows were re-cut: those are not cut again.
-        db.execute("INSERT INTO meta (key, value) VALUES ('resegmented_upto', ?)", (str(ids[1]),))
+        db.execute("INSERT INTO meta (key, value) VALUES ('rebuilt_upto', ?)", (str(ids[1]),))
     b = EmbeddedSearch(path)
     try:
         assert b.search(SearchQuery(text="stale")).total == 2

@@ -1,7 +1,7 @@
 """Chinese word segmentation and highlighting shared by every search backend.
 
 Both backends index the same pre-segmented text (:func:`segment`) and turn a
-query into the same words (:func:`query_terms`), so the embedded SQLite FTS5
+query into the same words (:func:`query_terms`), so the embedded tantivy
 index and Elasticsearch (whitespace analyzer, no IK plugin) match the same
 documents.
 
