@@ -4,8 +4,10 @@ one query builder, one way to read answers.
 Documents carry ``title_seg`` / ``text_seg``: the jieba search-mode tokens
 from :mod:`responder.search.segment`, space-joined, indexed with a
 whitespace + lowercase analyzer. Queries are segmented the same way in Python
-(one ``multi_match`` per query word, all required), so both servers and the
-embedded index agree on what matches; no IK or other Chinese plugin is needed.
+(one ``multi_match`` per query word, combined in ``bool`` clauses as the query
+language of :mod:`responder.search.query` says: spaces AND, ``|`` OR, ``-``
+NOT), so both servers and the embedded index agree on what matches; no IK or
+other Chinese plugin is needed.
 
 Filters are ``bool.filter`` clauses on keyword / date fields, facets are
 ``terms`` aggregations over the whole matching set. Snippets and highlighted
@@ -35,6 +37,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from responder.search import query as qlang
 from responder.search import segment as seg
 from responder.search.base import (
     FACET_FIELDS,
@@ -112,12 +115,29 @@ def _iso(dt: datetime) -> str:
     return dt.astimezone(UTC).isoformat(timespec="milliseconds")
 
 
-def build_query(q: SearchQuery, terms: Sequence[str]) -> dict[str, Any]:
-    """The ``query`` clause for ``q`` (exposed for inspection and debugging)."""
-    must: list[dict[str, Any]] = [
-        {"multi_match": {"query": t, "fields": ["title_seg^2", "text_seg"], "type": "most_fields"}}
-        for t in terms
-    ]
+def _word(w: str) -> dict[str, Any]:
+    return {"multi_match": {"query": w, "fields": ["title_seg^2", "text_seg"], "type": "most_fields"}}
+
+
+def text_clause(node: qlang.Node) -> dict[str, Any]:
+    """The query language's tree (:mod:`responder.search.query`) as a ``bool`` query."""
+    if isinstance(node, qlang.Term):
+        return _word(node.words[0]) if len(node.words) == 1 else {"bool": {"must": [_word(w) for w in node.words]}}
+    if isinstance(node, qlang.Not):
+        return {"bool": {"must_not": [text_clause(node.part)]}}
+    if isinstance(node, qlang.Or):
+        return {"bool": {"should": [text_clause(p) for p in node.parts], "minimum_should_match": 1}}
+    must = [text_clause(p) for p in node.parts if not isinstance(p, qlang.Not)]
+    must_not = [text_clause(p.part) for p in node.parts if isinstance(p, qlang.Not)]
+    out: dict[str, Any] = {"must": must} if must else {}
+    if must_not:
+        out["must_not"] = must_not
+    return {"bool": out}
+
+
+def build_query(q: SearchQuery, node: qlang.Node | None) -> dict[str, Any]:
+    """The ``query`` clause for ``q`` and its parsed text (exposed for inspection and debugging)."""
+    must: list[dict[str, Any]] = [text_clause(node)] if node is not None else []
     flt: list[dict[str, Any]] = []
     if q.place_code is not None:
         flt.append({"prefix": {"place_code": q.place_code}})
@@ -153,11 +173,11 @@ def build_sort(q: SearchQuery, has_terms: bool) -> list[Any]:
     return ["_score", {"published_at": {"order": "desc"}}, {"post_id": {"order": "asc"}}]
 
 
-def build_search(q: SearchQuery, terms: Sequence[str]) -> dict[str, Any]:
-    """The whole body of ``POST /<index>/_search`` for ``q``."""
+def build_search(q: SearchQuery, node: qlang.Node | None) -> dict[str, Any]:
+    """The whole body of ``POST /<index>/_search`` for ``q`` and its parsed text."""
     return {
-        "query": build_query(q, terms),
-        "sort": build_sort(q, bool(terms)),
+        "query": build_query(q, node),
+        "sort": build_sort(q, qlang.has_positive(node)),
         "from": q.offset,
         "size": q.limit,
         "track_total_hits": True,
@@ -167,15 +187,16 @@ def build_search(q: SearchQuery, terms: Sequence[str]) -> dict[str, Any]:
     }
 
 
-def read_result(resp: dict[str, Any], terms: Sequence[str]) -> SearchResult:
-    """A :class:`SearchResult` from a ``_search`` answer."""
+def read_result(resp: dict[str, Any], terms: Sequence[str], scored: bool | None = None) -> SearchResult:
+    """A :class:`SearchResult` from a ``_search`` answer; ``terms`` are highlighted."""
+    scored = bool(terms) if scored is None else scored
     hits: list[SearchHit] = []
     for h in resp["hits"]["hits"]:
         d = PostDoc.from_stored(h["_source"])
         hits.append(
             SearchHit(
                 post_id=d.post_id,
-                score=float(h.get("_score") or 0.0) if terms else 0.0,
+                score=float(h.get("_score") or 0.0) if scored else 0.0,
                 title=d.title,
                 title_html=seg.highlight(d.title, terms),
                 snippet=seg.snippet(d.text, terms),
@@ -366,9 +387,10 @@ class RestSearch(ABC):
         return self._count()
 
     def search(self, q: SearchQuery) -> SearchResult:
-        terms = seg.query_terms(q.text)
+        node = qlang.parse(q.text)
         self._setup()
-        return read_result(self._search(build_search(q, terms)), terms)
+        terms = qlang.positive_words(node)
+        return read_result(self._search(build_search(q, node)), terms, scored=qlang.has_positive(node))
 
     def __enter__(self) -> RestSearch:
         return self
