@@ -50,6 +50,59 @@ _AGO = re.compile(r"(\d+|半|一|两|二|三|四|五|六|七|八|九|十)\s*(秒
 _DAY_WORD = re.compile(r"(今天|今日|昨天|昨日|前天|前日)(?:" + _TIME + r")?")
 _JUST_NOW = re.compile(r"刚刚|刚才")
 _CN_SMALL = {"一": 1, "两": 2, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9, "十": 10}
+# 二〇二五年八月三日 (documents' 落款, newspaper mastheads): digit by digit for the year,
+# 十-style numbers for month and day.
+_CN_DIGIT = {"〇": 0, "○": 0, "零": 0, "Ｏ": 0, "O": 0, "0": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6,
+             "七": 7, "八": 8, "九": 9}
+_CN_DATE = re.compile(r"([〇○零Ｏ一二三四五六七八九]{4})\s*年\s*([一二三四五六七八九十]{1,3})\s*月\s*([一二三四五六七八九十]{1,3})\s*日")
+# 20250214120915 / 20250214 (a script's compact time); 1751372100 / 1751372100000 (epoch s / ms)
+_COMPACT = re.compile(r"((?:19|20)\d\d)(\d\d)(\d\d)(?:(\d\d)(\d\d)(\d\d))?")
+_EPOCH = re.compile(r"1\d{9}(?:\d{3})?")
+
+
+def _cn_small_number(s: str) -> int | None:
+    """一 .. 三十一 (月/日)."""
+    if not s or any(c not in _CN_SMALL for c in s):
+        return None
+    if s == "十":
+        return 10
+    if s.startswith("十"):
+        return 10 + _CN_SMALL[s[1]] if len(s) == 2 else None
+    if len(s) == 1:
+        return _CN_SMALL[s]
+    if len(s) == 2 and s[1] == "十":
+        return _CN_SMALL[s[0]] * 10
+    if len(s) == 3 and s[1] == "十":
+        return _CN_SMALL[s[0]] * 10 + _CN_SMALL[s[2]]
+    return None
+
+
+def cn_dates_to_digits(text: str) -> str:
+    """Write Chinese-numeral dates ("二〇二五年十一月二十八日") as digits ("2025年11月28日")."""
+    def one(m: re.Match[str]) -> str:
+        year = "".join(str(_CN_DIGIT[c]) for c in m.group(1))
+        mo, d = _cn_small_number(m.group(2)), _cn_small_number(m.group(3))
+        if mo is None or d is None:
+            return m.group(0)
+        return f"{year}年{mo}月{d}日"
+    return _CN_DATE.sub(one, text) if "年" in text else text
+
+
+def parse_compact(value: str | None, now: datetime | None = None) -> Parsed | None:
+    """A machine time written without separators: ``20250214120915``, ``20250214``, or epoch
+    seconds / milliseconds. ``None`` for anything else, or for a time after the fetch time."""
+    v = (value or "").strip()
+    ref = _now_sh(now)
+    got: Parsed | None = None
+    if (m := _COMPACT.fullmatch(v)) is not None:
+        y, mo, d, h, mi, s = m.groups()
+        got = _build(int(y), int(mo), int(d), h, mi, s)
+    elif _EPOCH.fullmatch(v):
+        secs = int(v) / (1000 if len(v) == 13 else 1)
+        got = datetime.fromtimestamp(secs, SHANGHAI), "second"
+    if got is None or got[0] > ref + timedelta(days=1):
+        return None
+    return got
 
 
 def _now_sh(now: datetime | None) -> datetime:
@@ -118,7 +171,7 @@ def parse_date(text: str | None, now: datetime | None = None) -> Parsed | None:
     """
     if not text:
         return None
-    t = text.replace("\xa0", " ").replace("\u3000", " ").strip()
+    t = cn_dates_to_digits(text.replace("\xa0", " ").replace("\u3000", " ").strip())
     if not t:
         return None
     ref = _now_sh(now)

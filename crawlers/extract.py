@@ -17,7 +17,7 @@ import lxml.html
 from lxml import etree
 from parsel import Selector
 
-from crawlers.dates import Parsed, parse_date
+from crawlers.dates import Parsed, cn_dates_to_digits, parse_compact, parse_date
 from crawlers.sources import Selectors
 from stream.contracts import SHANGHAI
 
@@ -145,14 +145,65 @@ _SCRIPT_TIME = re.compile(
 )
 
 
+# The same keys holding a compact time (央视网 ``publishDate ="20250214120915"``) or epoch
+# milliseconds (澎湃 ``"pubTimeLong":1736342040000``).
+_SCRIPT_COMPACT = re.compile(
+    r"""["']?(?:datePublished|pubtime|pubTime|pubTimeLong|publish_time|publishTime|publishDate|pubDate|pub_date)"""
+    r"""["']?\s*[:=]\s*["']?(\d{8,14})(?!\d)"""
+)
+
+
 def _script_time(sel: Selector, now: datetime) -> Parsed | None:
     """The first publication time a <script> on the page declares (see ``_SCRIPT_TIME``); only full
     dates with a year count, and never one after the fetch time."""
     for text in sel.css("script::text").getall():
         for m in _SCRIPT_TIME.finditer(text):
-            got = parse_date(m.group(1), now)
+            got = parse_date(m.group(1), now) or parse_compact(m.group(1), now)
             if got and got[0] <= now + timedelta(days=1):
                 return got
+        for m in _SCRIPT_COMPACT.finditer(text):
+            if got := parse_compact(m.group(1), now):
+                return got
+    return None
+
+
+_NOT_PUBLISHED_ATTR = re.compile(r"utime|update|modif|edit", re.I)
+
+
+def _element_epoch(sel: Selector, now: datetime) -> Parsed | None:
+    """An element marked as the time whose whole text is a machine time (环球网's
+    ``<textarea class="article-time">1759289400000</textarea>``, filled into the page by script);
+    not one marked as the update time."""
+    for s in sel.css("[class*=time], [id*=time]"):
+        if not isinstance(s.root, etree._Element):
+            continue
+        if _NOT_PUBLISHED_ATTR.search(f"{s.root.get('class') or ''} {s.root.get('id') or ''}"):
+            continue
+        text = "".join(s.root.itertext()).strip()
+        if text.isdigit() and (got := parse_compact(text, now)):
+            return got
+    return None
+
+
+# A date in the URL's path: /2025-06/18/, /20250803/, t20250827_, /2025/0412/, /2025/05-19/,
+# /art/2025/4/9/ (CMSs file a page under the day it was published).
+_URL_DAY = (
+    re.compile(r"(?<!\d)((?:19|20)\d\d)[-/_]?(\d\d)[-/_]?(\d\d)(?!\d)"),
+    re.compile(r"/((?:19|20)\d\d)/(\d{1,2})/(\d{1,2})/"),
+)
+
+
+def url_day(url: str | None, now: datetime) -> datetime | None:
+    """The day a page's URL path names, or None; never after the fetch time."""
+    path = urlsplit(url or "").path
+    for rx in _URL_DAY:
+        for m in rx.finditer(path):
+            try:
+                day = datetime(int(m.group(1)), int(m.group(2)), int(m.group(3)), tzinfo=SHANGHAI)
+            except ValueError:
+                continue
+            if day <= now + timedelta(days=1):
+                return day
     return None
 
 
@@ -287,6 +338,7 @@ def extract_content(sel: Selector, selectors: Selectors | None = None) -> str:
 
 def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = None) -> Article:
     """Title, body, author and time of an article page; per-source selectors first, then generic rules."""
+    page_url = sel.root.base if isinstance(sel.root, etree._Element) else None
     title = extract_title(sel, selectors)
     body = sel.css("body")
     root = body[0].root if body else sel.root
@@ -305,9 +357,9 @@ def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = 
         # The date printed between the title and the body is what readers see: a by-line, so
         # a long paragraph in that window (the body's first lines) is not searched.
         published = _date_in(blocks, title_idx, min(max(span[0], title_idx) + 4, span[1] + 1), now,
-                             max_len=_BYLINE_MAX, keep=title_idx)
+                             max_len=_BYLINE_MAX, keep=title_idx, labelled=False)
     if published is None:
-        published = _meta_time(sel, now) or _script_time(sel, now)
+        published = _meta_time(sel, now) or _script_time(sel, now) or _element_epoch(sel, now)
         if published is not None and published[1] == "day":
             # <meta> with the date only: the page may print the same day with its time.
             near = time_near_title(blocks, title_idx, span, now)
@@ -316,11 +368,16 @@ def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = 
     if published is None and title_idx >= 0:
         # "3小时前", "昨天 09:15", "11-21 08:00" printed under the title.
         for b in blocks[title_idx + 1:max(span[0], title_idx) + 4]:
-            if len(b.joined) <= 80 and (got := parse_date(b.joined, now)) is not None:
+            # a line of prose ("2月27日，记者从…获悉") is the body, not a by-line
+            if len(b.joined) <= 80 and not _PROSE.search(b.joined) and (got := parse_date(b.joined, now)) is not None:
                 published = got
                 break
+    weak = False
     if published is None:
-        published = time_near_title(blocks, title_idx, span, now)
+        got_near = _near_title(blocks, title_idx, span, now)
+        if got_near is not None:
+            published, weak = got_near
+    published = _check_with_url(published, weak, url_day(page_url, now))
     if published is not None and published[1] != "day":
         published = _display_zone(sel, published)
     author = ""
@@ -779,35 +836,56 @@ def _title_index(blocks: list[_Block], title: str) -> int:
 _BYLINE_MAX = 80
 
 
+def _date_text(text: str) -> str:
+    """A block's text with the date forms ``_FULL_DATE`` does not read written as it reads them:
+    Chinese numerals (二〇二五年八月三日), and 新华网's "2025 06/18 16:42:31" (year, then month/day)."""
+    return _YEAR_SPACE_MD.sub(r"\1-\2-\3", cn_dates_to_digits(text))
+
+
+_YEAR_SPACE_MD = re.compile(r"(?<!\d)((?:19|20)\d\d)\s+(\d{1,2})\s*/\s*(\d{1,2})(?=\s+\d{1,2}:\d{2})")
+# A date that bounds a period or a deadline is not when the page was put up: "公示期为2025年5月7日至
+# 5月13日", "于2025年4月30日前报送", "自2025年3月1日起施行", "2019年8月31日前出生".
+_PERIOD_AFTER = re.compile(r"^\s*(?:至|到|起|前|之前|以前|以后|之后|止|—|~|～)")
+_PERIOD_BEFORE = re.compile(r"(?:至|到|自|从|截至|截止)\s*$")
+
+
 def _date_in(blocks: list[_Block], lo: int, hi: int, now: datetime, *, max_len: int | None = None,
-             keep: int = -1, stamp_only: bool = False) -> Parsed | None:
+             keep: int = -1, stamp_only: bool = False, labelled: bool = True) -> Parsed | None:
     """The first full date (with year) in ``blocks[lo:hi]`` that is not after the fetch time.
 
     ``max_len``: skip blocks longer than that (block ``keep``, the title, excepted);
-    ``stamp_only``: only a posting stamp counts (see ``_is_stamp``)."""
+    ``stamp_only``: only a posting stamp counts (see ``_is_stamp``). A date labelled as the
+    written (成文) or the updated one only counts when no other date is there (and ``labelled``:
+    the by-line is read first for the release, then the page's machine-readable time)."""
     lo = max(0, lo)
     written: Parsed | None = None
     for i, b in enumerate(blocks[lo:max(0, hi)], start=lo):
         text = b.joined
-        if max_len is not None and i != keep and len(text) > max_len:
-            continue
+        if max_len is not None and i != keep and (len(text) > max_len or "。" in text):
+            continue  # a by-line is short and no sentence: "会议传达了2025年10月29日…精神。" is the body
+        text = _date_text(text)
         for m in _FULL_DATE.finditer(text):
             if stamp_only and not _is_stamp(text, m):
+                continue
+            if _PERIOD_AFTER.match(text[m.end():]) or _PERIOD_BEFORE.search(text[:m.start()]):
                 continue
             got = parse_date(m.group(0), now)
             if got and got[0] <= now + timedelta(days=1):
                 label = text[:m.start()] or (blocks[i - 1].joined if i > 0 and len(blocks[i - 1].joined) <= 12 else "")
-                if _WRITTEN_LABEL.search(label[-12:]):
+                if _WRITTEN_LABEL.search(label[-12:]) or _UPDATED_LABEL.search(label[-12:]):
                     written = written or got
                     continue
                 return got
-    return written
+    return written if labelled else None
 
 
 # 政府信息公开 pages print the date a document was signed (成文日期) as well as the date it was
 # put online (发布日期), in either order; the release is when the public could read it, so a
 # date labelled as the written one only counts when no other date is there.
 _WRITTEN_LABEL = re.compile(r"(?:成文|印发|签发|发文|生成)(?:日期|时间)\s*[:：]?\s*$")
+# "更新时间：…", "更新于 …", "最后修改 …": the page changed then, it was published before.
+_UPDATED_LABEL = re.compile(r"(?:更新|修改|修订|编辑)(?:于|日期|时间)?\s*[:：]?\s*$")
+_PROSE = re.compile(r"[，。；！？]")
 
 
 _POST_LABEL = re.compile(r"发表|发布|发帖|发贴|贴于|帖于|posted|published|更新", re.I)
@@ -824,10 +902,41 @@ def time_near_title(blocks: list[_Block], title_idx: int, span: tuple[int, int],
     """The first full date between the title and the start of the body; else a posting stamp just
     after the body (blog and BBS footers: "发表于 2004年12月27日 12:40"); else the first full date
     anywhere on the page."""
+    got = _near_title(blocks, title_idx, span, now)
+    return got[0] if got else None
+
+
+def _near_title(blocks: list[_Block], title_idx: int, span: tuple[int, int],
+                now: datetime) -> tuple[Parsed, bool] | None:
+    """:func:`time_near_title`, and whether the date is only a guess (weak): found anywhere on the
+    page or only a month, not in the by-line nor as a posting stamp."""
     lo, hi = span
     start = title_idx if 0 <= title_idx <= lo else max(0, lo - 8)
-    return (_date_in(blocks, start, lo + 2, now) or _date_in(blocks, hi + 1, hi + 16, now, stamp_only=True)
-            or _date_in(blocks, 0, len(blocks), now) or _year_month_in(blocks, start, hi + 16))
+    got = (_date_in(blocks, start, lo + 2, now, max_len=_BYLINE_MAX, keep=title_idx)
+           or _date_in(blocks, hi + 1, hi + 16, now, stamp_only=True))
+    if got is not None:
+        return got, False
+    # a date in the body's first lines is what the text is about, as much a guess as one anywhere
+    got = (_date_in(blocks, start, lo + 2, now) or _date_in(blocks, 0, len(blocks), now)
+           or _year_month_in(blocks, start, hi + 16))
+    return (got, True) if got is not None else None
+
+
+def _check_with_url(published: Parsed | None, weak: bool, day: datetime | None) -> Parsed | None:
+    """The URL's day (``url_day``) against the date the page gave: it fills a page without a date,
+    replaces a guess from elsewhere on the page (a date in the body, a related link), and gives the
+    year to a by-line printed without one ("08-03 14:05" read a year later)."""
+    if day is None:
+        return published
+    if published is None:
+        return day, "day"
+    dt, prec = published
+    local = dt.astimezone(SHANGHAI)
+    if local.date() == day.date():
+        return published
+    if (local.month, local.day) == (day.month, day.day):
+        return dt.replace(year=day.year), prec
+    return (day, "day") if weak else published
 
 
 _YEAR_MONTH = re.compile(r"(?<!\d)((?:19|20)\d\d)\s*年\s*(\d{1,2})\s*月(?!\s*\d)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from crawlers.extract import extract_page
+from crawlers.extract import extract_page, url_day
 from stream.contracts import SHANGHAI
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=SHANGHAI)
@@ -114,3 +114,91 @@ def test_bbs_by_line_names_the_author_powered_by_does_not() -> None:
     assert out["author"] == "眉间尺" and out["published_at"] == "2005-05-17T22:11:42+08:00"
     footer = page(tail='<div class="copy">Powered by Discuz! X3.4</div>')
     assert extract_page(footer, "", NOW)["author"] == ""
+
+
+def test_url_day_forms() -> None:
+    for url, day in [
+        ("http://www.news.cn/local/2025-06/18/c_1131725648.htm", (2025, 6, 18)),
+        ("https://news.ifeng.com/a/20250330/60123456_0.shtml", (2025, 3, 30)),
+        ("http://www.cxian.gov.cn/zwgk/tzgg/202508/t20250827_4561234.html", (2025, 8, 27)),
+        ("https://www.zj.gov.cn/art/2025/6/3/art_1554467_60234567.html", (2025, 6, 3)),
+        ("http://politics.people.com.cn/n1/2025/0412/c1001-40458812.html", (2025, 4, 12)),
+        ("https://www.chinanews.com.cn/sh/2025/05-19/10423456.shtml", (2025, 5, 19)),
+    ]:
+        got = url_day(url, NOW)
+        assert got is not None and (got.year, got.month, got.day) == day, url
+    # ids that are no date, a query string, a day after the fetch time
+    for url in ("https://www.sohu.com/a/876543210_121106842", "https://x.cn/s?id=20251120123",
+                "https://x.cn/2027-01/05/a.html", "https://x.cn/a/20251340.html", ""):
+        assert url_day(url, NOW) is None, url
+
+
+def test_url_gives_the_day_when_the_page_prints_none() -> None:
+    html = page(top="<p>来源：某某网 <span id='pubDate'></span></p>")
+    out = extract_page(html, "http://www.x.cn/news/2025-01/17/content_1.html", NOW)
+    assert out["published_at"] == "2025-01-17T00:00:00+08:00" and out["published_precision"] == "day"
+    assert extract_page(html, "", NOW)["published_at"] is None
+
+
+def test_url_beats_a_date_in_the_body_but_not_the_by_line() -> None:
+    body = "　　会议传达了2025年10月29日全市安全生产电视电话会议精神，安排部署今冬明春安全生产工作。"
+    html = page(body=body)
+    url = "http://www.x.gov.cn/xxgk/202511/t20251103_1.html"
+    assert extract_page(html, url, NOW)["published_at"] == "2025-11-03T00:00:00+08:00"
+    assert extract_page(html, "", NOW)["published_at"] == "2025-10-29T00:00:00+08:00"  # only a guess without it
+    # A by-line that names another day than the URL wins: the URL can be the day the draft was filed.
+    byline = page(top="<p>发布时间：2025-11-04 09:00 来源：县应急局</p>", body=body)
+    assert extract_page(byline, url, NOW)["published_at"] == "2025-11-04T09:00:00+08:00"
+
+
+def test_url_gives_the_year_to_a_by_line_without_one() -> None:
+    html = page(top='<div class="time-source"><span class="time">08-03 14:05</span> 来源：某某网</div>')
+    fetched = datetime(2025, 9, 10, 9, 0, tzinfo=SHANGHAI)
+    assert extract_page(html, "https://x.cn/xw/20240803/a.shtml", fetched)["published_at"] == "2024-08-03T14:05:00+08:00"
+    assert extract_page(html, "https://x.cn/xw/a.shtml", fetched)["published_at"] == "2025-08-03T14:05:00+08:00"
+
+
+def test_updated_stamp_is_not_the_publication_time() -> None:
+    both = page(top="<p>更新时间：2025-06-11 16:40　发布时间：2025-06-10 08:00　来源：某某网</p>")
+    assert extract_page(both, "", NOW)["published_at"] == "2025-06-10T08:00:00+08:00"
+    # Only the update is printed; the JSON-LD has the publication (UTC).
+    ld = page(head='<script type="application/ld+json">{"@type":"NewsArticle","dateModified":"2025-03-04T02:00:00Z",'
+                   '"datePublished":"2025-03-03T06:05:00Z"}</script>',
+              top="<p>记者 周洁 · 更新于 2025-03-04 10:00</p>")
+    assert extract_page(ld, "", NOW)["published_at"] == "2025-03-03T14:05:00+08:00"
+    # With nothing else on the page the update is still the best there is.
+    alone = page(top="<p>记者 周洁 · 更新于 2025-03-04 10:00</p>")
+    assert extract_page(alone, "", NOW)["published_at"] == "2025-03-04T10:00:00+08:00"
+
+
+def test_period_and_deadline_dates_are_not_the_publication() -> None:
+    body = "　　现将候选名单予以公示，公示期为2025年5月7日至2025年5月13日。各单位于2025年4月30日前报送材料。"
+    html = page(body=body, tail="<p>发布日期：2025-05-06 15:02 | 信息来源：市发展改革委</p>")
+    assert extract_page(html, "", NOW)["published_at"] == "2025-05-06T15:02:00+08:00"
+
+
+def test_prose_under_the_title_is_not_a_relative_by_line() -> None:
+    # "2月27日，记者从…" is the body's first sentence; the posting stamp after the body is the date.
+    html = page(body="　　2月27日，记者从市行政审批服务局了解到相关情况。", tail="<p>编辑：陈晨</p><p>发布日期：2025-03-02</p>")
+    assert extract_page(html, "", NOW)["published_at"] == "2025-03-02T00:00:00+08:00"
+
+
+def test_chinese_numeral_and_split_by_lines() -> None:
+    cn = page(top="<p>发布单位：县委组织部　日期：二○二五年十一月二十八日</p>")
+    assert extract_page(cn, "", NOW)["published_at"] == "2025-11-28T00:00:00+08:00"
+    # 新华网: year, month/day and clock in separate elements of one line
+    xh = page(top='<div class="header-time"><span class="year"><em> 2025</em></span><span class="day"><em> 06</em>/'
+                  '<em>18</em></span><span class="time"> 16:42:31</span></div>',
+              tail='<ul class="related"><li>2025-06-12</li></ul>')
+    assert extract_page(xh, "", NOW)["published_at"] == "2025-06-18T16:42:31+08:00"
+
+
+def test_machine_times_in_scripts_and_elements() -> None:
+    cctv = page(head='<script>var itemid1="ARTI";var publishDate ="20250721193601";</script>')
+    assert extract_page(cctv, "", NOW)["published_at"] == "2025-07-21T19:36:01+08:00"
+    hq = page(top='<textarea class="article-time">1759289400000</textarea>'
+                  '<textarea class="article-utime">1759300000000</textarea>')
+    assert extract_page(hq, "", NOW)["published_at"] == "2025-10-01T11:30:00+08:00"
+    # the update time alone is not read as the publication
+    upd = page(top='<textarea class="article-utime">1759300000000</textarea>')
+    assert extract_page(upd, "", NOW)["published_at"] is None

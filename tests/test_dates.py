@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from crawlers.dates import parse_date
+from crawlers.dates import cn_dates_to_digits, parse_compact, parse_date
 from stream.contracts import SHANGHAI
 
 # Fetch time: Sunday 2026-11-22 14:30:15 in Shanghai.
@@ -105,3 +105,32 @@ def test_naive_fetch_time_is_refused() -> None:
 ])
 def test_rss_pubdate(text: str, want: datetime) -> None:
     assert parse_date(text, NOW) == (want, "second")
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("二〇二五年八月三日", sh(2025, 8, 3)),
+    ("日期：二○二五年十一月二十八日", sh(2025, 11, 28)),
+    ("二〇二四年十二月三十一日 星期二", sh(2024, 12, 31)),
+    ("二〇二六年十月十日", sh(2026, 10, 10)),
+])
+def test_chinese_numeral_dates(text: str, want: datetime) -> None:
+    assert parse_date(text, NOW) == (want, "day")
+
+
+def test_chinese_numerals_that_are_no_date_stay_text() -> None:
+    assert cn_dates_to_digits("二〇二五年十三十月一日") == "二〇二五年十三十月一日"
+    assert parse_date("三年前的一天", NOW) is None
+
+
+@pytest.mark.parametrize(("value", "want"), [
+    ("20250214120915", (sh(2025, 2, 14, 12, 9, 15), "second")),  # 央视网 publishDate
+    ("20250214", (sh(2025, 2, 14), "day")),
+    ("1751372100", (sh(2025, 7, 1, 20, 15), "second")),  # epoch seconds
+    ("1759289400000", (sh(2025, 10, 1, 11, 30), "second")),  # epoch milliseconds
+    ("20251340", None),  # month 13
+    ("12345", None),
+    ("1893456000", None),  # 2030: after the fetch time
+    ("", None),
+])
+def test_compact_machine_times(value: str, want: tuple[datetime, str] | None) -> None:
+    assert parse_compact(value, NOW) == want
