@@ -58,6 +58,7 @@ from responder import accounts
 from responder.clocks import SHANGHAI, iso_shanghai
 from responder.permissions import Actor, scope_prefix
 from responder.safety import spreadsheet_row
+from responder.search import query as qlang
 from responder.search.base import Scope, SearchBackend, SearchHit, SearchQuery, SearchResult, place_prefix
 from responder.store import SavedSearch, Store, utcnow
 from stream.contracts import Severity
@@ -228,6 +229,10 @@ class SearchParams:
               backend: SearchBackend | None = None) -> SearchQuery:
         """The backend query, within ``actor``'s jurisdiction (``backend``: see :meth:`check`)."""
         self.check(actor, backend)
+        try:
+            qlang.parse(self.q)  # the backend parses it again; a syntax error is the user's
+        except qlang.QuerySyntaxError as e:
+            raise SearchParamError(f"检索式有误：{e}（写法：合肥 (地铁 | 公交) -广告）") from None
         place, _ = self.place_of(actor)
         try:
             since = parse_when(self.date_from, "from")

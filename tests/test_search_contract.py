@@ -628,3 +628,62 @@ def test_elastic_index_records_its_segmenter_and_flags_another(
         again.close()
     finally:
         cleanup()  # type: ignore[operator]
+
+
+# -- the query language (responder/search/query.py) ----------------------------------
+
+LANGUAGE_QUERIES = [
+    "厂房 坍塌",
+    "霍山 | 金寨",
+    "(霍山 | 金寨) -厂房",
+    "合肥 (爆炸 | 防汛) -燃气",
+    "坍塌 | 滑坡 | 爆炸",
+    "-霍山",
+    "-(霍山 | 合肥 | 六安)",
+    "（滑坡｜坍塌）－救援",
+    "厂房坍塌 | 茶叶博览会",
+    '"霍山 县" 被困',
+    "防汛 OR 高温 OR 噪音",
+    "滑坡 -(泥石流 | 阻断)",
+    "合肥 地铁 | 六安 茶叶",
+    "-不存在的词",
+]
+
+
+@pytest.mark.parametrize("text", LANGUAGE_QUERIES)
+def test_query_language_matches_a_brute_force_evaluation(loaded: SearchBackend, text: str) -> None:
+    from responder.search import query as qlang
+
+    node = qlang.parse(text)
+    want = {d.post_id for d in DOCS if qlang.matches(node, qlang.doc_tokens(d.title, d.text))}
+    assert ids(loaded, text=text) == want
+    # With filters the language still applies inside them.
+    want_news = {i for i in want if BY_ID[i].source_kind == "news"}
+    assert ids(loaded, text=text, source_kind="news") == want_news
+    # An excluded word is never highlighted.
+    r = loaded.search(SearchQuery(text=text, limit=100))
+    for h in r.hits:
+        for excluded in ("燃气", "救援", "厂房") if "-" in text or "－" in text else ():
+            if f"-{excluded}" in text or f"－{excluded}" in text:
+                assert f"<em>{excluded}</em>" not in h.title_html + h.snippet
+
+
+def test_query_language_brute_force_sees_what_the_docs_hold() -> None:
+    # The reference itself: a few answers worked out by hand from DOCS.
+    from responder.search import query as qlang
+
+    def ref(text: str) -> set[str]:
+        node = qlang.parse(text)
+        return {d.post_id for d in DOCS if qlang.matches(node, qlang.doc_tokens(d.title, d.text))}
+
+    assert ref("(霍山 | 金寨) -厂房") == {"p03"}
+    assert ref("-(霍山 | 合肥 | 六安)") == {"p03", "p05", "p07", "p09"}
+    assert ref("合肥 地铁 | 六安 茶叶") == {"p08"}
+
+
+@pytest.mark.parametrize("bad", ["(地铁", "地铁 |", "| 地铁", "地铁)", "()", '"未闭合'])
+def test_a_query_the_language_cannot_read_is_refused_in_chinese(loaded: SearchBackend, bad: str) -> None:
+    from responder.search.query import QuerySyntaxError
+
+    with pytest.raises(QuerySyntaxError, match="第 \\d+ 个字符处"):
+        loaded.search(SearchQuery(text=bad))

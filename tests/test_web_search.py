@@ -87,6 +87,12 @@ def test_bad_parameters_get_400_naming_them(client) -> None:
     assert client.get("/api/search", params={"size": 1000}).status_code == 422
     page = client.get("/search", params={"to": "昨天"})
     assert page.status_code == 400 and "检索条件有误" in page.text and "<form" in page.text
+    # The query language: a syntax error is the user's, named in Chinese, never a 500.
+    r = client.get("/api/search", params={"q": "(地铁 | 公交"})
+    assert r.status_code == 400 and "括号没有闭合" in r.json()["detail"]
+    page = client.get("/search", params={"q": "地铁 |"})
+    assert page.status_code == 400 and "检索式有误" in page.text and "<form" in page.text
+    assert client.get("/api/search", params={"q": "霍山 | 金寨 -厂房"}).status_code == 200
 
 
 def test_page_highlights_escapes_and_links_facets(client) -> None:

@@ -49,6 +49,7 @@ from typing import Any
 
 import tantivy
 
+from responder.search import query as qlang
 from responder.search import segment as seg
 from responder.search.base import (
     FACET_FIELDS,
@@ -485,19 +486,44 @@ class EmbeddedSearch:
 
     # -- searching ----------------------------------------------------------
 
-    def _query(self, q: SearchQuery, terms: Sequence[str]) -> tantivy.Query:
+    def _word(self, w: str) -> tantivy.Query:
+        # The word in the title or the text; both count when both hold it (most_fields).
+        Q, Occur, s = tantivy.Query, tantivy.Occur, self._schema
+        return Q.boolean_query(
+            [
+                (Occur.Should, Q.boost_query(Q.term_query(s, "title_seg", w, index_option="freq"), _TITLE_BOOST)),
+                (Occur.Should, Q.term_query(s, "text_seg", w, index_option="freq")),
+            ]
+        )
+
+    def _text(self, node: qlang.Node) -> tantivy.Query:
+        """The query language's tree (:mod:`responder.search.query`) as a tantivy query.
+
+        A boolean query of only MustNot clauses matches nothing in tantivy, so a
+        NOT without a positive part is "everything but": all_query minus it."""
+        Q, Occur = tantivy.Query, tantivy.Occur
+        if isinstance(node, qlang.Term):
+            if len(node.words) == 1:
+                return self._word(node.words[0])
+            return Q.boolean_query([(Occur.Must, self._word(w)) for w in node.words])
+        if isinstance(node, qlang.Not):
+            return Q.boolean_query([(Occur.Must, Q.all_query()), (Occur.MustNot, self._text(node.part))])
+        if isinstance(node, qlang.Or):
+            return Q.boolean_query([(Occur.Should, self._text(p)) for p in node.parts])
+        clauses = [
+            (Occur.MustNot, self._text(p.part)) if isinstance(p, qlang.Not) else (Occur.Must, self._text(p))
+            for p in node.parts
+        ]
+        if all(occur == Occur.MustNot for occur, _q in clauses):
+            clauses.append((Occur.Must, Q.const_score_query(Q.all_query(), 0.0)))
+        return Q.boolean_query(clauses)
+
+    def _query(self, q: SearchQuery, node: qlang.Node | None) -> tantivy.Query:
         s = self._schema
         Q, Occur = tantivy.Query, tantivy.Occur
         clauses: list[tuple[tantivy.Occur, tantivy.Query]] = []
-        for t in terms:
-            # The word in the title or the text; both count when both hold it (most_fields).
-            either = Q.boolean_query(
-                [
-                    (Occur.Should, Q.boost_query(Q.term_query(s, "title_seg", t, index_option="freq"), _TITLE_BOOST)),
-                    (Occur.Should, Q.term_query(s, "text_seg", t, index_option="freq")),
-                ]
-            )
-            clauses.append((Occur.Must, either))
+        if node is not None:
+            clauses.append((Occur.Must, self._text(node)))
         filters: list[tantivy.Query] = []
 
         def term(field: str, value: Any) -> tantivy.Query:
@@ -631,14 +657,15 @@ class EmbeddedSearch:
         return out
 
     def search(self, q: SearchQuery) -> SearchResult:
-        terms = seg.query_terms(q.text)
-        query = self._query(q, terms)
+        node = qlang.parse(q.text)
+        terms = qlang.positive_words(node)  # highlighted
+        query = self._query(q, node)
         with self._lock:
             self._reload()
             assert self._index is not None
             searcher = self._index.searcher()
         n = q.offset + q.limit
-        by_score = bool(terms) and q.sort == "relevance"
+        by_score = qlang.has_positive(node) and q.sort == "relevance"
         # One pass gives the total and the first offset + limit (+ a margin for equal scores).
         if by_score:
             first = searcher.search(query, n + _TIE_MARGIN, count=True)
