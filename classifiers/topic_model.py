@@ -97,14 +97,24 @@ def load_model_dir(path: Path, batch_size: int = 32) -> TopicModel:
     ens = path / "ensemble.json"
     cfg = json.loads(ens.read_text(encoding="utf-8")) if ens.is_file() else {}
     mode = cfg.get("mode") or ("ensemble" if cfg.get("use_ensemble") else "bert")
+
+    def encoder_model() -> HFTopicModel:
+        # An e5 topic model (classifiers.e5_topic: mean pooling + linear head) or
+        # any HuggingFace sequence-classification model.
+        from classifiers.e5_topic import MARKER, E5TopicModel
+
+        if (path / MARKER).is_file():
+            return E5TopicModel(path, batch_size=batch_size)  # type: ignore[return-value]
+        return HFTopicModel(path, batch_size=batch_size)
+
     if mode in ("ensemble", "tfidf") and (path / "tfidf.npz").is_file():
         from classifiers.linear_topic import TfidfTopicModel
 
         tfidf = TfidfTopicModel(path)
         if mode == "tfidf":
             return tfidf
-        return EnsembleTopicModel(HFTopicModel(path, batch_size=batch_size), tfidf, float(cfg.get("bert_weight", 0.5)))
-    return HFTopicModel(path, batch_size=batch_size)
+        return EnsembleTopicModel(encoder_model(), tfidf, float(cfg.get("bert_weight", 0.5)))
+    return encoder_model()
 
 
 def load_topic_model(settings: Settings) -> TopicModel | None:

