@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from classifiers.topic_model import HFTopicModel
+
 
 @dataclass
 class E5TopicConfig:
@@ -153,10 +155,10 @@ def save(model: E5Classifier, tok: Any, labels: Sequence[str], cfg: E5TopicConfi
     (out / MARKER).write_text(json.dumps(meta, ensure_ascii=False, indent=1), encoding="utf-8")
 
 
-class E5TopicModel:
-    """A saved e5 topic model: the interface of :class:`classifiers.topic_model.HFTopicModel`
-    (``labels``, ``model_dir``, ``proba``, ``predict``), so it also serves in the
-    ensemble with the TF-IDF model."""
+class E5TopicModel(HFTopicModel):
+    """A saved e5 topic model: :class:`~classifiers.topic_model.HFTopicModel`'s
+    batching and interface (so it also serves in the ensemble with the TF-IDF
+    model) over the mean-pooled encoder and its linear head."""
 
     def __init__(self, model_dir: Path | str, batch_size: int = 32, threads: int | None = None):
         import json
@@ -179,21 +181,5 @@ class E5TopicModel:
         self.model.eval()
         self.version = f"e5:{self.model_dir.name}"
 
-    def proba(self, texts: Sequence[str]) -> np.ndarray:
-        torch = _torch()
-        cut = [self.prefix + t[: self.max_length * 4] for t in texts]
-        order = sorted(range(len(cut)), key=lambda i: len(cut[i]))
-        out = np.zeros((len(cut), len(self.labels)), dtype=np.float64)
-        with torch.inference_mode():
-            for s in range(0, len(order), self.batch_size):
-                idx = order[s : s + self.batch_size]
-                enc = self.tokenizer([cut[i] for i in idx], truncation=True, max_length=self.max_length,
-                                     padding=True, return_tensors="pt")
-                logits = self.model(enc["input_ids"], enc["attention_mask"])
-                out[idx] = torch.softmax(logits, dim=-1).double().numpy()
-        return out
-
-    def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
-        if not texts:
-            return []
-        return [{label: float(p[i]) for i, label in enumerate(self.labels)} for p in self.proba(texts)]
+    def _logits(self, enc: Any) -> Any:
+        return self.model(enc["input_ids"], enc["attention_mask"])

@@ -51,7 +51,7 @@ class HFTopicModel:
         import numpy as np
         import torch
 
-        cut = [t[: self.max_length * 4] for t in texts]
+        cut = [self.prefix + t[: self.max_length * 4] for t in texts]
         order = sorted(range(len(cut)), key=lambda i: len(cut[i]))
         out = np.zeros((len(cut), len(self.labels)), dtype=np.float64)
         with torch.inference_mode():
@@ -59,8 +59,13 @@ class HFTopicModel:
                 idx = order[s : s + self.batch_size]
                 enc = self.tokenizer([cut[i] for i in idx], truncation=True, max_length=self.max_length,
                                      padding=True, return_tensors="pt")
-                out[idx] = torch.softmax(self.model(**enc).logits, dim=-1).double().numpy()
+                out[idx] = torch.softmax(self._logits(enc), dim=-1).double().numpy()
         return out
+
+    prefix = ""  # put before every text (e5 models: "passage: ")
+
+    def _logits(self, enc):
+        return self.model(**enc).logits
 
     def predict(self, texts: Sequence[str]) -> list[dict[str, float]]:
         if not texts:
@@ -104,7 +109,7 @@ def load_model_dir(path: Path, batch_size: int = 32) -> TopicModel:
         from classifiers.e5_topic import MARKER, E5TopicModel
 
         if (path / MARKER).is_file():
-            return E5TopicModel(path, batch_size=batch_size)  # type: ignore[return-value]
+            return E5TopicModel(path, batch_size=batch_size)
         return HFTopicModel(path, batch_size=batch_size)
 
     if mode in ("ensemble", "tfidf") and (path / "tfidf.npz").is_file():
