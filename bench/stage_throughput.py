@@ -7,7 +7,7 @@
 through the real stage code — the Assessor (rules, gazetteer, casualties,
 topic model), ``responder.service.handle_batch`` on an SQLite store in
 batches as the stage loop hands them over, the search indexer
-(``responder.indexer``) into the embedded FTS5 index — plus the embedded
+(``responder.indexer``) into the embedded tantivy index — plus the embedded
 log's produce and consume. Prints each stage's posts/s and what one core
 doing all of it would reach.
 
@@ -109,7 +109,7 @@ def serial(posts: list[RawPost], batch: int) -> None:
     print(f"  classifier load             : {load_s:8.2f} s once per process")
     print(f"  classifier (rules + model)  : {n / classify_s:8.0f} posts/s")
     print(f"  responder (SQLite)          : {n / respond_s:8.0f} posts/s")
-    print(f"  indexer (rjieba + FTS5)     : {n / index_s:8.0f} posts/s")
+    print(f"  indexer (rjieba + tantivy)   : {n / index_s:8.0f} posts/s")
     print(f"  all three on one core       : {n / (classify_s + respond_s + index_s):8.0f} posts/s")
 
 

@@ -1,6 +1,7 @@
 """Full-text search over assessed posts: one contract, two backends.
 
-* ``embedded``: SQLite FTS5 + jieba in ``data_dir`` (laptops, tests, demos);
+* ``embedded``: a tantivy index over the rjieba tokens plus a SQLite file of
+  the posts, in ``data_dir`` (laptops, tests, demos; fast at a million posts);
 * ``elasticsearch``: an Elasticsearch 8.x/9.x index, no Chinese analyzer plugin
   needed (production);
 * ``opensearch``: the same index on OpenSearch 2.x/3.x through ``opensearch-py``.
