@@ -1,4 +1,4 @@
-"""Full-text search over assessed posts: one contract, two backends.
+"""Full-text search over assessed posts: one contract, three backends.
 
 * ``embedded``: a tantivy index over the rjieba tokens plus a SQLite file of
   the posts, in ``data_dir`` (laptops, tests, demos; fast at a million posts);
