@@ -18,7 +18,9 @@
    (all are government matters, none an emergency); ``--skip-assessor``.
 2. Event type on emergency_events_cec/cec_documents.jsonl: the rule-based event
    subtype vs. the CEC category (交通事故/火灾/地震/食物中毒/恐怖袭击); our
-   森林火灾 counts as 火灾 (CEC files forest fires under 火灾).
+   森林火灾 counts as 火灾 (CEC files forest fires under 火灾). Also on the same
+   documents cut to the title alone and to the title and the first two sentences
+   (a monitored post is often a headline and its lede).
 3. Deaths / injured exact match vs. CEC annotations. Gold counts are derived like
    this: an event whose denoter is a death word (死亡, 遇难, 身亡, 丧生, 罹难, 死,
    亡, 致死, 遇害, 殒命) or an injury word (重伤 / 受伤, 伤, 轻伤, 负伤 ...) and whose
@@ -277,6 +279,11 @@ def gold_casualties(doc: dict) -> tuple[int | None, int | None]:
     return d, i
 
 
+def _lede2(text: str) -> str:
+    """The first two sentences of a report."""
+    return "".join(re.split(r"(?<=[。！？])", text.strip())[:2])
+
+
 def eval_cec(data: Path, taxonomy: Taxonomy, show: int) -> dict[str, object]:
     path = data / "emergency_events_cec" / "cec_documents.jsonl"
     docs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -303,6 +310,22 @@ def eval_cec(data: Path, taxonomy: Taxonomy, show: int) -> dict[str, object]:
         pr(m)
 
     res: dict[str, object] = {"event_type_accuracy": acc}
+    # The full reports repeat the words that name the event; a monitored post often has only a
+    # headline, or a headline and its lede. The same documents cut that way say whether the
+    # subtype rules work without the repetition.
+    for key, label, cut in (("event_type_accuracy_title", "只有标题", lambda d: (d["title"], "")),
+                            ("event_type_accuracy_lede", "标题 + 正文前两句", lambda d: (d["title"], _lede2(d["text"])))):
+        n_ok, wrong = 0, []
+        for d in docs:
+            got = taxonomy.event(*cut(d)).subtype or "（无）"
+            got = "火灾" if got == "森林火灾" else got
+            n_ok += got == d["category_zh"]
+            if got != d["category_zh"]:
+                wrong.append(f"  {d['category_zh']} → {got}: {d['title']}")
+        pr(f"事件类型准确率（{label}）：{n_ok / len(docs):.4f}（{n_ok}/{len(docs)}）")
+        for m in wrong[:show]:
+            pr(m)
+        res[key] = n_ok / len(docs)
     for field, idx in (("deaths", 0), ("injured", 1)):
         n_all = n_ok = n_num = n_num_ok = 0
         wrong: list[str] = []

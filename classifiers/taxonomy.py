@@ -11,6 +11,9 @@ An emergency keyword counts only where the text reports an event that
 happened (see ``events`` in ``config/taxonomy.yaml`` and :meth:`Taxonomy.event`):
 not a prevention notice, worry, hypothesis, risk, habit, past reference,
 negation or comparison, and only in a sentence that says something happened.
+Some words name a subtype only next to another (``context``: 压扁 next to a
+vehicle), and some hits count for another subtype when the report says so
+(``recasts``: a series of blasts, or one someone set off, is an attack).
 """
 
 from __future__ import annotations
@@ -103,14 +106,62 @@ class Topic(_Cfg):
     routes: list[Route] = Field(default_factory=list)
 
 
+class ContextWords(_Cfg):
+    """Words that name a subtype only with one of ``near`` within ``window`` characters in
+    the same sentence (压扁, 翻覆, 撞 next to a vehicle: 槽罐车压扁小轿车)."""
+
+    keywords: list[Keyword] = Field(min_length=1)
+    near: list[Keyword] = Field(min_length=1)
+    # words that hold a near word but are not one (车间 is no vehicle)
+    near_blocked: list[Keyword] = Field(default_factory=list)
+    window: int = Field(8, ge=1, le=40)
+
+
 class Subtype(_Cfg):
     name: Name
     keywords: list[Keyword] = Field(min_length=1)
+    context: list[ContextWords] = Field(default_factory=list)
     departments: list[Name] = Field(default_factory=list)
     topic: Name | None = None  # default: the type's topic
     # subtypes that are part of this one when both are reported (the collapses
     # of an earthquake, the explosion of a bomb attack): their hits count here
     absorbs: list[Name] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Subtype:
+        plain = set(self.keywords)
+        for c in self.context:
+            for w in c.keywords:
+                if w in plain:
+                    raise ValueError(f"subtype {self.name}: {w!r} is both a keyword and a context keyword")
+        return self
+
+
+class Recast(_Cfg):
+    """Hits of ``subtypes`` that count for ``to`` when the report says so: an explosion that
+    someone set off (嫌犯, 引爆, 自杀式) or a series of blasts (系列爆炸) is an attack; a car
+    driven into a crowd on purpose (故意) is an attack, not a road accident."""
+
+    subtypes: list[Name] = Field(min_length=1)
+    # only hits of these words (empty: every hit of ``subtypes``)
+    words: list[Keyword] = Field(default_factory=list)
+    to: Name
+    # anywhere in the item, said as a fact (no guard word, irrealis or negation: not "排除人为引爆")
+    cues: list[Keyword] = Field(default_factory=list)
+    # in the hit's sentence
+    near_cues: list[Keyword] = Field(default_factory=list)
+    # in the hit's sentence, the hit stays (燃气, 化工, 烟花: an accident's cause)
+    unless: list[Keyword] = Field(default_factory=list)
+    # anywhere in the item, every hit stays (the report calls it a 事故)
+    unless_anywhere: list[Keyword] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Recast:
+        if not self.cues and not self.near_cues:
+            raise ValueError("a recast needs cues or near_cues")
+        if self.to in self.subtypes:
+            raise ValueError(f"recast to {self.to!r}, which is one of its own subtypes")
+        return self
 
 
 class EventType(_Cfg):
@@ -145,6 +196,7 @@ class EventsCfg(_Cfg):
     causal_words: list[Keyword] = Field(default_factory=list)
     causal_gap: int = Field(6, ge=0, le=30)
     types: list[EventType] = Field(min_length=1)
+    recasts: list[Recast] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _check(self) -> EventsCfg:
@@ -156,6 +208,10 @@ class EventsCfg(_Cfg):
                 for a in s.absorbs:
                     if a not in names or a == s.name:
                         raise ValueError(f"subtype {s.name}: absorbs {a!r}, which is not another subtype")
+        for r in self.recasts:
+            for n in [*r.subtypes, r.to]:
+                if n not in names:
+                    raise ValueError(f"recast: {n!r} is not a subtype")
         return self
 
 
@@ -370,10 +426,22 @@ class Taxonomy:
         self._routes = {t.name: KeywordScorer({r.department: r.keywords for r in t.routes}) for t in cfg.topics if t.routes}
         self._subtype = {st.name: (et, st) for et in cfg.events.types for st in et.subtypes}
         self.subtypes = KeywordScorer(
-            {name: st.keywords for name, (_et, st) in self._subtype.items()}, blocked=cfg.events.not_events
+            {name: [*st.keywords, *(w for c in st.context for w in c.keywords)] for name, (_et, st) in self._subtype.items()},
+            blocked=cfg.events.not_events,
         )
-        self._guards = LongestMatcher(cfg.events.guard_words)
+        # context word -> (matcher of its near words and their blocked words, near words, window)
+        self._context: dict[str, tuple[LongestMatcher, set[str], int]] = {}
+        for _et, st in self._subtype.values():
+            for c in st.context:
+                for w in c.keywords:
+                    self._context.setdefault(w, (LongestMatcher([*c.near, *c.near_blocked]),
+                                                 set(c.near) - set(c.near_blocked), c.window))
+        self._recasts = [(r, LongestMatcher(r.cues), LongestMatcher(r.near_cues), set(r.unless),
+                          LongestMatcher(r.unless), LongestMatcher(r.unless_anywhere)) for r in cfg.events.recasts]
         ev = cfg.events
+        # a guard word inside a blocked word is none (检查站 is no 检查)
+        self._guards = LongestMatcher([*ev.guard_words, *ev.cue_blocked])
+        self._guard_set = set(ev.guard_words) - set(ev.cue_blocked)
         self._irrealis = set(ev.irrealis_words)
         self._negation = set(ev.negation_words) - self._irrealis
         blocked = set(ev.cue_blocked)
@@ -391,7 +459,7 @@ class Taxonomy:
         self._subtype_of: dict[str, str] = {}  # keyword -> the first subtype listing it
         for et in ev.types:
             for st in et.subtypes:
-                for w in st.keywords:
+                for w in [*st.keywords, *(w for c in st.context for w in c.keywords)]:
                     self._subtype_of.setdefault(w, st.name)
         self.handling_scorer = KeywordScorer({h.name: h.keywords for h in cfg.handling.types})
 
@@ -456,7 +524,7 @@ class Taxonomy:
     def _guarded(self, full: str, h: Hit) -> bool:
         w = self.cfg.events.guard_window
         window = full[max(0, h.start - w) : h.end + w]
-        return any(True for _ in self._guards.finditer(window))
+        return any(w in self._guard_set for _s, _e, w in self._guards.finditer(window))
 
     @staticmethod
     def _span(full: str, h: Hit, stops: str) -> tuple[int, int]:
@@ -516,6 +584,8 @@ class Taxonomy:
         voided: list[tuple[str, str]] = []
         described: set[str] = set()  # subtypes the text calls something, happened or not
         for h in self.subtypes.hits(title, text):
+            if h.word in self._context and not self._context_near(full, h):
+                continue  # 撞, 压扁 with no vehicle near: not a road accident
             if self._guarded(full, h):
                 voided.append((h.word, "防范"))
             elif (w := self._mood_of(full, h)) is not None:
@@ -538,6 +608,7 @@ class Taxonomy:
                 seen.add(up)
                 name = up
             owner.append(name)
+        recast = self._recast(full, hits, owner)
         sub = self._score_owned(hits, owner)
         type_raw = {et.name: 0.0 for et in self.cfg.events.types}
         type_words: dict[str, list[str]] = {et.name: [] for et in self.cfg.events.types}
@@ -556,8 +627,47 @@ class Taxonomy:
         et, st = self._subtype[best_sub]
         depts = list(dict.fromkeys(st.departments or et.departments))
         reason = f"命中{sub.quoted(best_sub)}，属{et.name}（{st.name}）"
+        why = [f"“{w}”因“{cue}”计为{to}" for w, (to, cue) in recast.items() if to == best_sub]
+        if why:
+            reason += f"（{'；'.join(why)}）"
         in_headline = any(h.in_title or headline[0] <= h.start < headline[1] for h in hits)
         return EventResult(et.name, st.name, depts, reason, st.topic or et.topic, types, sub, hits, in_headline)
+
+    def _context_near(self, full: str, h: Hit) -> bool:
+        """A context word (see ``ContextWords``) with one of its near words close by, in its sentence."""
+        matcher, near, window = self._context[h.word]
+        a, b = self._span(full, h, _SENTENCE_STOPS)
+        lo, hi = max(a, h.start - window), min(b, h.end + window)
+        return any(w in near for _s, _e, w in matcher.finditer(full[lo:hi]))
+
+    def _factual(self, full: str, start: int, end: int, word: str) -> bool:
+        """``word`` at ``start`` is said as a fact: no guard word next to it, no irrealis or negation."""
+        h = Hit(start, end, word, False)
+        return not self._guarded(full, h) and self._mood_of(full, h) is None
+
+    def _recast(self, full: str, hits: Sequence[Hit], owner: list[str]) -> dict[str, tuple[str, str]]:
+        """Apply ``events.recasts`` to ``owner`` in place; returns hit word -> (new subtype, cue)."""
+        done: dict[str, tuple[str, str]] = {}
+        for r, cues, near_cues, unless, unless_m, unless_anywhere in self._recasts:
+            if any(True for _ in unless_anywhere.finditer(full)):
+                continue
+            anywhere = next((w for s, e, w in cues.finditer(full) if self._factual(full, s, e, w)), None)
+            stays: list[int] = []  # hits that may be recast, and the cue each has in its sentence
+            for j, h in enumerate(hits):
+                if owner[j] not in r.subtypes or (r.words and h.word not in r.words):
+                    continue
+                a, b = self._span(full, h, _SENTENCE_STOPS)
+                sentence = full[a:b]
+                if any(w in unless for _s, _e, w in unless_m.finditer(sentence)):
+                    continue
+                near = next((w for s, e, w in near_cues.finditer(sentence) if self._factual(full, a + s, a + e, w)), None)
+                anywhere = anywhere or near  # the headline names the event the body tells (故意 in the body)
+                stays.append(j)
+            if anywhere is not None:
+                for j in stays:
+                    owner[j] = r.to
+                    done.setdefault(hits[j].word, (r.to, anywhere))
+        return done
 
     def _score_owned(self, hits: Sequence[Hit], owner: Sequence[str]) -> LabelScores:
         """Score hits like :class:`KeywordScorer`, each for the subtype that owns it."""
