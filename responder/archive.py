@@ -7,9 +7,10 @@ are in ``web/routes/search.py``):
   :class:`SearchQuery` within the acting user's jurisdiction; a bad value
   raises :class:`SearchParamError`.
 * :func:`hit_json` — a hit as the API gives it (times in Asia/Shanghai).
-* :func:`export_rows` / :func:`export_csv` — every match, newest first, at
-  most :data:`EXPORT_MAX` rows, as CSV (UTF-8 with BOM, so Excel reads it;
-  cells that a spreadsheet would run as a formula are quoted);
+* :func:`export_rows` / :func:`export_csv` / :func:`export_xlsx` — every
+  match, newest first, at most :data:`EXPORT_MAX` rows, as CSV (UTF-8 with
+  BOM, so Excel reads it) or as an Excel workbook, the same rows (cells that a
+  spreadsheet would run as a formula are quoted);
   :func:`export` is :func:`export_rows` audited (``search_exported``: who,
   which query, how many rows of how many), for the web and the CLI alike.
 * :func:`scheme_views` — saved searches (监测方案) with their matches in the
@@ -380,25 +381,60 @@ def export(
     return hits, total
 
 
+EXPORT_HEADER = ["发布时间", "标题", "来源类型", "来源", "属地", "属地代码", "主题", "级别", "事件编号", "链接", "摘要"]
+
+
+def export_row(h: SearchHit) -> list[Any]:
+    """One hit as a row of the CSV and the xlsx (the same cells, formula-safe)."""
+    return spreadsheet_row([
+        h.published_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
+        h.title,
+        KIND_LABEL.get(h.source_kind, h.source_kind),
+        h.source_id,
+        h.place_label,
+        h.place_code or "",
+        h.topic or "",
+        h.severity or "",
+        h.event_id if h.event_id is not None else "",
+        h.url,
+        html.unescape(_EM.sub("", h.snippet)),
+    ])
+
+
 def export_csv(hits: list[SearchHit]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["发布时间", "标题", "来源类型", "来源", "属地", "属地代码", "主题", "级别", "事件编号", "链接", "摘要"])
+    w.writerow(EXPORT_HEADER)
     for h in hits:
-        w.writerow(spreadsheet_row([
-            h.published_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S"),
-            h.title,
-            KIND_LABEL.get(h.source_kind, h.source_kind),
-            h.source_id,
-            h.place_label,
-            h.place_code or "",
-            h.topic or "",
-            h.severity or "",
-            h.event_id if h.event_id is not None else "",
-            h.url,
-            html.unescape(_EM.sub("", h.snippet)),
-        ]))
+        w.writerow(export_row(h))
     return "\ufeff" + buf.getvalue()
+
+
+def export_xlsx(hits: list[SearchHit], *, total: int | None = None) -> bytes:
+    """The rows of :func:`export_csv` as an Excel workbook (sheet 检索结果); with
+    ``total``, sheet 说明 says how many matched and whether rows were left out."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "检索结果"
+    ws.append(EXPORT_HEADER)
+    for c in ws[1]:
+        c.font = Font(bold=True)
+    for h in hits:
+        ws.append(export_row(h))
+    ws.freeze_panes = "A2"
+    for col, width in zip("ABCDEFGHIJK", (20, 40, 10, 16, 24, 10, 12, 8, 10, 40, 60), strict=True):
+        ws.column_dimensions[col].width = width
+    if total is not None:
+        # Apart from the rows, so that the first sheet holds exactly the CSV's rows.
+        note = wb.create_sheet("说明")
+        note.append([f"共 {total} 条，导出 {len(hits)} 条（最新在前）"
+                     + (f"；超过 {EXPORT_MAX} 条的部分未导出，请缩小检索范围" if total > len(hits) else "")])
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
 
 
 def saved_search_clause(actor: Actor) -> Any | None:

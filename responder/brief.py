@@ -90,6 +90,7 @@ from responder.clocks import SHANGHAI, iso_shanghai
 from responder.events import ARCHIVED_ACTION
 from responder.permissions import Actor, scope_prefix
 from responder.store import SEVERITY_RANK, Audit, Deadline, Event, Post, Store, Ticket, utcnow
+from responder.trends import SPIKE_RULE, Volume, volume
 
 PERIODS = ("day", "week")
 PERIOD_LABEL = {"day": "日报", "week": "周报"}
@@ -213,6 +214,8 @@ class Brief:
     distribution: Distribution
     # The jurisdiction it covers (a division-code prefix; "" = everything).
     jurisdiction: str = ""
+    # Posts by source kind and new events per hour (日报) or day (周报), and the spikes.
+    volume: Volume | None = None
 
     @property
     def first_day(self) -> date:
@@ -244,6 +247,8 @@ class Brief:
             "timeliness": "截止时间在统计时段内的时限节点",
             "distribution": "统计时段内的政务舆情帖文",
             "jurisdiction": "仅统计属地在该辖区（行政区划代码前缀，空为全部）内的帖文、事件与工单",
+            "volume": "日报按北京时间每小时、周报按每日统计的帖文数（按来源类型）与新发事件数",
+            "spike": SPIKE_RULE,
         }
         return out
 
@@ -422,7 +427,8 @@ def brief(
             topics=_top(Counter(r[2] or NO_TOPIC for r in rel)),
             places=_top(Counter(_city_label(r[3], r[1]) for r in rel)),
         )
-    return Brief(period, day, start, end, as_of, ov, key_events, total, timeliness, dist, scope_prefix(actor))
+        vol = volume(s, actor, start, end, "hour" if period == "day" else "day")
+    return Brief(period, day, start, end, as_of, ov, key_events, total, timeliness, dist, scope_prefix(actor), vol)
 
 
 def _key_events(

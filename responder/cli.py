@@ -8,9 +8,10 @@
   timeliness figures of SPEC §6 (:mod:`responder.report`): rates in %,
   durations in 小时:分, and the cancelled deadlines (撤销时限) apart.
 * ``yuqing report brief [--period day|week] [--date DATE] [--as-of TIME]
-  [--json] [--jurisdiction CODE]`` — the daily or weekly brief (舆情日报/周报)
-  as plain text, or as JSON (:mod:`responder.brief`); default: today in
-  Shanghai, ``day``.
+  [--json | --format docx|pdf|xlsx --output FILE] [--jurisdiction CODE]`` —
+  the daily or weekly brief (舆情日报/周报) as plain text, as JSON
+  (:mod:`responder.brief`), or as a Word, PDF or Excel file with charts
+  (:mod:`responder.brief_files`); default: today in Shanghai, ``day``.
 
 Reports run with full access (the operator at the command line);
 ``--jurisdiction CODE`` narrows one to a jurisdiction and what is below it, as
@@ -137,6 +138,9 @@ def cmd_report_brief(args: argparse.Namespace) -> int:
     from responder.store import Store, utcnow
     from yuqing.cli import settings_from, setup_logging
 
+    if bool(args.format) != bool(args.output):
+        print("错误：--format 与 --output 须一起给出（如 --format docx --output 日报.docx）", file=sys.stderr)
+        return 2
     setup_logging("report", args.verbose)
     settings = settings_from(args)
     as_of = args.as_of or utcnow()
@@ -146,7 +150,12 @@ def cmd_report_brief(args: argparse.Namespace) -> int:
         b = brief(store, args.period, day, as_of=as_of, actor=report_actor(settings, args.jurisdiction))
     finally:
         store.close()
-    if args.json:
+    if args.format:
+        from responder.brief_files import unit_name, write
+
+        write(b, args.format, args.output, unit=unit_name(b.jurisdiction, settings.auth.root_jurisdiction))
+        print(f"已写入 {args.output}", file=sys.stderr)
+    elif args.json:
         print(json.dumps(b.to_dict(), ensure_ascii=False, indent=2))
     else:
         print(brief_text(b), end="")
@@ -274,7 +283,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--date", type=_parse_day, help="日期（YYYY-MM-DD，北京时间；默认今天）；周报取含该日的一周"
     )
     b.add_argument("--as-of", dest="as_of", type=_parse_t0, help="统计时点（ISO 8601；默认现在）")
-    b.add_argument("--json", action="store_true", help="输出 JSON")
+    out = b.add_mutually_exclusive_group()
+    out.add_argument("--json", action="store_true", help="输出 JSON")
+    out.add_argument("--format", choices=["docx", "pdf", "xlsx"],
+                     help="写出文件：docx（Word）、pdf、xlsx（Excel），含图表；须同时给出 --output")
+    b.add_argument("--output", help="写出的文件路径（与 --format 一起用）")
     b.add_argument("--jurisdiction", type=_parse_jurisdiction, help=_JURISDICTION_HELP)
     b.set_defaults(func=cmd_report_brief)
 

@@ -384,11 +384,33 @@ def check_api_search(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
             + _eq("topic facet", sum(j["facets"].get("topic", {}).values()) <= 2 * n, True))
 
 
+def _xlsx_rows(r: Response, sheet: str | None = None) -> list[list[str]]:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(r.content))
+    ws = wb[sheet] if sheet else wb.active
+    return [["" if c is None else str(c) for c in row] for row in ws.iter_rows(values_only=True)]
+
+
+def _xlsx_leaks(who: Who, r: Response) -> list[str]:
+    """leaks() for a workbook: its cells, every sheet (the zip hides them from r.text)."""
+    from openpyxl import load_workbook
+
+    wb = load_workbook(io.BytesIO(r.content))
+    text = "\n".join(str(c) for ws in wb for row in ws.iter_rows(values_only=True) for c in row if c is not None)
+    return [f"leaks {mk}" for k in KEYS if k not in who.seen for mk in markers(k) if mk in text]
+
+
 def check_export(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
-    rows = list(csv.reader(io.StringIO(r.text.lstrip("\ufeff"))))[1:]
+    problems: list[str] = []
+    if "spreadsheetml" in r.headers.get("content-type", ""):  # format=xlsx: the same rows
+        rows = _xlsx_rows(r)[1:]
+        problems = _xlsx_leaks(who, r)
+    else:
+        rows = list(csv.reader(io.StringIO(r.text.lstrip("\ufeff"))))[1:]
     titles = {k for k in KEYS for row in rows if marker(k, "甲") in row[1] or marker(k, "乙") in row[1]}
-    return (_eq("rows", len(rows), 2 * _n(who)) + _eq("X-Total-Count", r.headers.get("x-total-count"),
-                                                       str(2 * _n(who)))
+    return (problems + _eq("rows", len(rows), 2 * _n(who))
+            + _eq("X-Total-Count", r.headers.get("x-total-count"), str(2 * _n(who)))
             + _eq("places", titles, set(who.seen)))
 
 
@@ -420,6 +442,29 @@ def check_brief(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
 
 def check_brief_page(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
     return _present(r.text, who, "甲")
+
+
+def check_brief_file(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
+    """The brief as Excel: the page's figures, the actor's jurisdiction only."""
+    n = _n(who)
+    ov = {row[0]: row[1] for row in _xlsx_rows(r, "概况") if len(row) > 1 and row[0]}
+    titles = {k for k in KEYS for row in _xlsx_rows(r, "重点事件") for c in row if marker(k, "甲") in c}
+    return (_xlsx_leaks(who, r) + _eq("posts", ov.get("采集帖文（条）"), str(2 * n))
+            + _eq("relevant", ov.get("政务舆情帖文（条）"), str(n)) + _eq("new events", ov.get("新发事件（起）"), str(n))
+            + _eq("tickets opened", ov.get("新建工单（件）"), str(n)) + _eq("key event titles", titles, set(who.seen)))
+
+
+def check_trends(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
+    j, n = r.json(), _n(who)
+    v = j["volume"]
+    return (_eq("posts", sum(v["posts_total"]), 2 * n) + _eq("events", sum(v["events"]), n)
+            + _eq("by kind", {s["name"]: sum(s["data"]) for s in v["posts_by_kind"]}, {"news": n, "weibo": n} if n else {})
+            + _eq("tickets", sum(j["tickets_by_severity"].values()), n)
+            + _eq("departments", {d["department"] for d in j["departments"]}, {department(k) for k in who.seen}))
+
+
+def check_trends_page(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
+    return _present(r.text, who, "丁") + _eq("charts", 'data-charts="' in r.text, True)
 
 
 def check_report(m: Matrix, who: Who, t: Target, r: Response) -> list[str]:
@@ -652,7 +697,7 @@ ROUTES: dict[tuple[str, str], Spec] = {
     # search
     ("GET", "/search"): Spec(P.SEARCH, page=True, params=({"size": 100},), check=check_search_page),
     ("GET", "/api/search"): Spec(P.SEARCH, params=({"size": 100},), check=check_api_search),
-    ("GET", "/api/search/export"): Spec(P.SEARCH_EXPORT, check=check_export),
+    ("GET", "/api/search/export"): Spec(P.SEARCH_EXPORT, params=({}, {"format": "xlsx"}), check=check_export),
     ("GET", "/api/searches"): Spec(P.SEARCH, check=check_searches),
     ("POST", "/api/searches"): Spec(P.SAVED_SEARCH_WRITE, action=True, ok=201,
                                     body=_json(lambda m, who, t: {"name": f"新方案-{who}", "params": {"q": "物业"}})),
@@ -660,6 +705,10 @@ ROUTES: dict[tuple[str, str], Spec] = {
     # briefs and reports
     ("GET", "/briefs"): Spec(P.BRIEF_READ, page=True, params=BRIEF_PARAMS, check=check_brief_page),
     ("GET", "/api/briefs"): Spec(P.BRIEF_READ, params=BRIEF_PARAMS[:1], check=check_brief),
+    ("GET", "/briefs/download"): Spec(P.BRIEF_READ, page=True, params=({**BRIEF_PARAMS[0], "format": "xlsx"},),
+                                      check=check_brief_file),
+    ("GET", "/trends"): Spec(P.REPORT_READ, page=True, params=BRIEF_PARAMS[:1], check=check_trends_page),
+    ("GET", "/api/trends"): Spec(P.REPORT_READ, params=BRIEF_PARAMS[:1], check=check_trends),
     ("GET", "/api/reports/timeliness"): Spec(P.REPORT_READ, params=REPORT_PARAMS, check=check_report),
     # operations
     ("GET", "/api/sources"): Spec(P.SOURCES_READ),

@@ -358,3 +358,65 @@ def test_duty_officer_works_a_major_case_to_the_end(browser: Any, served: tuple[
     assert d.execute_script("return document.documentElement.scrollWidth") <= 400  # no sideways page
     d.set_window_size(1400, 1000)
     assert console.csp_violations() == [] and console.js_errors() == []
+
+
+def test_charts_render_on_briefs_and_trends(browser: Any, served: tuple[str, Store, dict[str, int]]) -> None:
+    """Issue 17: the brief's and the trends page's charts are drawn (ECharts, a canvas each, from
+    /static), with the page's own figures, under the CSP; the download links are there."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    base, _store, _ids = served
+    d = browser
+    wait = WebDriverWait(d, 15)
+    console = Console(d)
+    day = T0.date().isoformat()
+    d.get(f"{base}/trends?period=day&date={day}")
+    wait.until(ec.presence_of_element_located((By.ID, "username")))
+    d.find_element(By.ID, "username").send_keys(ANALYST)
+    d.find_element(By.ID, "password").send_keys(PASSWORD)
+    d.find_element(By.CSS_SELECTOR, "form.login button[type=submit]").click()
+
+    def drawn(ids: list[str]) -> dict[str, Any]:
+        wait.until(lambda drv: drv.execute_script(
+            "var r = document.getElementById('charts'); return r && r.dataset.ready;") == str(len(ids)))
+        out = {}
+        for cid in ids:
+            el = d.find_element(By.ID, cid)
+            canvas = el.find_elements(By.TAG_NAME, "canvas")
+            assert canvas and canvas[0].size["width"] > 200 and canvas[0].size["height"] > 150, cid
+            out[cid] = d.execute_script(
+                "var o = echarts.getInstanceByDom(document.getElementById(arguments[0])).getOption();"
+                "return o.series.map(function (s) { return {name: s.name, data: s.data}; });", cid)
+        return out
+
+    # /trends of the day (合肥: the two 合肥 posts and tickets; 芜湖's not).
+    trend_ids = ["chart-volume", "chart-severity", "chart-deadlines", "chart-topics", "chart-places", "chart-rates"]
+    got = drawn(trend_ids)
+    volume = {s["name"]: s["data"] for s in got["chart-volume"]}
+    assert len(volume["帖文合计"]) == 24 and sum(volume["帖文合计"]) == 2 and volume["帖文合计"][9] == 2
+    assert sum(volume["新发事件"]) == 2
+    assert dict(zip(["特别重大", "重大", "较大", "一般"], got["chart-severity"][0]["data"], strict=True)) == {
+        "特别重大": 0, "重大": 1, "较大": 0, "一般": 1}
+    assert sum(got["chart-places"][0]["data"]) == 2
+    body = d.find_element(By.TAG_NAME, "body").text
+    assert "舆情趋势" in body and "突增" in body and "各部门按时率" in body and WUHU_TITLE not in body
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1400, min(int(height) + 150, 4000))
+    _shot(d, "21-trends")
+    d.set_window_size(1400, 1000)
+
+    # /briefs of the same day: the same charts but the departments' rates, and the downloads.
+    d.get(f"{base}/briefs?period=day&date={day}")
+    got = drawn(trend_ids[:-1])
+    assert sum({s["name"]: s["data"] for s in got["chart-volume"]}["帖文合计"]) == 2
+    links = {a.get_attribute("data-format"): a.get_attribute("href")
+             for a in d.find_elements(By.CSS_SELECTOR, "nav.downloads a.download")}
+    assert set(links) == {"docx", "pdf", "xlsx"} and all(f"/briefs/download?period=day&date={day}" in h
+                                                         for h in links.values())
+    height = d.execute_script("return document.documentElement.scrollHeight")
+    d.set_window_size(1400, min(int(height) + 150, 4000))
+    _shot(d, "22-brief-charts")
+    d.set_window_size(1400, 1000)
+    assert console.csp_violations() == [] and console.js_errors() == []

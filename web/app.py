@@ -53,14 +53,14 @@ from responder.store import Store, utcnow
 from web import auth
 from web.context import WebContext
 from web.errors import http_message, validation_errors, validation_message
-from web.routes import admin, board, briefs, clock_rules, reports, search, sources, tickets
+from web.routes import admin, board, briefs, clock_rules, reports, search, sources, tickets, trends
 from web.routes import auth as auth_routes
 from web.security import SecurityHeadersMiddleware
 from web.templating import STATIC, render
 from yuqing.settings import Settings
 
 # One router per area, in the order their routes are matched.
-ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, clock_rules, search, briefs, reports, sources,
+ROUTERS = tuple(m.router for m in (auth_routes, board, tickets, clock_rules, search, briefs, trends, reports, sources,
                                     admin))
 # The status each domain error answers with.
 CASE_STATUS: dict[type[CaseError], int] = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}

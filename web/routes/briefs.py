@@ -4,15 +4,22 @@
   (default: today in Shanghai, a day).
 * ``GET /api/briefs?period=&date=[&as_of=]`` — the same as JSON (times ISO,
   Asia/Shanghai). A bad ``period``, ``date`` or ``as_of`` → 400 naming it.
+* ``GET /briefs/download?period=&date=[&as_of=]&format=docx|pdf|xlsx`` — the
+  same brief as a Word, PDF or Excel file with charts
+  (:mod:`responder.brief_files`); a bad ``format`` → 400.
+
+Every one is the signed-in user's jurisdiction (:func:`_brief`, the same
+function for the page, the JSON and the files).
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from responder.brief import (
     LATE,
@@ -30,9 +37,12 @@ from responder.brief import (
     parse_params,
     timeliness_lines,
 )
+from responder.brief_files import FORMATS, MEDIA_TYPE, file_name, to_bytes, unit_name
 from responder.permissions import Actor, Permission
+from responder.trends import SPIKE_RULE
 from web.auth import require
 from web.context import WebContext, get_ctx
+from web.routes.trends import chart_specs, charts_attr
 from web.templating import render, render_str
 
 router = APIRouter()
@@ -64,6 +74,9 @@ def brief_context(b: Brief) -> dict[str, Any]:
         "pending_place": PENDING_PLACE,
         "state_class": _STATE_CLASS,
         "met_states": (ON_TIME, LATE),
+        "charts": charts_attr(chart_specs(b)),
+        "formats": (("docx", "Word"), ("pdf", "PDF"), ("xlsx", "Excel")),
+        "spike_rule": SPIKE_RULE,
     }
 
 
@@ -99,3 +112,23 @@ def brief_page(
     except BriefParamError as e:
         return render("brief.html", status_code=400, request=request, title="舆情日报/周报", error=e.message)
     return render("brief.html", request=request, **brief_context(b))
+
+
+@router.get("/briefs/download")
+def brief_download(
+    period: str | None = None,
+    day: str | None = Query(None, alias="date"),
+    as_of: str | None = None,
+    fmt: str = Query("docx", alias="format"),
+    ctx: WebContext = Depends(get_ctx),
+    actor: Actor = Depends(require(Permission.BRIEF_READ)),
+) -> Response:
+    """The brief as a file (Word, PDF, Excel), of the user's jurisdiction like the page."""
+    if fmt not in FORMATS:
+        raise BriefParamError("format", f"参数 format 只能是 {'、'.join(FORMATS)}，收到 {fmt!r}")
+    b = _brief(ctx, actor, period, day, as_of)
+    data = to_bytes(b, fmt, unit=unit_name(b.jurisdiction, ctx.settings.auth.root_jurisdiction))
+    name = file_name(b, fmt)
+    ascii_name = f"yuqing-brief-{b.period}-{b.first_day.isoformat()}.{fmt}"
+    return Response(data, media_type=MEDIA_TYPE[fmt], headers={
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name)}"})

@@ -3,10 +3,11 @@ rules are :mod:`responder.archive` and :mod:`responder.cases`.
 
 * ``GET /search`` — the search page: keywords, jurisdiction, source kind,
   topic, severity, date range and order; hits with highlighted snippets, facet
-  counts that narrow the search with one click, pages, a CSV export link.
+  counts that narrow the search with one click, pages, CSV and Excel export links.
 * ``GET /api/search`` — the same as JSON: ``total``, ``page``, ``size``,
   ``hits`` (times in Asia/Shanghai) and ``facets``.
-* ``GET /api/search/export`` — CSV of every match, newest first (at most
+* ``GET /api/search/export[?format=csv|xlsx]`` — CSV (or Excel: the same
+  rows) of every match, newest first (at most
   ``archive.EXPORT_MAX`` rows); ``X-Total-Count`` gives the full count and
   ``X-Truncated`` says when rows were left out.
 * ``GET /api/searches``, ``POST /api/searches`` ``{"name", "params"}``,
@@ -47,6 +48,7 @@ from responder.archive import (
     SearchParams,
     export,
     export_csv,
+    export_xlsx,
     hit_json,
     scheme_views,
     vocabulary,
@@ -198,17 +200,21 @@ def api_search(
 @router.get("/api/search/export")
 def api_export(
     p: SearchParams = Depends(search_params),
+    fmt: str = Query("csv", alias="format", pattern="^(csv|xlsx)$"),
     ctx: WebContext = Depends(get_ctx),
     actor: Actor = Depends(require(Permission.SEARCH_EXPORT)),
 ) -> Response:
     hits, total = export(ctx.store, ctx.require_search(), actor, p, now=ctx.now())
     stamp = datetime.now(SHANGHAI).strftime("%Y%m%d-%H%M")
-    name = quote(f"舆情检索_{stamp}.csv")
+    name = quote(f"舆情检索_{stamp}.{fmt}")
     headers = {
-        "Content-Disposition": f"attachment; filename=\"yuqing-search-{stamp}.csv\"; filename*=UTF-8''{name}",
+        "Content-Disposition": f"attachment; filename=\"yuqing-search-{stamp}.{fmt}\"; filename*=UTF-8''{name}",
         "X-Total-Count": str(total),
         "X-Truncated": "true" if total > len(hits) else "false",
     }
+    if fmt == "xlsx":
+        return Response(export_xlsx(hits, total=total), headers=headers,
+                        media_type="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
     return Response(export_csv(hits), media_type="text/csv; charset=utf-8", headers=headers)
 
 
