@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from responder.cases import scoped
 from responder.clocks import SHANGHAI, iso_shanghai
@@ -88,6 +88,21 @@ def _hour(t: datetime) -> datetime:
     return _aware(t).astimezone(SHANGHAI).replace(minute=0, second=0, microsecond=0)
 
 
+def _hour_key(s: Any, col: Any) -> Any:
+    """A column's UTC hour, as the backend can group by it."""
+    if s.get_bind().dialect.name == "sqlite":
+        return func.substr(col, 1, 13)  # stored as "YYYY-MM-DD HH:MM:SS[.ffffff]" in UTC
+    # In UTC whatever the session's TimeZone (a +05:45 zone would cut hours elsewhere); naive UTC back.
+    return func.date_trunc("hour", func.timezone("UTC", col))
+
+
+def _hour_of(key: Any) -> datetime:
+    """The Shanghai hour of a :func:`_hour_key` value."""
+    if isinstance(key, str):
+        return datetime.strptime(key, "%Y-%m-%d %H").replace(tzinfo=UTC).astimezone(SHANGHAI)
+    return _hour(key)
+
+
 def bucket_starts(start: datetime, end: datetime, bucket: str) -> list[datetime]:
     if bucket not in BUCKETS:
         raise ValueError("bucket must be hour or day")
@@ -139,22 +154,25 @@ def volume(s: Any, actor: Actor, start: datetime, end: datetime, bucket: str) ->
     if not starts:
         return v
     since = start - timedelta(hours=BASELINE_HOURS)
+    # Counted per UTC hour in the database (Shanghai is a whole number of hours
+    # ahead, so a UTC hour is a Shanghai hour): rows are hours × kinds × places, not posts.
+    hour = _hour_key(s, Post.published_at)
     rows = s.execute(
         scoped(
-            select(Post.published_at, Post.source_kind, Post.place_label).where(
+            select(hour, Post.source_kind, Post.place_label, func.count()).where(
                 Post.published_at >= since, Post.published_at < end
             ),
             actor,
             Post.place_code,
-        )
+        ).group_by(hour, Post.source_kind, Post.place_label)
     ).all()
     by_kind: dict[str, list[int]] = {}
     hourly: dict[str, Counter[datetime]] = defaultdict(Counter)
-    for published, kind, place in rows:
-        t = _aware(published)
-        hourly[place or PENDING_PLACE][_hour(t)] += 1
-        if t >= start:
-            by_kind.setdefault(str(kind), [0] * len(starts))[_index(starts, t)] += 1
+    for key, kind, place, n in rows:
+        h = _hour_of(key)
+        hourly[place or PENDING_PLACE][h] += int(n)
+        if h >= start:
+            by_kind.setdefault(str(kind), [0] * len(starts))[_index(starts, h)] += int(n)
     v.posts_by_kind = [Series(k, d) for k, d in sorted(by_kind.items(), key=lambda kv: (-sum(kv[1]), kv[0]))]
     v.events = [0] * len(starts)
     for (t0,) in s.execute(
