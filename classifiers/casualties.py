@@ -17,7 +17,11 @@ How figures are read (documented so a reviewer can check a level):
   ``几人`` → 2 (more than one);
 * upper bounds: ``近10人`` / ``将近`` / ``接近`` → N − 1 (fewer than N, so
   "近30人死亡" stays below the 30-death threshold);
-* ranges ``3至5人`` → the lower end;
+* ranges ``3至5人`` → the lower end; ``20余万人`` → 200000;
+* a verb that has its figure before it does not take the one after it:
+  ``4名学生死亡100多人受伤`` is 4 deaths (and 100 injured), not 100 deaths;
+* background: a figure in a sentence about other years (``1990年以来``,
+  ``去年``, ``前年``, ``多年前``, ``上世纪``, ``历史上``) is not this event's;
 * running totals: a category can be stated several times as it grows
   ("死亡人数升至15人", "已达"); the **largest** figure wins, which is also
   the latest for a running total;
@@ -83,13 +87,13 @@ def cn_to_number(s: str) -> int | None:
 # Number expressions
 
 _PRE = r"至少|最少|不少于|不低于|超过|超|逾|将近|接近|近|约|大约|共计|共|合计|累计|多达|高达|已达|达到|达"
-_CORE = r"\d+(?:\.\d+)?[万千百]?|数十|数百|数千|上百|上千|几十|几百|[零〇一二两三四五六七八九十百千万]+|多|数|几"
+_CORE = r"\d+(?:\.\d+)?(?:余|多)?[万千百]|\d+(?:\.\d+)?|数十|数百|数千|上百|上千|几十|几百|[零〇一二两三四五六七八九十百千万]+|多|数|几"
 _RANGE = r"(?:至|到|-|~|－|—)(?:\d+|[一二两三四五六七八九十百]+)"
 
 
 def _num(name: str) -> str:
     return (
-        rf"(?<![\d.])(?:(?P<{name}_pre>{_PRE}))?(?P<{name}>{_CORE})(?P<{name}_rng>{_RANGE})?"
+        rf"(?<![\d.余多])(?:(?P<{name}_pre>{_PRE}))?(?P<{name}>{_CORE})(?P<{name}_rng>{_RANGE})?"
         rf"(?P<{name}_suf>余|多|几|来)?"
     )
 
@@ -232,6 +236,9 @@ def _value(m: re.Match[str], name: str) -> tuple[int, str] | None:
     elif core[0].isdigit():
         mult = {"万": 10_000, "千": 1000, "百": 100}.get(core[-1], 1)
         digits = core[:-1] if mult > 1 else core
+        if digits[-1] in "余多":  # "20余万人": at least 20 ten-thousands
+            note = f"，“{core}”按{int(float(digits[:-1]) * mult)}计"
+            digits = digits[:-1]
         n = int(float(digits) * mult)
     else:
         parsed = cn_to_number(core)
@@ -250,12 +257,25 @@ def _value(m: re.Match[str], name: str) -> tuple[int, str] | None:
     return n, note
 
 
+# A sentence about other years is background, not this event: "自1947年…以来，该地区已先后有
+# 5万多人在冲突中丧生", "去年同一路段曾发生车祸致3人死亡".
+_BACKGROUND = re.compile(r"(?:19|20)\d\d年[^。！？!?；;\n]{0,30}?以来|去年|前年|多年前|上世纪|历史上")
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+")
+
+
+def _background_spans(t: str) -> list[tuple[int, int]]:
+    return [m.span() for m in _SENTENCE.finditer(t) if _BACKGROUND.search(m.group())] if _BACKGROUND.search(t) else []
+
+
 def extract_casualties(text: str) -> CasualtyResult:
     t = text.translate(_FW) if _FW_ANY.search(text) else text
     evidence: list[Evidence] = []
     taken: list[tuple[int, int]] = []
+    background = _background_spans(t)
 
     def add(name: Field_, m: re.Match[str], group: str, start: int | None = None) -> None:
+        if any(a <= m.start() < b for a, b in background):
+            return
         got = _value(m, group)
         if got is None:
             return
@@ -267,12 +287,17 @@ def extract_casualties(text: str) -> CasualtyResult:
     for name, pats in _PATTERNS.items():
         if not _CUES[name].search(t):
             continue
+        counted: list[tuple[int, int]] = []  # count-first figures of this kind ("4名学生死亡")
         for i, pat in enumerate(pats):
             for m in pat.finditer(t):
                 if i == 1 and not m.group("unit"):
                     cnt = m.group("cnt") or ""
                     if "人数" not in cnt and not re.search(r"[至到达为是有]", cnt):
                         continue  # "死亡3" with neither a unit nor a count verb: not a figure
+                if i == 1 and any(a <= m.start() < b for a, b in counted):
+                    continue  # the verb has its figure before it: "4名学生死亡100多人受伤"
+                if i == 0:
+                    counted.append(m.span())
                 add(name, m, "n")  # type: ignore[arg-type]
     for m in _COMPOUND.finditer(t) if _COMPOUND_CUE in t else ():
         if any(a <= m.start() < b for a, b in taken):

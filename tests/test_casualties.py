@@ -217,3 +217,24 @@ def test_quick_checks_change_no_result(seed: int, monkeypatch: pytest.MonkeyPatc
         assert fast == plain, text
         found += bool(fast.evidence)
     assert found > 50  # the generated texts do state figures
+
+
+@pytest.mark.parametrize(
+    ("text", "deaths", "injured"),
+    [
+        # a verb with its figure before it does not also take the one after it
+        ("车祸造成2名乘客死亡10多人受伤", 2, 10),
+        ("大巴翻覆，3名游客丧生20人受伤", 3, 20),
+        # "20余万": at least 20 ten-thousands, not 万 alone
+        ("地震已造成20余万人受伤", None, 200_000),
+        # background in other years is not this event's toll
+        ("1990年以来，该路段已有30多人在车祸中丧生。今天上午这里又发生一起车祸，造成2人死亡。", 2, None),
+        ("去年同一路段发生车祸致5人死亡。", None, None),
+        # ... but a running total of this season, and a dated lede, are
+        ("今年入汛以来，全省共有12人在洪灾中死亡。", 12, None),
+        ("2024年12月31日晚，某县一民房起火，造成3人死亡。", 3, None),
+    ],
+)
+def test_figure_belongs_to_its_verb_and_to_this_event(text: str, deaths: int | None, injured: int | None) -> None:
+    c = extract_casualties(text).casualties
+    assert (c.deaths, c.injured) == (deaths, injured)
