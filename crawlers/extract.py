@@ -369,7 +369,7 @@ def extract_article(sel: Selector, now: datetime, selectors: Selectors | None = 
         # "3小时前", "昨天 09:15", "11-21 08:00" printed under the title.
         for b in blocks[title_idx + 1:max(span[0], title_idx) + 4]:
             # a line of prose ("2月27日，记者从…获悉") is the body, not a by-line
-            if len(b.joined) <= 80 and not _PROSE.search(b.joined) and (got := parse_date(b.joined, now)) is not None:
+            if len(b.joined) <= 80 and not _prose(b.joined) and (got := parse_date(b.joined, now)) is not None:
                 published = got
                 break
     weak = False
@@ -845,7 +845,7 @@ def _date_text(text: str) -> str:
 _YEAR_SPACE_MD = re.compile(r"(?<!\d)((?:19|20)\d\d)\s+(\d{1,2})\s*/\s*(\d{1,2})(?=\s+\d{1,2}:\d{2})")
 # A date that bounds a period or a deadline is not when the page was put up: "公示期为2025年5月7日至
 # 5月13日", "于2025年4月30日前报送", "自2025年3月1日起施行", "2019年8月31日前出生".
-_PERIOD_AFTER = re.compile(r"^\s*(?:至|到|起|前|之前|以前|以后|之后|止|—|~|～)")
+_PERIOD_AFTER = re.compile(r"^\s*(?:至|到|起(?!点)|前|之前|以前|以后|之后|止|[—－~～]\s*[\d一二三四五六七八九十])")
 _PERIOD_BEFORE = re.compile(r"(?:至|到|自|从|截至|截止)\s*$")
 
 
@@ -885,7 +885,9 @@ def _date_in(blocks: list[_Block], lo: int, hi: int, now: datetime, *, max_len: 
 _WRITTEN_LABEL = re.compile(r"(?:成文|印发|签发|发文|生成)(?:日期|时间)\s*[:：]?\s*$")
 # "更新时间：…", "更新于 …", "最后修改 …": the page changed then, it was published before.
 _UPDATED_LABEL = re.compile(r"(?:更新|修改|修订|编辑)(?:于|日期|时间)?\s*[:：]?\s*$")
-_PROSE = re.compile(r"[，。；！？]")
+def _prose(text: str) -> bool:
+    """A sentence of the body, not a by-line: a full stop, or a comma in a longer line."""
+    return "。" in text or ("，" in text and len(text) > 30)
 
 
 _POST_LABEL = re.compile(r"发表|发布|发帖|发贴|贴于|帖于|posted|published|更新", re.I)

@@ -202,3 +202,11 @@ def test_machine_times_in_scripts_and_elements() -> None:
     # the update time alone is not read as the publication
     upd = page(top='<textarea class="article-utime">1759300000000</textarea>')
     assert extract_page(upd, "", NOW)["published_at"] is None
+
+
+def test_by_line_separators_and_short_comma_lines_stay_by_lines() -> None:
+    # a dash before the outlet, an outlet named 起点…: no period, no deadline
+    for top in ("<p>2025-06-10 08:00 — 新华社</p>", "<p>2025-06-10 08:00 起点新闻</p>"):
+        assert extract_page(page(top=top), "", NOW)["published_at"] == "2025-06-10T08:00:00+08:00", top
+    # a short by-line with a comma is no sentence of the body
+    assert extract_page(page(top="<p>来源：某某网，2小时前</p>"), "", NOW)["published_at"] == "2026-11-22T10:00:00+08:00"
