@@ -405,6 +405,11 @@ def test_charts_render_on_briefs_and_trends(browser: Any, served: tuple[str, Sto
     height = d.execute_script("return document.documentElement.scrollHeight")
     d.set_window_size(1400, min(int(height) + 150, 4000))
     _shot(d, "21-trends")
+    d.set_window_size(390, 2600)  # a phone: one chart a row, no sideways page
+    d.get(f"{base}/trends?period=day&date={day}")
+    drawn(trend_ids)
+    assert d.execute_script("return document.documentElement.scrollWidth") <= 400
+    _shot(d, "21-trends-phone")
     d.set_window_size(1400, 1000)
 
     # /briefs of the same day: the same charts but the departments' rates, and the downloads.

@@ -24,10 +24,11 @@
   function volume(spec) {
     var o = base(spec);
     o.color = KIND_COLORS;
-    o.legend = {top: 22, textStyle: {fontFamily: FONT}};
-    o.grid.top = 64;
+    o.legend = {type: 'scroll', bottom: 0, textStyle: {fontFamily: FONT}};
+    o.grid.bottom = 36;
     o.xAxis = {type: 'category', data: spec.labels};
-    o.yAxis = {type: 'value', minInterval: 1, name: '数量'};
+    // Head room above the highest bar for the spike pins.
+    o.yAxis = {type: 'value', minInterval: 1, name: '数量', boundaryGap: [0, '25%']};
     o.series = spec.series.map(function (s) {
       return {name: s.name, type: 'bar', stack: 'posts', data: s.data};
     });
@@ -46,11 +47,13 @@
     return o;
   }
 
-  function bars(spec) {
+  function bars(spec, width) {
     var o = base(spec);
     var horizontal = spec.kind === 'barh';
+    // Every label shown; slanted when a narrow screen cannot hold them side by side.
+    var slant = !horizontal && width < 80 * spec.labels.length ? 30 : 0;
     var cat = {type: 'category', data: horizontal ? spec.labels.slice().reverse() : spec.labels,
-               axisLabel: {interval: 0, fontFamily: FONT}};
+               axisLabel: {interval: 0, rotate: slant, fontFamily: FONT}};
     var val = {type: 'value', minInterval: spec.unit === '%' ? 0 : 1, max: spec.unit === '%' ? 100 : null};
     o.xAxis = horizontal ? val : cat;
     o.yAxis = horizontal ? cat : val;
@@ -75,7 +78,7 @@
     el.setAttribute('aria-label', spec.title);
     root.appendChild(el);
     var chart = echarts.init(el, null, {renderer: 'canvas'});
-    var option = spec.kind === 'volume' ? volume(spec) : bars(spec);
+    var option = spec.kind === 'volume' ? volume(spec) : bars(spec, el.clientWidth);
     chart.setOption(option);
     el.dataset.rendered = '1';
     drawn.push({chart: chart, option: option});
