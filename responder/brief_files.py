@@ -53,6 +53,8 @@ MEDIA_TYPE = {
 FONT_FILE = Path(__file__).resolve().parents[1] / "web" / "static" / "fonts" / "NotoSansCJKsc-subset.otf"
 PDF_FONT = "STSong-Light"
 NO_DATA = "无数据"
+# The page's colours (web/static/charts.js), so a printed chart reads like the screen's.
+KIND_COLORS = ["#1565c0", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41"]
 
 
 # --------------------------------------------------------------------------- the title block
@@ -180,8 +182,11 @@ def _empty(ax: Any) -> None:
 
 def _bars(plt: Any, title: str, labels: list[str], values: list[int], *, horizontal: bool = False,
           color: str = "#1565c0") -> Chart:
+    from matplotlib.ticker import MaxNLocator
+
     fig, ax = plt.subplots(figsize=(7, 3.2 if not horizontal else max(2.4, 0.35 * len(labels) + 1)))
     ax.set_title(title)
+    (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
     if not any(values):
         _empty(ax)
     elif horizontal:
@@ -205,24 +210,30 @@ def chart_images(b: Brief) -> list[Chart]:
     out = []
     v = b.volume
     if v is not None:
-        fig, ax = plt.subplots(figsize=(7, 3.4))
+        from matplotlib.ticker import MaxNLocator
+
+        fig, ax = plt.subplots(figsize=(7, 3.6))
         ax.set_title(volume_title(b))
         x = list(range(len(v.starts)))
         bottom = [0] * len(x)
-        for s in v.posts_by_kind:
-            ax.bar(x, s.data, bottom=bottom, label=KIND_LABEL.get(s.name, s.name))
+        for i, s in enumerate(v.posts_by_kind):
+            ax.bar(x, s.data, bottom=bottom, label=KIND_LABEL.get(s.name, s.name),
+                   color=KIND_COLORS[i % len(KIND_COLORS)])
             bottom = [a + c for a, c in zip(bottom, s.data, strict=True)]
-        ax.plot(x, v.events, color="#c62828", marker="o", markersize=3, label="新发事件")
+        ax.plot(x, v.events, color="#c62828", marker="o", markersize=3, linestyle="--", label="新发事件")
+        top = max([*v.posts_total, *v.events, 1])
+        ax.set_ylim(0, top * 1.35)  # head room for the spike labels
         for sp in v.spikes:
-            ax.annotate(f"突增 {sp.place}", (sp.bucket, v.posts_total[sp.bucket]), xytext=(0, 12),
+            ax.annotate(f"突增 {sp.place}", (sp.bucket, v.posts_total[sp.bucket]), xytext=(0, 14),
                         textcoords="offset points", ha="center", color="#b71c1c", fontsize=8,
                         arrowprops={"arrowstyle": "->", "color": "#b71c1c"})
         labels = v.labels
         step = 3 if len(x) > 12 else 1
         ax.set_xticks(x[::step], labels[::step], fontsize=8)
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("数量")
         if v.posts_by_kind or any(v.events):
-            ax.legend(fontsize=8, loc="upper left")
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=7, frameon=False)
         out.append(Chart(volume_title(b), _png(plt, fig)))
     o = b.overview
     out.append(_bars(plt, "新建工单级别分布（件）", list(SEVERITIES), [o.tickets_by_severity.get(k, 0) for k in SEVERITIES],
