@@ -151,26 +151,33 @@ class Chart:
     png: bytes
 
 
-def _pyplot() -> Any:
-    import matplotlib
+class _Plots:
+    """Figures without pyplot: no global figure state, so two downloads at once
+    (the web serves them from a thread pool) never draw into each other's chart."""
 
-    matplotlib.use("Agg")  # no display; before pyplot is imported
-    from matplotlib import font_manager
-    from matplotlib import pyplot as plt
+    def __init__(self) -> None:
+        import matplotlib
+        from matplotlib import font_manager
 
-    if FONT_FILE.exists():
-        font_manager.fontManager.addfont(str(FONT_FILE))
-        name = font_manager.FontProperties(fname=str(FONT_FILE)).get_name()
-        plt.rcParams["font.family"] = [name, "sans-serif"]
-    plt.rcParams["axes.unicode_minus"] = False
-    return plt
+        if FONT_FILE.exists() and FONT_FILE.name not in {Path(f.fname).name for f in font_manager.fontManager.ttflist}:
+            font_manager.fontManager.addfont(str(FONT_FILE))
+        if FONT_FILE.exists():
+            name = font_manager.FontProperties(fname=str(FONT_FILE)).get_name()
+            matplotlib.rcParams["font.family"] = [name, "sans-serif"]
+        matplotlib.rcParams["axes.unicode_minus"] = False
+
+    @staticmethod
+    def subplots(figsize: tuple[float, float]) -> tuple[Any, Any]:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize)
+        return fig, fig.subplots()
 
 
-def _png(plt: Any, fig: Any) -> bytes:
+def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png", dpi=150)
-    plt.close(fig)
     return buf.getvalue()
 
 
@@ -180,11 +187,11 @@ def _empty(ax: Any) -> None:
     ax.set_yticks([])
 
 
-def _bars(plt: Any, title: str, labels: list[str], values: list[int], *, horizontal: bool = False,
+def _bars(plt: _Plots, title: str, labels: list[str], values: list[int], *, horizontal: bool = False,
           color: str = "#1565c0") -> Chart:
     from matplotlib.ticker import MaxNLocator
 
-    fig, ax = plt.subplots(figsize=(7, 3.2 if not horizontal else max(2.4, 0.35 * len(labels) + 1)))
+    fig, ax = plt.subplots((7, 3.2 if not horizontal else max(2.4, 0.35 * len(labels) + 1)))
     ax.set_title(title)
     (ax.xaxis if horizontal else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
     if not any(values):
@@ -197,7 +204,7 @@ def _bars(plt: Any, title: str, labels: list[str], values: list[int], *, horizon
         ax.bar(labels, values, color=color)
         for x, val in enumerate(values):
             ax.text(x, val, str(val), ha="center", va="bottom")
-    return Chart(title, _png(plt, fig))
+    return Chart(title, _png(fig))
 
 
 def volume_title(b: Brief) -> str:
@@ -206,13 +213,13 @@ def volume_title(b: Brief) -> str:
 
 def chart_images(b: Brief) -> list[Chart]:
     """The brief's charts as PNG images, the same as the page draws with ECharts."""
-    plt = _pyplot()
+    plt = _Plots()
     out = []
     v = b.volume
     if v is not None:
         from matplotlib.ticker import MaxNLocator
 
-        fig, ax = plt.subplots(figsize=(7, 3.6))
+        fig, ax = plt.subplots((7, 3.6))
         ax.set_title(volume_title(b))
         x = list(range(len(v.starts)))
         bottom = [0] * len(x)
@@ -234,7 +241,7 @@ def chart_images(b: Brief) -> list[Chart]:
         ax.set_ylabel("数量")
         if v.posts_by_kind or any(v.events):
             ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=7, frameon=False)
-        out.append(Chart(volume_title(b), _png(plt, fig)))
+        out.append(Chart(volume_title(b), _png(fig)))
     o = b.overview
     out.append(_bars(plt, "新建工单级别分布（件）", list(SEVERITIES), [o.tickets_by_severity.get(k, 0) for k in SEVERITIES],
                      color="#ef6c00"))
