@@ -287,19 +287,34 @@ class SearchParams:
 
 
 PARAM_KEYS = ("q", "place", "kind", "topic", "severity", "from", "to", "sort")
+# What a monitoring scheme keeps besides (responder.schemes): its word groups, the alert and who hears it.
+SCHEME_KEYS = ("scheme", "alert", "notify")
+SCHEME_GROUPS = ("regions", "subjects", "events", "excludes")
+
+
+def scheme_text(d: dict[str, Any]) -> str:
+    """The query text of saved parameters: a scheme's groups (:func:`query.scheme_query`), else ``q``."""
+    groups = d.get("scheme")
+    if isinstance(groups, dict):
+        def words(k: str) -> list[str]:
+            v = groups.get(k) or []
+            return [str(x) for x in ([v] if isinstance(v, str) else v)]
+
+        return qlang.scheme_query(*(words(k) for k in SCHEME_GROUPS))
+    return str(d.get("q") or "")
 
 
 def params_from(d: dict[str, Any], vocab: Vocabulary | None = None) -> SearchParams:
-    """Saved parameters (as :meth:`SearchParams.saved` writes them) → the first page."""
-    unknown = set(d) - set(PARAM_KEYS)
+    """Saved parameters (as :meth:`SearchParams.saved` writes them, or a scheme's) → the first page."""
+    unknown = set(d) - set(PARAM_KEYS) - set(SCHEME_KEYS)
     if unknown:
-        raise ValueError(f"未知的检索参数：{'、'.join(sorted(unknown))}（可用：{'、'.join(PARAM_KEYS)}）")
+        raise ValueError(f"未知的检索参数：{'、'.join(sorted(unknown))}（可用：{'、'.join(PARAM_KEYS + SCHEME_KEYS)}）")
 
     def many(k: str) -> list[str]:
         v = d.get(k) or []
         return [str(x) for x in ([v] if isinstance(v, str) else v) if str(x).strip()]
 
-    return SearchParams(str(d.get("q") or ""), str(d.get("place") or ""), many("kind"), many("topic"),
+    return SearchParams(scheme_text(d), str(d.get("place") or ""), many("kind"), many("topic"),
                         many("severity"), str(d.get("from") or ""), str(d.get("to") or ""),
                         str(d.get("sort") or "relevance"), 1, 20, vocab)
 

@@ -1077,33 +1077,41 @@ def _split(store: Store, actor: Actor, sub: _Subject, event_id: int, post_ids: l
 
 
 def save_search(
-    store: Store, actor: Actor, name: str, params: dict[str, Any], *, now: datetime | None = None
+    store: Store, actor: Actor, name: str, params: dict[str, Any], *, now: datetime | None = None,
+    notify: Any | None = None, vocab: Any | None = None,
 ) -> int:
     """Save the archive-search ``params`` under ``name`` (监测方案); returns its id.
 
-    Bad parameters raise :class:`responder.archive.SearchParamError` before
+    A scheme's word groups, place, alert and recipient are checked by
+    :func:`responder.schemes.normalise` (``notify``: the loaded
+    ``config/notify.yaml``, whose recipients an alert may name). Bad
+    parameters raise :class:`responder.archive.SearchParamError` before
     anything is saved; a name already taken is a :class:`Conflict`.
     """
     at = now or utcnow()
     name = name.strip()
     with _audited(store, actor, "saved_search_created", {"name": name[:100], "params": params}, at):
-        return _save_search(store, actor, name, params, at)
+        return _save_search(store, actor, name, params, at, notify, vocab)
 
 
-def _save_search(store: Store, actor: Actor, name: str, params: dict[str, Any], at: datetime) -> int:
-    from responder.archive import SearchParamError, params_from
+def _newest_post(s: Session) -> int:
+    return int(s.scalar(select(func.coalesce(func.max(Post.id), 0))) or 0)
+
+
+def _save_search(store: Store, actor: Actor, name: str, params: dict[str, Any], at: datetime,
+                 notify: Any | None = None, vocab: Any | None = None) -> int:
+    from responder.schemes import normalise
 
     if not name:
         raise Invalid("方案名称不能为空")
-    try:
-        p = params_from(params)
-    except ValueError as e:
-        raise SearchParamError(f"检索条件有误：{e}") from None
-    p.query(actor)  # SearchParamError on a bad value
+    if len(name) > 100:
+        raise Invalid("方案名称最多 100 个字")
+    stored = normalise(params, actor, vocab=vocab, notify=notify)  # SearchParamError on a bad value
     try:
         with store.transaction() as s:
-            row = SavedSearch(name=name, params=p.saved(), created_by=actor.username, created_at=at,
-                              jurisdiction=actor.jurisdiction)
+            # Alerts are for posts stored from now on, never the archive.
+            row = SavedSearch(name=name, params=stored, created_by=actor.username, created_at=at,
+                              jurisdiction=actor.jurisdiction, watch_from=_newest_post(s))
             s.add(row)
             s.flush()
             accounts.audit(s, actor, "saved_search_created", "ok",
@@ -1114,25 +1122,67 @@ def _save_search(store: Store, actor: Actor, name: str, params: dict[str, Any], 
         raise Conflict(f"已有名为“{name}”的监测方案") from None
 
 
-def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: datetime | None = None) -> None:
-    """Delete a saved search (audited, with what it was): its creator or an admin
-    who sees it; one the actor cannot see is NotFound."""
+def _own_search(s: Session, actor: Actor, search_id: int, verb: str, sub: _Subject | None = None) -> SavedSearch:
+    """A saved search ``actor`` sees (else NotFound) and may change: its creator or an admin (else Forbidden)."""
     from responder.archive import saved_search_clause
+
+    row = None
+    if valid_id(search_id):
+        stmt = select(SavedSearch).where(SavedSearch.id == search_id)
+        seen = saved_search_clause(actor)
+        row = s.scalar(stmt if seen is None else stmt.where(seen))
+    if row is None:
+        raise NotFound(f"监测方案 {search_id} 不存在")
+    if sub is not None:
+        sub.place_code = row.jurisdiction or None
+    if row.created_by != actor.username and not (actor.is_cli or actor.role == Role.ADMIN):
+        raise Forbidden(f"监测方案“{row.name}”由 {row.created_by} 创建，只有创建者或系统管理员可以{verb}")
+    return row
+
+
+def update_saved_search(
+    store: Store, actor: Actor, search_id: int, name: str | None, params: dict[str, Any], *,
+    now: datetime | None = None, notify: Any | None = None, vocab: Any | None = None,
+) -> None:
+    """Change a saved search's name and parameters (audited, before and after): its creator or an
+    admin who sees it. Matches found so far stay; new posts are matched by the new conditions."""
+    from responder.schemes import normalise
+
+    at = now or utcnow()
+    with _audited(store, actor, "saved_search_updated", {"id": search_id, "params": params}, at) as sub:
+        with store.reader() as s:
+            row = _own_search(s, actor, search_id, "修改", sub)
+        new_name = (name if name is not None else row.name).strip()
+        if not new_name:
+            raise Invalid("方案名称不能为空")
+        if len(new_name) > 100:
+            raise Invalid("方案名称最多 100 个字")
+        # Checked as the scheme's own jurisdiction would (an admin editing keeps the owner's place).
+        stored = normalise(params, actor, vocab=vocab, notify=notify)
+        try:
+            with store.transaction() as s:
+                row = _own_search(s, actor, search_id, "修改")
+                before = {"name": row.name, "params": row.params}
+                row.name, row.params = new_name, stored
+                s.flush()
+                accounts.audit(s, actor, "saved_search_updated", "ok",
+                               {"id": row.id, "before": before, "name": row.name, "params": row.params},
+                               place_code=row.jurisdiction or None, at=at)
+        except IntegrityError:
+            raise Conflict(f"已有名为“{new_name}”的监测方案") from None
+
+
+def delete_saved_search(store: Store, actor: Actor, search_id: int, *, now: datetime | None = None) -> None:
+    """Delete a saved search (audited, with what it was) and its matches: its creator or an
+    admin who sees it; one the actor cannot see is NotFound."""
+    from responder.schemes import forget
 
     at = now or utcnow()
     with _audited(store, actor, "saved_search_deleted", {"id": search_id}, at) as sub, store.transaction() as s:
-        row = None
-        if valid_id(search_id):
-            stmt = select(SavedSearch).where(SavedSearch.id == search_id)
-            seen = saved_search_clause(actor)
-            row = s.scalar(stmt if seen is None else stmt.where(seen))
-        if row is None:
-            raise NotFound(f"监测方案 {search_id} 不存在")
-        sub.place_code = row.jurisdiction or None
-        if row.created_by != actor.username and not (actor.is_cli or actor.role == Role.ADMIN):
-            raise Forbidden(f"监测方案“{row.name}”由 {row.created_by} 创建，只有创建者或系统管理员可以删除")
+        row = _own_search(s, actor, search_id, "删除", sub)
         accounts.audit(s, actor, "saved_search_deleted", "ok", {"id": row.id, "name": row.name, "params": row.params},
                        place_code=row.jurisdiction or None, at=at)
+        forget(s, row.id)
         s.delete(row)
 
 

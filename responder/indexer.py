@@ -9,6 +9,9 @@ someone rebuilt the index. So the responder only stores; this stage
 * **New posts**, in ``posts.id`` order after the last one indexed. Posts are
   written only by responders, one transaction at a time under the events
   lock, so ids become visible in order and none is passed over.
+* **Monitoring schemes** (:mod:`responder.schemes`): every new post is
+  matched against each scheme in Python, alerts written with a cursor of
+  their own (even while the search backend is down).
 * **Posts that changed event**: a duty officer's merge or split (audit rows
   ``event_merged`` / ``event_split``) re-indexes the posts of the events they
   concern, so search shows each post under its event.
@@ -165,6 +168,30 @@ def _events_of(action: str, detail: dict[str, Any] | None) -> list[int]:
     return [d[key]] if isinstance(d.get(key), int) else []
 
 
+def _matcher(settings: Any, store: Store) -> Any | None:
+    """The monitoring-scheme matcher (:mod:`responder.schemes`), with ``config/notify.yaml`` when it exists."""
+    from responder.notify.config import load_notify
+    from responder.schemes import SchemeMatcher
+
+    try:
+        notify = load_notify(settings.config_dir)
+    except Exception:
+        log.exception("无法读取 notify.yaml：监测方案的新增信息只记入看板，不发通知")
+        notify = None
+    return SchemeMatcher(store, notify, root_jurisdiction=settings.auth.root_jurisdiction)
+
+
+def _match(matcher: Any) -> bool:
+    """One batch of scheme matching; whether it found posts to look at."""
+    if matcher is None:
+        return False
+    try:
+        return bool(matcher.step().posts)
+    except Exception:
+        log.exception("监测方案匹配失败，稍后重试（进度未前移，不会漏报或重报）")
+        return False
+
+
 def run(settings: Any, stop: threading.Event, *, poll_s: float = 0.5) -> None:
     """The indexer stage: follow the store until ``stop`` is set."""
     from responder.search import open_search
@@ -172,15 +199,18 @@ def run(settings: Any, stop: threading.Event, *, poll_s: float = 0.5) -> None:
     store = Store(settings.store_url)
     search = None
     delay = 0.5
+    matcher = _matcher(settings, store)
     try:
         while not stop.is_set():
+            # Scheme alerts need no search backend: matched in Python even while it is down.
+            matched = _match(matcher)
             try:
                 if search is None:
                     search = open_search(settings)
                     log.info("indexer started: store %s, search %s", store, type(search).__name__)
                 step = SearchIndexer(store, search).step()
                 delay = 0.5
-                if not step:
+                if not step and not matched:
                     stop.wait(poll_s)
             except Exception:
                 log.exception("全文索引暂不可用，%.0f 秒后重试（帖子都在库中，恢复后补齐）", delay)

@@ -140,6 +140,9 @@ class Report:
     # The jurisdiction it covers (a division-code prefix; "" = everything).
     jurisdiction: str = ""
     cancellations: list[Cancellation] = field(default_factory=list)
+    # The place it was narrowed to (a division-code prefix or 待定; "" = the whole jurisdiction).
+    place: str = ""
+    place_label: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -148,6 +151,8 @@ class Report:
             "by": self.by,
             "as_of": iso_shanghai(self.as_of),
             "jurisdiction": self.jurisdiction,
+            "place": self.place,
+            "place_label": self.place_label,
             "definitions": {
                 "on_time_rate": "按时 / (按时 + 超时)",
                 "breach": "超期完成，或截至统计时点已到期仍未完成",
@@ -247,9 +252,13 @@ def timeliness(
     by: str = "department",
     as_of: datetime | None = None,
     actor: Actor,
+    place: str | None = None,
+    place_label: str = "",
 ) -> Report:
     """The figures for deadlines whose T0 falls in [date_from, date_to] (Shanghai days),
-    of the tickets in ``actor``'s jurisdiction."""
+    of the tickets in ``actor``'s jurisdiction; ``place``: only those under this division-code
+    prefix (``""`` or None: all; :data:`UNPLACED`: those whose place is 待定). The caller
+    resolves a place name and refuses one outside the jurisdiction (web/routes/reports.py)."""
     if by not in ("department", "region"):
         raise ValueError("by must be department or region")
     if date_to < date_from:
@@ -265,13 +274,14 @@ def timeliness(
             scoped(
                 select(Deadline, Ticket.department, Ticket.place_label)
                 .join(Ticket, Ticket.id == Deadline.ticket_id)
-                .where(Deadline.starts_at >= start, Deadline.starts_at < end),
+                .where(Deadline.starts_at >= start, Deadline.starts_at < end)
+                .where(*_place_filter(place)),
                 actor,
                 Ticket.place_code,
             ).order_by(Deadline.id)
         ).all()
-    for d, dept, place in rows:
-        g = (dept or "未指定") if by == "department" else (place or "待定")
+    for d, dept, label in rows:
+        g = (dept or "未指定") if by == "department" else (label or "待定")
         key = (g, d.milestone)
         if key not in groups:
             groups[key] = Row(g, d.milestone)
@@ -289,7 +299,18 @@ def timeliness(
     for r in out:
         _finish(r)
     cancellations.sort(key=lambda c: (c.cancelled_at, c.ticket_id, c.milestone))
-    return Report(date_from, date_to, by, as_of, out, scope_prefix(actor), cancellations)
+    return Report(date_from, date_to, by, as_of, out, scope_prefix(actor), cancellations, place or "", place_label)
+
+
+UNPLACED = "待定"
+
+
+def _place_filter(place: str | None) -> list[Any]:
+    if not place:
+        return []
+    if place == UNPLACED:
+        return [Ticket.place_code.is_(None)]
+    return [Ticket.place_code.like(place + "%")]
 
 
 def _table(rep: Report) -> list[list[Any]]:

@@ -459,6 +459,35 @@ class SavedSearch(Base):
     # The creator's jurisdiction (a division-code prefix, "" = root): users whose
     # scope covers it read it too (responder.archive.saved_search_clause).
     jurisdiction: Mapped[str] = mapped_column(String(12), default="", server_default=text("''"))
+    # Scheme alerts (responder.schemes) watch the posts stored after this one
+    # (``posts.id``): the archive before a scheme was saved is never "new".
+    watch_from: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
+
+
+class SchemeMatch(Base):
+    """A post a monitoring scheme matched (:mod:`responder.schemes`): written
+    once per (scheme, post), in the transaction that writes its notice and
+    moves the matcher's cursor, so a restart never alerts twice."""
+
+    __tablename__ = "scheme_matches"
+    __table_args__ = (UniqueConstraint("scheme_id", "post_id", name="uq_scheme_match_post"),)
+
+    id: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    scheme_id: Mapped[int] = mapped_column(ForeignKey("saved_searches.id"), index=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id"), index=True)
+    notice_id: Mapped[int | None] = mapped_column(ForeignKey("notices.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SchemeSeen(Base):
+    """How far a user has looked at a scheme's matches (the board's 新增)."""
+
+    __tablename__ = "scheme_seen"
+
+    scheme_id: Mapped[int] = mapped_column(ForeignKey("saved_searches.id"), primary_key=True)
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    last_match_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class SearchProgress(Base):

@@ -702,6 +702,15 @@ ROUTES: dict[tuple[str, str], Spec] = {
     ("POST", "/api/searches"): Spec(P.SAVED_SEARCH_WRITE, action=True, ok=201,
                                     body=_json(lambda m, who, t: {"name": f"新方案-{who}", "params": {"q": "物业"}})),
     ("DELETE", "/api/searches/{sid}"): Spec(P.SEARCH, obj="search", action=True, owner_or_admin=True),
+    ("PUT", "/api/searches/{sid}"): Spec(P.SEARCH, obj="search", action=True, owner_or_admin=True,
+                                         body=_json(lambda m, who, t: {"params": {"q": f"物业 改{who}"}})),
+    # monitoring schemes: the search page's form, and a scheme's matches (marked seen, then its search)
+    ("GET", "/schemes/{sid}"): Spec(P.SEARCH, page=True, obj="search", ok=303),
+    ("POST", "/schemes"): Spec(P.SAVED_SEARCH_WRITE, action=True, ok=303, body=_form(
+        lambda m, who, t: {"name": f"表单方案-{who}", "subjects": "物业", "events": "上涨 涨价"})),
+    ("POST", "/schemes/{sid}"): Spec(P.SEARCH, obj="search", action=True, ok=303, owner_or_admin=True, body=_form(
+        lambda m, who, t: {"name": f"改名方案-{who}-{t.key}", "subjects": "物业"})),
+    ("POST", "/schemes/{sid}/delete"): Spec(P.SEARCH, obj="search", action=True, ok=303, owner_or_admin=True),
     # briefs and reports
     ("GET", "/briefs"): Spec(P.BRIEF_READ, page=True, params=BRIEF_PARAMS, check=check_brief_page),
     ("GET", "/api/briefs"): Spec(P.BRIEF_READ, params=BRIEF_PARAMS[:1], check=check_brief),
@@ -1087,7 +1096,18 @@ def verify_action(m: Matrix, cell: Cell) -> list[str]:
         if path == "/api/searches" and cell.key[0] == "POST":
             row = s.scalar(select(SavedSearch).where(SavedSearch.name == f"新方案-{who}"))
             return _eq("saved by", (row.created_by, row.jurisdiction) if row else None, (who.name, who.jurisdiction))
-        if cell.key[0] == "DELETE":
+        if path == "/schemes":
+            row = s.scalar(select(SavedSearch).where(SavedSearch.name == f"表单方案-{who}"))
+            return _eq("saved by", (row.created_by, row.jurisdiction, row.params.get("scheme", {}).get("events"))
+                       if row else None, (who.name, who.jurisdiction, ["上涨", "涨价"]))
+        if cell.key == ("PUT", "/api/searches/{sid}"):
+            row = s.get(SavedSearch, ids["search"])
+            return _eq("changed", row.params.get("q") if row else None, f"物业 改{who}")
+        if cell.key == ("POST", "/schemes/{sid}"):
+            row = s.get(SavedSearch, ids["search"])
+            return _eq("changed", (row.name, row.params.get("scheme", {}).get("subjects")) if row else None,
+                       (f"改名方案-{who}-{cell.target.key}", ["物业"]))
+        if cell.key[0] == "DELETE" or path.endswith("/delete"):
             return _eq("deleted", s.get(SavedSearch, ids["search"]), None)
     return []
 

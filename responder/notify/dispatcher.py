@@ -81,6 +81,7 @@ KIND_LABEL = {
     "milestone": "节点已完成",
     "source_alert": "信息源告警",
     "source_recovered": "信息源已恢复",
+    "scheme_match": "监测方案预警",
 }
 RULE_LABEL = {
     "major_emergency": "重大突发事件",
@@ -332,6 +333,17 @@ class Dispatcher:
         detail = dict((notice.payload or {}).get("detail") or {})
         label = KIND_LABEL.get(notice.kind, notice.kind)
         role = next((r.role for r in self.cfg.recipients if r.name == d.recipient), None)
+        if notice.kind == "scheme_match":  # responder.schemes: a new post a scheme matched
+            head = f"【{label}】{detail.get('scheme')}：{detail.get('title')}"
+            lines = [f"### {head}", f"- 监测方案：{detail.get('scheme')}（{detail.get('owner')}）",
+                     f"- 来源：{detail.get('source') or ''}，属地：{detail.get('place') or '待定'}，"
+                     f"发布时间：{_fmt(detail.get('published_at'))}"]
+            if detail.get("severity"):
+                lines.append(f"- 级别：{detail['severity']}")
+            lines.append(f"- 原文：{detail.get('url') or ''}")
+            lines.append(f"- 查看方案全部信息：{self.base_url}/schemes/{detail.get('scheme_id')}")
+            lines.append(f"- 通知对象：{d.recipient}")
+            return head, "\n".join(lines)
         if notice.kind in SOURCE_KINDS:
             head = f"【{label}】{detail.get('source_name')}{detail.get('state_label')}"
             lines = [f"### {head}", *render_alert(detail)]
@@ -381,6 +393,10 @@ class Dispatcher:
         for i, (n, _t, _d) in enumerate(items, 1):
             detail = dict((n.payload or {}).get("detail") or {})
             label = KIND_LABEL.get(n.kind, n.kind)
+            if n.kind == "scheme_match":
+                lines.append(f"{i}. 【{label}】{detail.get('scheme')}：{detail.get('title')}"
+                             f"（{detail.get('place') or '待定'}，{_fmt(detail.get('published_at'))}）{detail.get('url') or ''}")
+                continue
             if n.kind in SOURCE_KINDS:
                 lines.append(f"{i}. 【{label}】{detail.get('source_name')}{detail.get('state_label')}："
                              f"{detail.get('reason') or ''}")

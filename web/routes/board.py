@@ -4,7 +4,8 @@ Tickets in the user's jurisdiction, by default the open ones most severe
 first; each deadline with a countdown computed in the page from ``due_at``
 (已超时 once past), an acknowledge button, refreshed every 5 s
 (``web/static/board.js``); warning strips while a source is dark or blocked
-and while notices reached nobody.
+and while notices reached nobody; the monitoring schemes (监测方案) with
+matches the user has not opened yet (:func:`responder.schemes.unseen_for`).
 
 Filters and order come in the query string, the same on the page and on its
 fragment (the refresh sends the page's own query string):
@@ -50,6 +51,7 @@ from responder.cases import STATUS_LABEL
 from responder.clocks import SHANGHAI
 from responder.notify.unrouted import unrouted_summary
 from responder.permissions import Actor, Permission
+from responder.schemes import unseen_for
 from responder.search.base import Scope
 from responder.sources import source_views
 from web.auth import require
@@ -158,7 +160,10 @@ def index(request: Request, ctx: WebContext = Depends(get_ctx),
             choices = board_choices(s, actor)
     except BoardFilterError as e:
         return _refused(request, e, page=True)
+    # Monitoring schemes with matches this user has not opened yet (responder.schemes), within its jurisdiction.
+    fresh = unseen_for(ctx.store, actor) if actor.can(Permission.SEARCH) else []
     return render("board.html", request=request, live=True, f=f, state_choice=_state_choice(f), choices=choices,
+                  schemes_new=fresh,
                   SEVERITIES=SEVERITIES, SORTS=SORTS, STATUS_LABEL=STATUS_LABEL, UNPLACED=UNPLACED,
                   filtered=bool(request.query_params), **alerts(ctx, n, actor), **board_context(tickets, n))
 
