@@ -19,6 +19,7 @@ Each document opens with a title block: 单位 (the jurisdiction's name),
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -60,6 +61,13 @@ KIND_COLORS = ["#1565c0", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41"]
 # --------------------------------------------------------------------------- the title block
 
 
+@functools.lru_cache(maxsize=1)
+def _gazetteer() -> Any:
+    from classifiers.places import Gazetteer
+
+    return Gazetteer.load()  # read once: every download names its unit
+
+
 def unit_name(jurisdiction: str, root: str = "") -> str:
     """单位: the jurisdiction's name (``3401`` → 安徽省合肥市); for everything (``""``)
     the deployment's root jurisdiction's name, or 全部辖区."""
@@ -67,9 +75,7 @@ def unit_name(jurisdiction: str, root: str = "") -> str:
     if not code:
         return "全部辖区"
     try:
-        from classifiers.places import Gazetteer
-
-        g = Gazetteer.load()
+        g = _gazetteer()
         d = g.get(code)
         return g.describe(d) if d is not None else code
     except Exception:  # the code names it as well; a gazetteer problem must not stop a brief
