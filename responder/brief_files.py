@@ -5,9 +5,10 @@ page, the text and the JSON are made from), so the files and the page agree.
 
 * :func:`write_docx` — python-docx; charts as PNG images; the footer carries
   ``第 N 页 / 共 M 页`` as Word fields (PAGE / NUMPAGES), filled in by Word.
-* :func:`write_pdf` — ReportLab; text in the built-in ``STSong-Light`` CID font
-  (every PDF reader supplies its glyphs: no font file embedded), the same
-  chart images, ``第 N 页 / 共 M 页`` on every page (drawn after layout).
+* :func:`write_pdf` — ReportLab; text in the shipped Noto Sans CJK SC subset,
+  embedded (only the characters used), so the Chinese shows on a machine
+  without Chinese fonts; the same chart images, ``第 N 页 / 共 M 页`` on every
+  page (drawn after layout).
 * :func:`write_xlsx` — openpyxl; one sheet per section, the trend as a table,
   the chart images on a sheet of their own; the print footer numbers pages.
 * :func:`chart_images` — the charts, drawn by matplotlib with the Chinese font
@@ -51,8 +52,9 @@ MEDIA_TYPE = {
     "pdf": "application/pdf",
     "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
 }
-FONT_FILE = Path(__file__).resolve().parents[1] / "web" / "static" / "fonts" / "NotoSansCJKsc-subset.otf"
-PDF_FONT = "STSong-Light"
+FONT_FILE = Path(__file__).resolve().parents[1] / "web" / "static" / "fonts" / "NotoSansCJKsc-subset.ttf"
+# Embedded (subset) in every PDF, so its Chinese shows on a machine without Chinese fonts.
+PDF_FONT = "YuqingSansSC"
 NO_DATA = "无数据"
 # The page's colours (web/static/charts.js), so a printed chart reads like the screen's.
 KIND_COLORS = ["#1565c0", "#43a047", "#fb8c00", "#8e24aa", "#00897b", "#6d4c41"]
@@ -369,12 +371,16 @@ def write_docx(b: Brief, path: str | Path | io.BytesIO, *, unit: str, charts: li
 
 
 def _pdf_styles() -> dict[str, Any]:
+    from reportlab.lib.fonts import addMapping
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+    from reportlab.pdfbase.ttfonts import TTFont
 
     if PDF_FONT not in pdfmetrics.getRegisteredFontNames():
-        pdfmetrics.registerFont(UnicodeCIDFont(PDF_FONT))
+        pdfmetrics.registerFont(TTFont(PDF_FONT, str(FONT_FILE)))
+        for bold in (0, 1):  # one weight: <b> and <i> use it too
+            for italic in (0, 1):
+                addMapping(PDF_FONT, bold, italic, PDF_FONT)
     base = {"fontName": PDF_FONT, "wordWrap": "CJK"}
     return {
         "title": ParagraphStyle("title", fontSize=18, leading=26, alignment=1, spaceAfter=8, **base),
