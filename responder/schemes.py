@@ -308,30 +308,39 @@ class SchemeMatcher:
         return p.last_post_id if p is not None else None
 
     def step(self, now: datetime | None = None) -> MatchStep:
-        """Match the next batch of posts; cursor, matches and notices commit together."""
+        """Match the next batch of posts; cursor, matches and notices commit together.
+
+        Posts are read and matched outside the write transaction (on SQLite a write
+        holds up the responder); the write then checks that the cursor has not moved."""
         at = now or utcnow()
         done = MatchStep()
-        with self.store.transaction() as s:
+        with self.store.reader() as s:
             watches = self.watches(s)
             last = self.cursor(s)
             if last is None:
                 # First run: from the oldest scheme's start, or (no scheme yet) from now on.
                 newest = int(s.scalar(select(func.coalesce(func.max(Post.id), 0))) or 0)
-                last = min([w.watch_from for w in watches], default=newest)
-                s.add(SearchProgress(name=PROGRESS, last_post_id=last, last_audit_id=0, updated_at=at))
-                s.flush()
-            posts = s.execute(select(*_POST_COLUMNS).where(Post.id > last).order_by(Post.id)
+                start = min([w.watch_from for w in watches], default=newest)
+            else:
+                start = last
+            posts = s.execute(select(*_POST_COLUMNS).where(Post.id > start).order_by(Post.id)
                               .limit(self.batch)).all()
-            if not posts:
-                return done
-            found: list[tuple[Watch, Any]] = []
-            for post in posts:
-                mine = [w for w in watches if post.id > w.watch_from]
-                if not mine:
-                    continue
-                tokens = qlang.doc_tokens(post.title or "", post.text or "")
-                found += [(w, post) for w in mine if w.admits(post, tokens)]
-            done.posts = len(posts)
+        found: list[tuple[Watch, Any]] = []
+        for post in posts:
+            mine = [w for w in watches if post.id > w.watch_from]
+            if not mine:
+                continue
+            tokens = qlang.doc_tokens(post.title or "", post.text or "")
+            found += [(w, post) for w in mine if w.admits(post, tokens)]
+        if last is not None and not posts:
+            return done
+        with self.store.transaction() as s:
+            prog = s.get(SearchProgress, PROGRESS)
+            if (prog.last_post_id if prog is not None else None) != last:
+                return done  # another matcher moved on meanwhile: match again from its cursor
+            if prog is None:
+                prog = SearchProgress(name=PROGRESS, last_post_id=start, last_audit_id=0, updated_at=at)
+                s.add(prog)
             if found:
                 have = {(a, b) for a, b in s.execute(select(SchemeMatch.scheme_id, SchemeMatch.post_id).where(
                     SchemeMatch.post_id.in_([p.id for _w, p in found])))}
@@ -343,10 +352,10 @@ class SchemeMatcher:
                                       notice_id=notice.id if notice is not None else None))
                     done.matches += 1
                     done.notices += notice is not None
-            prog = s.get(SearchProgress, PROGRESS)
-            assert prog is not None
-            prog.last_post_id = max(prog.last_post_id, posts[-1].id)
+            if posts:
+                prog.last_post_id = max(prog.last_post_id, posts[-1].id)
             prog.updated_at = at
+        done.posts = len(posts)
         return done
 
     def catch_up(self, now: datetime | None = None) -> MatchStep:
