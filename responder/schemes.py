@@ -200,9 +200,14 @@ class Watch:
     alert: bool
     notify: str | None
     watch_from: int
+    # Every word outside a NOT: a match of a tree that requires a word holds one of them,
+    # so a post with none of them is passed over without walking the tree.
+    cue: frozenset[str] = frozenset()
 
     def admits(self, post: Any, tokens: frozenset[str]) -> bool:
         """Whether ``post`` (the ``posts`` columns) matches, as the archive search would find it."""
+        if self.cue and self.cue.isdisjoint(tokens):
+            return False
         code = post.place_code
         if code:
             if not code.startswith(self.jurisdiction):
@@ -253,12 +258,14 @@ def compile_watch(row: SavedSearch, root_jurisdiction: str = "") -> Watch | None
     except ValueError:
         return None
     j = row.jurisdiction or ""
+    tree = qlang.parse(scheme_text(d))
     return Watch(
         id=row.id, name=row.name, owner=row.created_by, jurisdiction=j,
         unplaced=j == "" or within(root_jurisdiction, j),
-        tree=qlang.parse(scheme_text(d)), place=place, kinds=many("kind"), severities=many("severity"),
+        tree=tree, place=place, kinds=many("kind"), severities=many("severity"),
         topics=many("topic"), since=since, until=until, alert=bool(d.get("alert")),
         notify=(str(d.get("notify")) if d.get("notify") else None), watch_from=int(row.watch_from or 0),
+        cue=frozenset(qlang.positive_words(tree)) if qlang.has_positive(tree) else frozenset(),
     )
 
 
