@@ -348,6 +348,10 @@ def test_existing_databases_gain_the_new_columns(tmp_path) -> None:
             for col in cols:
                 c.execute(text(f"ALTER TABLE {table} DROP COLUMN {col}"))
         c.execute(text("DROP TABLE alembic_version"))
+        # ... and before what later revisions added (0002: monitoring-scheme alerts).
+        c.execute(text("DROP TABLE scheme_matches"))
+        c.execute(text("DROP TABLE scheme_seen"))
+        c.execute(text("ALTER TABLE saved_searches DROP COLUMN watch_from"))
     store.close()
     store = Store(url)
     with store.engine.connect() as c:

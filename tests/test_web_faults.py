@@ -209,7 +209,7 @@ def test_ids_beyond_the_database_range_are_404_everywhere(ticket_app) -> None:
     for bad in (HUGE, str(MAX_DB_ID + 1), "-" + HUGE, "0", str(MAX_DB_ID)):
         for method, path in routes:
             url = re.sub(r"\{[^}]+\}", bad, path)
-            r = client_for(method, path).request(method, url, json=BODY if method == "POST" else None)
+            r = client_for(method, path).request(method, url, json=BODY if method in ("POST", "PUT") else None)
             assert r.status_code == 404, f"{method} {url} → {r.status_code}: {r.text[:200]}"
             # Pages answer the error page, the API JSON.
             page = r.headers["content-type"].startswith("text/html")

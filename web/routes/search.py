@@ -73,6 +73,7 @@ from responder.safety import DbId, valid_id
 from responder.search.base import FACET_FIELDS, SearchResult
 from web.auth import require
 from web.context import WebContext, get_ctx
+from web.routes.tickets import _form_page as form_page  # an unknown scheme: the 404 page, not JSON
 from web.templating import SEVERITY_COLOUR, render
 
 router = APIRouter()
@@ -313,6 +314,7 @@ async def create_scheme_form(request: Request, ctx: WebContext = Depends(get_ctx
 
 
 @router.post("/schemes/{sid}", response_class=HTMLResponse)
+@form_page
 async def edit_scheme_form(sid: str, request: Request, ctx: WebContext = Depends(get_ctx),
                            actor: Actor = Depends(require(Permission.SEARCH))) -> Response:
     """Its owner, or an admin who sees it (:func:`responder.cases.update_saved_search` decides)."""
@@ -320,6 +322,7 @@ async def edit_scheme_form(sid: str, request: Request, ctx: WebContext = Depends
 
 
 @router.post("/schemes/{sid}/delete", response_class=HTMLResponse)
+@form_page
 async def delete_scheme_form(sid: str, request: Request, ctx: WebContext = Depends(get_ctx),
                              actor: Actor = Depends(require(Permission.SEARCH))) -> Response:
     num = _scheme_id(sid)
