@@ -41,7 +41,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 STAGES = ("classifier", "responder", "crawler")
 DOWN_S = 3.0  # how long the broker stays dead
-WITHIN_S = 60.0  # a post published after the restart is stored within this
+WITHIN_S = 120.0  # a post published after the restart is stored within this (a liveness bound: with the suite on two workers a 2-core machine is saturated and group rejoins slow down; one run took over 60 s)
 
 
 def _send(producer: Producer, topic: str, post: RawPost, timeout_s: float = 60.0) -> None:
